@@ -1,0 +1,1 @@
+"""The domain: what makes an image bootable (kernel, initrd, packages, profiles)."""

@@ -1,0 +1,112 @@
+"""Every exception ociboot raises on purpose.
+
+    OcibootError                      exit code 3 at the CLI: the image could not be read
+    ├── InvalidReference              the text is not a reference (names the bad part)
+    ├── SourceError                   reaching or reading the medium failed
+    │   ├── ImageNotFound             no such file, layout, tag, digest, blob or repository
+    │   ├── AuthenticationError       credentials missing, refused, or a token could not be had
+    │   └── RegistryError             an HTTP/transport failure (status, OCI error codes, temporary)
+    ├── ContentError                  the bytes are not what they claim to be
+    │   ├── DigestMismatch            expected vs actual digest (or size) of a named object
+    │   ├── InvalidManifest           malformed JSON / schema violation / cap exceeded / loop
+    │   ├── UnsupportedMediaType      schema1, encrypted layers, unknown layer types
+    │   └── NoMatchingPlatform        an index has no manifest for the wanted platform
+    └── LayerError                    a layer's tar stream cannot be applied safely
+        ├── UnsafePath                `..` or other names that would escape the root
+        ├── InvalidWhiteout           a bare `.wh.` and similar
+        ├── UnsupportedCompression    magic and media type disagree, or an unknown codec
+        └── TruncatedLayer            the stream ended early or is not a tar
+
+"The image is not bootable" is never an exception: it is a Finding (see report.py).
+Foreign exceptions are translated at the module that owns the library, `raise X(...) from exc`.
+"""
+
+from __future__ import annotations
+
+
+class OcibootError(Exception):
+    """Root of ociboot's errors; `str(e)` is the one line the CLI prints."""
+
+    exit_code = 3
+
+
+class InvalidReference(OcibootError, ValueError):
+    pass
+
+
+class SourceError(OcibootError):
+    pass
+
+
+class ImageNotFound(SourceError):
+    pass
+
+
+class AuthenticationError(SourceError):
+    pass
+
+
+class RegistryError(SourceError):
+    """An HTTP or transport failure.  `temporary` marks what a retry may cure."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        codes: tuple[str, ...] = (),
+        temporary: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = codes
+        self.temporary = temporary
+
+
+class ContentError(OcibootError):
+    pass
+
+
+class DigestMismatch(ContentError):
+    def __init__(self, expected: str, actual: str, what: str) -> None:
+        super().__init__(f"digest mismatch for {what}: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+        self.what = what
+
+
+class InvalidManifest(ContentError):
+    pass
+
+
+class UnsupportedMediaType(ContentError):
+    pass
+
+
+class NoMatchingPlatform(ContentError):
+    def __init__(self, wanted: str, available: tuple[str, ...], where: str = "") -> None:
+        listing = ", ".join(available) if available else "none"
+        at = f" in {where}" if where else ""
+        super().__init__(f"no manifest for platform {wanted}{at}; available: {listing}")
+        self.wanted = wanted
+        self.available = available
+
+
+class LayerError(OcibootError):
+    pass
+
+
+class UnsafePath(LayerError):
+    pass
+
+
+class InvalidWhiteout(LayerError):
+    pass
+
+
+class UnsupportedCompression(LayerError):
+    pass
+
+
+class TruncatedLayer(LayerError):
+    pass

@@ -1,0 +1,1 @@
+"""The virtual filesystem: tar records (`node.Entry`), the flattened tree, overlay rules."""

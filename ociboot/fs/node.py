@@ -1,0 +1,110 @@
+"""Pure data of the virtual filesystem: one tar record (`Entry`) and one tree node (`Node`).
+
+Paths are normalised by layer.py before they get here: relative POSIX, no `.`/`..` parts, no
+leading or trailing `/`, and the root itself is the empty string "".
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Kind(StrEnum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    CHAR = "char"
+    BLOCK = "block"
+    FIFO = "fifo"
+
+    @property
+    def ls_char(self) -> str:
+        return {"file": "-", "dir": "d", "symlink": "l", "hardlink": "-", "char": "c",
+                "block": "b", "fifo": "p"}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One record of a layer's tar stream, after path normalisation.
+
+    `linkname` is the raw symlink target for SYMLINK, and the normalised target path for
+    HARDLINK.  `offset` is where the member's data starts in the *uncompressed* tar stream
+    (-1 if unknown), so one member can be found again on a re-read.
+    """
+
+    path: str
+    kind: Kind
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    mtime: int = 0
+    linkname: str = ""
+    uname: str = ""
+    gname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    xattrs: Mapping[str, bytes] = field(default_factory=dict, compare=False)
+    offset: int = -1
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+    @property
+    def parent(self) -> str:
+        return self.path.rpartition("/")[0]
+
+    @property
+    def filemode(self) -> str:
+        """`ls -l` style, e.g. `-rwxr-xr-x`."""
+        return self.kind.ls_char + stat.filemode(self.mode & 0o7777 | stat.S_IFREG)[1:]
+
+
+class LayerContent(Protocol):
+    """What the overlay needs of one indexed layer (layer.LayerIndex satisfies it).
+
+    `captured` maps an entry path to the bytes kept while streaming (possibly only a head of
+    the file, see `complete`): everything else is metadata only.
+    """
+
+    @property
+    def name(self) -> str: ...  # the layer's identity in messages, usually its digest
+
+    @property
+    def entries(self) -> Sequence[Entry]: ...
+
+    @property
+    def captured(self) -> Mapping[str, bytes]: ...
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    """A path in the flattened tree.
+
+    `entry` is the record that defines its metadata; `layer` is the index (base = 0) of the
+    layer that supplied that record.  For a hardlink, `entry` and `layer` are the *target's*
+    (that is where the bytes are) and `hardlink` is the link's own record.
+    """
+
+    entry: Entry
+    layer: int
+    children: dict[str, Node] | None = None
+    hardlink: Entry | None = None
+
+    @property
+    def kind(self) -> Kind:
+        return self.entry.kind
+
+    @property
+    def is_dir(self) -> bool:
+        return self.entry.kind is Kind.DIR
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.entry.kind is Kind.SYMLINK

@@ -1,0 +1,83 @@
+"""Image sources: one medium each, all returning *raw, unverified* bytes.
+
+Verification happens once, above the sources (image.py for manifests and configs, layer.py for
+layer blobs).  A source only finds bytes: the manifest or index a reference names, any manifest
+by digest, and any blob as a stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Protocol
+
+from ..digest import Digest
+from ..ref import ImageRef, Transport
+from ..spec import Descriptor
+
+
+@dataclass(frozen=True, slots=True)
+class RawManifest:
+    """A manifest or index body exactly as stored.
+
+    `media_type` is what the medium says it is (Content-Type, the index descriptor); `digest`
+    is the digest it is *claimed* to have (by the reference, an index entry or
+    Docker-Content-Digest) and None when nothing names one; image.py verifies it.
+    """
+
+    data: bytes
+    media_type: str | None
+    digest: Digest | None
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """Transport settings a user can give (skopeo's flags of the same names)."""
+
+    creds: str | None = None  # USER[:PASS]
+    authfile: str | None = None
+    tls_verify: bool = True
+    cert_dir: str | None = None
+    plain_http: bool | None = None  # None: plain HTTP only for loopback hosts
+    timeout: float = 30.0
+    retries: int = 3
+
+
+class ImageSource(Protocol):
+    @property
+    def ref(self) -> ImageRef: ...
+
+    def get_manifest(self, digest: Digest | None = None) -> RawManifest:
+        """The manifest or index the reference names (digest=None), or the one with `digest`."""
+        ...
+
+    def open_blob(self, descriptor: Descriptor) -> IO[bytes]:
+        """A stream of the blob's raw bytes (a context manager; close it)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+SourceFactory = Callable[[ImageRef, SourceOptions], ImageSource]
+
+
+def _factories() -> dict[Transport, SourceFactory]:
+    # Imported lazily so that reading a local archive never imports oras/requests.
+    from . import docker_archive, layout
+
+    def registry(ref: ImageRef, options: SourceOptions) -> ImageSource:
+        from .registry import RegistrySource
+
+        return RegistrySource(ref, options)
+
+    return {
+        Transport.OCI: layout.open_layout,
+        Transport.OCI_ARCHIVE: layout.open_layout,
+        Transport.DOCKER_ARCHIVE: docker_archive.open_docker_archive,
+        Transport.DOCKER: registry,
+    }
+
+
+def open_source(ref: ImageRef, options: SourceOptions | None = None) -> ImageSource:
+    return _factories()[ref.transport](ref, options or SourceOptions())
