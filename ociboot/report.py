@@ -1,0 +1,254 @@
+"""Findings and reports, and their renderers: text, JSON, SARIF 2.1.0, JUnit XML.
+
+A failed check is data, not an exception: each rule that ran yields one Finding per subject
+with an outcome.  "Could not run" (`Outcome.ERROR`: a cap hit, an unknown database format) is
+its own outcome and never counts as a pass.  stdlib only (import level 0).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from xml.etree import ElementTree as ET
+
+#: bumped when a key of the JSON output changes meaning or disappears (adding keys is compatible).
+JSON_SCHEMA_VERSION = 1
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"error": 0, "warning": 1, "info": 2}[self.value]
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"  # skipped by --skip/policy, or not applicable to this image
+    ERROR = "error"  # the check could not run: never a pass
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    severity: Severity
+    outcome: Outcome
+    message: str
+    path: str | None = None
+    evidence: tuple[str, ...] = ()
+    hint: str | None = None
+
+    @property
+    def blocking(self) -> bool:
+        """Does this finding make the image not bootable (before --fatal-warnings)?"""
+        return self.severity is Severity.ERROR and self.outcome in (Outcome.FAIL, Outcome.ERROR)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": str(self.severity),
+            "outcome": str(self.outcome),
+            "message": self.message,
+            "path": self.path,
+            "evidence": list(self.evidence),
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    id: str
+    title: str
+    description: str
+    severity: Severity
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    image: str
+    digest: str
+    platform: str
+    profile: str
+    profile_reason: str
+    findings: tuple[Finding, ...]
+    rules: Mapping[str, RuleInfo] = field(default_factory=dict)
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    def failures(self, *, fatal_warnings: bool = False) -> list[Finding]:
+        out = [f for f in self.findings if f.blocking]
+        if fatal_warnings:
+            out += [f for f in self.findings
+                    if f.severity is Severity.WARNING and f.outcome in (Outcome.FAIL, Outcome.ERROR)]
+        return out
+
+    def bootable(self, *, fatal_warnings: bool = False) -> bool:
+        return not self.failures(fatal_warnings=fatal_warnings)
+
+    def counts(self) -> dict[str, int]:
+        out = {str(o): 0 for o in Outcome}
+        for f in self.findings:
+            out[str(f.outcome)] += 1
+        return out
+
+    def to_json(self, *, fatal_warnings: bool = False) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "platform": self.platform,
+            "profile": self.profile,
+            "profileReason": self.profile_reason,
+            "bootable": self.bootable(fatal_warnings=fatal_warnings),
+            "counts": self.counts(),
+            "findings": [f.to_json() for f in _ordered(self.findings)],
+            "facts": dict(self.facts),
+        }
+
+
+def _ordered(findings: Iterable[Finding]) -> list[Finding]:
+    outcome_rank = {Outcome.FAIL: 0, Outcome.ERROR: 0, Outcome.PASS: 1, Outcome.SKIP: 2}
+    return sorted(findings, key=lambda f: (outcome_rank[f.outcome], f.severity.rank, f.rule, f.path or ""))
+
+
+def exit_code(reports: Sequence[Report], *, fatal_warnings: bool = False) -> int:
+    return 0 if all(r.bootable(fatal_warnings=fatal_warnings) for r in reports) else 1
+
+
+# --- renderers -------------------------------------------------------------------------------
+
+
+def render_text(reports: Sequence[Report], *, fatal_warnings: bool = False, verbose: bool = False) -> str:
+    """Plain text for people and logs; passes are listed only with `verbose`."""
+    out: list[str] = []
+    for r in reports:
+        verdict = "BOOTABLE" if r.bootable(fatal_warnings=fatal_warnings) else "NOT BOOTABLE"
+        out.append(f"{r.image}  {r.digest}  {r.platform}")
+        out.append(f"  profile: {r.profile} ({r.profile_reason})")
+        for f in _ordered(r.findings):
+            if f.outcome is Outcome.PASS and not verbose:
+                continue
+            if f.outcome is Outcome.SKIP and not verbose:
+                continue
+            mark = {"fail": "FAIL", "error": "NOT RUN", "pass": "ok", "skip": "skip"}[f.outcome.value]
+            out.append(f"  {mark:<7} {f.severity.value:<7} {f.rule:<8} {f.message}")
+            for ev in f.evidence:
+                out.append(f"{'':26}{ev}")
+            if f.hint and f.outcome in (Outcome.FAIL, Outcome.ERROR):
+                out.append(f"{'':26}fix: {f.hint}")
+        c = r.counts()
+        out.append(f"  {verdict}: {c['fail']} failed, {c['error']} not run, {c['pass']} passed, {c['skip']} skipped")
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def render_json(reports: Sequence[Report], *, fatal_warnings: bool = False) -> str:
+    doc = {
+        "schemaVersion": JSON_SCHEMA_VERSION,
+        "bootable": exit_code(reports, fatal_warnings=fatal_warnings) == 0,
+        "reports": [r.to_json(fatal_warnings=fatal_warnings) for r in reports],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+_SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+
+
+def render_sarif(reports: Sequence[Report], *, tool_version: str = "0") -> str:
+    """SARIF 2.1.0: one run; rules from the reports' rule tables; results for fail/error only."""
+    rules: dict[str, RuleInfo] = {}
+    for r in reports:
+        rules.update(r.rules)
+    for r in reports:
+        for f in r.findings:
+            rules.setdefault(f.rule, RuleInfo(f.rule, f.rule, "", f.severity))
+    rule_ids = sorted(rules)
+    results = []
+    for r in reports:
+        for f in _ordered(r.findings):
+            if f.outcome not in (Outcome.FAIL, Outcome.ERROR):
+                continue
+            uri = (f.path or "/").lstrip("/") or "."
+            results.append({
+                "ruleId": f.rule,
+                "ruleIndex": rule_ids.index(f.rule),
+                "level": _SARIF_LEVEL[f.severity],
+                "kind": "fail",
+                "message": {"text": f.message + ("" if f.outcome is Outcome.FAIL else " (check could not run)")},
+                "locations": [{
+                    "physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": "IMAGEROOT"}},
+                    "logicalLocations": [{"name": r.image, "fullyQualifiedName": f"{r.image}@{r.digest}",
+                                          "kind": "module"}],
+                }],
+                "properties": {"image": r.image, "digest": r.digest, "platform": r.platform,
+                               "profile": r.profile, "evidence": list(f.evidence),
+                               **({"hint": f.hint} if f.hint else {})},
+            })
+    doc = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "ociboot",
+                "version": tool_version,
+                "informationUri": "https://github.com/ociboot/ociboot",
+                "rules": [{
+                    "id": rid,
+                    "name": rules[rid].title,
+                    "shortDescription": {"text": rules[rid].title},
+                    "fullDescription": {"text": rules[rid].description or rules[rid].title},
+                    "defaultConfiguration": {"level": _SARIF_LEVEL[rules[rid].severity]},
+                    **({"properties": {"sources": list(rules[rid].sources)}} if rules[rid].sources else {}),
+                } for rid in rule_ids],
+            }},
+            "originalUriBaseIds": {"IMAGEROOT": {"uri": "file:///"}},
+            "results": results,
+        }],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def render_junit(reports: Sequence[Report], *, fatal_warnings: bool = False) -> str:
+    """JUnit XML: a testsuite per image, a testcase per finding (failure / error / skipped)."""
+    suites = ET.Element("testsuites", name="ociboot")
+    total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for r in reports:
+        suite = ET.SubElement(suites, "testsuite", name=f"{r.image} [{r.platform}]")
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        for f in _ordered(r.findings):
+            case = ET.SubElement(suite, "testcase", classname=f"ociboot.{r.profile}.{f.rule}",
+                                 name=f"{f.rule} {f.path or ''}".strip())
+            counts["tests"] += 1
+            detail = "\n".join([f.message, *f.evidence, *([f"fix: {f.hint}"] if f.hint else [])])
+            gating = f.severity is Severity.ERROR or (fatal_warnings and f.severity is Severity.WARNING)
+            if f.outcome is Outcome.FAIL and gating:
+                el = ET.SubElement(case, "failure", message=f.message, type=str(f.severity))
+                el.text = detail
+                counts["failures"] += 1
+            elif f.outcome is Outcome.ERROR and gating:
+                el = ET.SubElement(case, "error", message=f.message, type="not-run")
+                el.text = detail
+                counts["errors"] += 1
+            elif f.outcome is Outcome.SKIP:
+                ET.SubElement(case, "skipped", message=f.message)
+                counts["skipped"] += 1
+            elif f.outcome in (Outcome.FAIL, Outcome.ERROR):
+                out = ET.SubElement(case, "system-out")
+                out.text = f"{f.severity}: {detail}"
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            total[key] += value
+    for key, value in total.items():
+        suites.set(key, str(value))
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+RENDERERS = {"text": render_text, "json": render_json, "sarif": render_sarif, "junit": render_junit}
