@@ -1,0 +1,124 @@
+"""The architecture's rules, enforced: import layering (DESIGN.md §2) and the pinned public API."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import ociboot
+
+PKG = Path(ociboot.__file__).parent
+
+# Level of each module (lower never imports higher).  Modules not listed fail the test, so a
+# new module must be placed on purpose.
+LEVELS = {
+    "errors": 0, "digest": 0, "mediatypes": 0, "report": 0, "fs.node": 0,
+    "ref": 1, "spec": 1, "compression": 1, "fs.tree": 1, "fs.overlay": 1, "fs": 1,
+    "sources": 2, "sources._store": 2, "sources.layout": 2, "sources.docker_archive": 2,
+    "sources.registry": 2, "sources.auth": 2,
+    "image": 3, "layer": 3, "cache": 3,
+    "boot": 4,
+    "pipeline": 5, "views": 5,
+    "cli": 6, "__main__": 6, "__init__": 6,
+}
+# Third-party libraries and the only modules allowed to import them.
+OWNERS = {
+    "oras": {"sources.registry"},
+    "requests": {"sources.registry", "sources.auth"},
+    "urllib3": {"sources.registry"},
+    "zstandard": {"compression"},
+    "isal": {"compression"},
+    "zlib_ng": {"compression"},
+    "lz4": {"compression"},
+    "magic": {"boot._sniff"},
+    "typer": {"cli", "__main__"},
+    "rich": {"cli", "__main__"},
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _level(module: str) -> int:
+    probe = module
+    while probe:
+        if probe in LEVELS:
+            return LEVELS[probe]
+        probe = probe.rpartition(".")[0]
+    raise AssertionError(f"module ociboot.{module} has no level in DESIGN.md's import rules")
+
+
+def _imports(module: str, path: Path) -> list[tuple[str, bool]]:
+    """(imported name, is_ociboot) for every import statement, resolved to absolute names."""
+    tree = ast.parse(path.read_text())
+    base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.name
+                if name.startswith("ociboot."):
+                    found.append((name.removeprefix("ociboot."), True))
+                else:
+                    found.append((name, False))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join([*anchor, node.module] if node.module else anchor)
+                if node.module is None:
+                    found.extend((f"{target}.{a.name}".strip("."), True) for a in node.names)
+                else:
+                    found.append((target, True))
+            elif node.module and (node.module == "ociboot" or node.module.startswith("ociboot.")):
+                found.append((node.module.removeprefix("ociboot").lstrip("."), True))
+            elif node.module:
+                found.append((node.module, False))
+    return found
+
+
+def test_every_module_has_a_level() -> None:
+    for module in _modules():
+        _level(module)
+
+
+def test_lower_levels_never_import_higher() -> None:
+    problems = []
+    modules = _modules()
+    for module, path in modules.items():
+        mine = _level(module)
+        for name, internal in _imports(module, path):
+            if not internal or not name:
+                continue
+            target = name
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != module and _level(target) > mine and not module.startswith(target + "."):
+                problems.append(f"ociboot.{module} (level {mine}) imports ociboot.{target} (level {_level(target)})")
+    assert not problems, "\n".join(problems)
+
+
+def test_third_party_libraries_stay_behind_their_module() -> None:
+    problems = []
+    for module, path in _modules().items():
+        for name, internal in _imports(module, path):
+            top = name.split(".")[0]
+            if not internal and top in OWNERS and module not in OWNERS[top]:
+                problems.append(f"ociboot.{module} imports {top}; only {sorted(OWNERS[top])} may")
+    assert not problems, "\n".join(problems)
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(ociboot.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert hasattr(ociboot, name), name
+
+
+PUBLIC = ["__version__"]
