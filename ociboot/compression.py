@@ -1,0 +1,398 @@
+"""Compression of layers and initrds: sniffed from magic, decompressed as a bounded stream.
+
+This is the only module that imports zstandard and the faster inflaters (isal, zlib-ng); every
+decompressor error is translated here into ociboot.errors, naming what was being read.
+
+Decisions:
+- Compression is sniffed from the first bytes, not taken from a media type (containerd and
+  go-containerregistry's PeekCompression do the same); the caller decides what a mismatch means.
+- gzip: multi-member streams and zero padding after the last member are read through (RFC 1952
+  §2.2 allows members back to back); isal inflates 2-2.5x faster than zlib (field-notes).
+- zstd: `stream_reader(read_across_frames=True)`, because layers may hold several frames and
+  `decompressobj()` stops after the first.  zstandard ends *silently* on a truncated frame, so
+  the compressed bytes are tracked frame by frame (RFC 8878 §3.1) to tell a clean end from a cut.
+- lz4 legacy (Linux initramfs `lz4 -l`) is decoded in pure Python: slow, but initrds are small.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import zlib
+from collections.abc import Callable
+from enum import StrEnum
+from typing import IO, Any, Protocol, cast
+
+import zstandard
+
+from .errors import OcibootError, TruncatedLayer, UnsupportedCompression
+
+# What the decoders raise on bad input (lz4's IndexError: a back-reference or run past the end).
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # gzip.BadGzipFile, bz2's "Invalid data stream"
+    ValueError,
+    IndexError,
+    zlib.error,
+    lzma.LZMAError,
+    zstandard.ZstdError,
+)
+_GzipFile: Any
+try:
+    from isal import igzip as _igzip
+    from isal import isal_zlib as _isal_zlib
+
+    _GzipFile = _igzip.IGzipFile
+    _DECODE_ERRORS = (*_DECODE_ERRORS, cast(type[BaseException], _isal_zlib.error))
+except ImportError:  # pragma: no cover - depends on the optional `fast` extra
+    try:
+        from zlib_ng import gzip_ng as _gzip_ng
+        from zlib_ng import zlib_ng as _zlib_ng
+
+        _GzipFile = _gzip_ng.GzipNGFile
+        _DECODE_ERRORS = (*_DECODE_ERRORS, cast(type[BaseException], _zlib_ng.error))
+    except ImportError:
+        _GzipFile = gzip.GzipFile
+
+
+class Compression(StrEnum):
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+    XZ = "xz"
+    BZIP2 = "bzip2"
+    LZMA = "lzma"
+    LZ4 = "lz4"
+
+
+#: Enough bytes for `sniff` to decide.
+SNIFF_BYTES = 6
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
+
+
+def sniff(head: bytes) -> Compression:
+    """The compression whose magic `head` starts with; NONE for anything else."""
+    if head.startswith(b"\x1f\x8b"):
+        return Compression.GZIP
+    if head.startswith(_ZSTD_MAGIC):
+        return Compression.ZSTD
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return Compression.XZ
+    if head.startswith(b"BZh"):
+        return Compression.BZIP2
+    if head.startswith(_LZ4_LEGACY_MAGIC):
+        return Compression.LZ4
+    # lzma "alone" has no magic: properties byte 0x5d (lc=3 lp=0 pb=2, what every encoder
+    # writes) and a little-endian dictionary size whose top bytes are 0 (libmagic does the same).
+    if head.startswith(b"\x5d\x00\x00"):
+        return Compression.LZMA
+    return Compression.NONE
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class PeekableReader:
+    """Lets the first bytes of a non-seekable stream be looked at without losing them."""
+
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self._head = b""
+
+    def peek(self, n: int) -> bytes:
+        """Up to `n` bytes from the current position (fewer only at EOF); they stay unread."""
+        while len(self._head) < n:
+            chunk = self._raw.read(n - len(self._head))
+            if not chunk:
+                break
+            self._head += chunk
+        return self._head[:n]
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._raw.read(n)
+        if n is None or n < 0:
+            data, self._head = self._head + self._raw.read(), b""
+            return data
+        data, self._head = self._head[:n], self._head[n:]
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        close = getattr(self._raw, "close", None)
+        if close is not None:
+            close()
+
+
+class DecompressedReader:
+    """A decompressing binary stream (read/readinto) whose failures are ociboot errors."""
+
+    def __init__(self, inner: Any, compression: Compression, what: str, check: Callable[[], None]) -> None:
+        self._inner = inner
+        self.compression = compression
+        self.what = what
+        self._check = check  # raises when the compressed stream ended somewhere it may not
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._done:
+            return b""
+        try:
+            data: bytes = self._inner.read(n)
+            if not data:
+                self._done = True
+                self._check()
+            return data
+        except OcibootError:
+            raise  # e.g. DigestMismatch from the verifying reader underneath
+        except EOFError as exc:
+            raise TruncatedLayer(f"{self.what}: {self.compression} stream ends early ({exc})") from exc
+        except _DECODE_ERRORS as exc:
+            raise TruncatedLayer(f"{self.what}: corrupt {self.compression} data ({exc})") from exc
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def open_decompressed(raw: Readable, compression: Compression, what: str = "stream") -> Readable:
+    """A stream of the decompressed bytes of `raw` (which the caller keeps and closes).
+
+    Reads return at most the requested size, so memory stays bounded whatever the ratio.
+    """
+    compression = Compression(compression)
+    if compression is Compression.NONE:
+        return raw
+    source = cast(IO[bytes], raw)  # the decoders only call read()
+
+    inner: Any
+    clean_end: Callable[[], None] = _nothing
+    if compression is Compression.GZIP:
+        inner = _GzipFile(fileobj=source, mode="rb")
+    elif compression is Compression.ZSTD:
+        frames = _ZstdFrames(raw, what)
+        clean_end = frames.check_end
+        inner = zstandard.ZstdDecompressor().stream_reader(
+            cast(IO[bytes], frames), read_across_frames=True, closefd=False
+        )
+    elif compression is Compression.XZ:
+        inner = lzma.LZMAFile(source, format=lzma.FORMAT_XZ)  # noqa: SIM115 - returned open
+    elif compression is Compression.LZMA:
+        inner = lzma.LZMAFile(source, format=lzma.FORMAT_ALONE)  # noqa: SIM115 - returned open
+    elif compression is Compression.BZIP2:
+        inner = bz2.BZ2File(source)
+    elif compression is Compression.LZ4:
+        inner = _Lz4Legacy(raw)
+    else:  # pragma: no cover - the enum is closed
+        raise UnsupportedCompression(f"{what}: unsupported compression {compression}")
+    return DecompressedReader(inner, compression, what, clean_end)
+
+
+def _nothing() -> None:
+    pass
+
+
+# --- zstd frame tracking ---------------------------------------------------------------------
+
+_SKIPPABLE_MAGIC_LOW = 0x184D2A50  # RFC 8878 §3.1.2: 0x184D2A50..0x184D2A5F
+_ST_MAGIC, _ST_SKIP_SIZE, _ST_FHD, _ST_HEADER, _ST_BLOCK = range(5)
+
+
+class _ZstdFrames:
+    """Follows frame and block headers of the compressed bytes zstandard reads (RFC 8878 §3.1.1).
+
+    Only headers are looked at (one per block of up to 128 KiB), so the cost is negligible.
+    """
+
+    def __init__(self, raw: Readable, what: str) -> None:
+        self._raw = raw
+        self._what = what
+        self._lost = False  # an unknown magic: zstandard itself reports the bad frame
+        self._state = _ST_MAGIC
+        self._need = 4
+        self._buf = bytearray()
+        self._skip = 0
+        self._checksum = False
+        self.frames = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        if not self._lost:
+            self._feed(data)
+        return data
+
+    def _feed(self, data: bytes) -> None:
+        i, end = 0, len(data)
+        while i < end and not self._lost:
+            if self._skip:
+                k = min(self._skip, end - i)
+                self._skip -= k
+                i += k
+                continue
+            k = min(self._need - len(self._buf), end - i)
+            self._buf += data[i : i + k]
+            i += k
+            if len(self._buf) == self._need:
+                self._advance(bytes(self._buf))
+                self._buf.clear()
+
+    def _advance(self, field: bytes) -> None:
+        if self._state == _ST_MAGIC:
+            magic = int.from_bytes(field, "little")
+            if field == _ZSTD_MAGIC:
+                self._state, self._need = _ST_FHD, 1
+            elif magic & 0xFFFFFFF0 == _SKIPPABLE_MAGIC_LOW:
+                self._state, self._need = _ST_SKIP_SIZE, 4
+            else:
+                self._lost = True
+        elif self._state == _ST_SKIP_SIZE:
+            self._skip = int.from_bytes(field, "little")
+            self._state, self._need = _ST_MAGIC, 4
+        elif self._state == _ST_FHD:
+            fhd = field[0]
+            fcs_flag, single, dict_flag = fhd >> 6, fhd >> 5 & 1, fhd & 3
+            self._checksum = bool(fhd >> 2 & 1)
+            fcs = (1 if single else 0, 2, 4, 8)[fcs_flag]
+            rest = (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + fcs
+            self._state, self._need = (_ST_HEADER, rest) if rest else (_ST_BLOCK, 3)
+        elif self._state == _ST_HEADER:
+            self._state, self._need = _ST_BLOCK, 3
+        else:
+            header = int.from_bytes(field, "little")
+            last, block_type, size = header & 1, header >> 1 & 3, header >> 3
+            self._skip = 1 if block_type == 1 else size  # an RLE block stores one byte
+            if last:
+                self._skip += 4 if self._checksum else 0
+                self._state, self._need = _ST_MAGIC, 4
+                self.frames += 1
+
+    def check_end(self) -> None:
+        if not self._lost and (self._state != _ST_MAGIC or self._buf or self._skip):
+            raise TruncatedLayer(f"{self._what}: zstd stream ends inside frame {self.frames + 1}")
+
+    def close(self) -> None:
+        pass
+
+
+# --- lz4 legacy ------------------------------------------------------------------------------
+
+_LZ4_MAX_BLOCK = 8 << 20  # the legacy format's fixed block size (lz4 programs/lz4io.c)
+_LZ4_BOUND = _LZ4_MAX_BLOCK + _LZ4_MAX_BLOCK // 255 + 16
+
+
+class _Lz4Legacy:
+    """lz4 legacy frames: magic, then blocks of `u32 size` + LZ4 block data, to EOF.
+
+    Concatenated legacy streams repeat the magic where a block size would be (Linux's
+    lib/decompress_unlz4.c accepts that, and so do we).
+    """
+
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self._out = b""
+        self._pos = 0
+        self._started = False
+
+    def _exact(self, n: int) -> bytes:
+        parts, got = [], 0
+        while got < n:
+            chunk = self._raw.read(n - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def _next_block(self) -> bool:
+        if not self._started:
+            if self._exact(4) != _LZ4_LEGACY_MAGIC:
+                raise ValueError("not an lz4 legacy stream")
+            self._started = True
+        while True:
+            size_field = self._exact(4)
+            if not size_field:
+                return False
+            if len(size_field) < 4:
+                raise EOFError("lz4 block size cut short")
+            if size_field != _LZ4_LEGACY_MAGIC:
+                break
+        size = int.from_bytes(size_field, "little")
+        if size > _LZ4_BOUND:
+            raise ValueError(f"lz4 block of {size} bytes exceeds the legacy bound")
+        block = self._exact(size)
+        if len(block) < size:
+            raise EOFError(f"lz4 block cut short ({len(block)} of {size} bytes)")
+        self._out, self._pos = lz4_block_decompress(block), 0
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pos >= len(self._out) and not self._next_block():
+            return b""
+        if n is None or n < 0:
+            n = len(self._out)
+        data = self._out[self._pos : self._pos + n]
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+def lz4_block_decompress(src: bytes, limit: int = _LZ4_MAX_BLOCK) -> bytes:
+    """Decode one LZ4 block (lz4 doc/lz4_Block_format.md): literal runs and back-references."""
+    out = bytearray()
+    i, n = 0, len(src)
+    while i < n:
+        token = src[i]
+        i += 1
+        run = token >> 4
+        if run == 15:
+            while True:
+                b = src[i]
+                i += 1
+                run += b
+                if b != 255:
+                    break
+        out += src[i : i + run]
+        i += run
+        if i >= n:
+            break  # the last sequence is literals only
+        offset = src[i] | src[i + 1] << 8
+        i += 2
+        length = token & 15
+        if length == 15:
+            while True:
+                b = src[i]
+                i += 1
+                length += b
+                if b != 255:
+                    break
+        length += 4  # minmatch
+        if offset == 0 or offset > len(out):
+            raise ValueError(f"lz4 back-reference {offset} outside the {len(out)} bytes decoded")
+        start = len(out) - offset
+        if length <= offset:
+            out += out[start : start + length]
+        else:  # overlapping copy repeats the last `offset` bytes
+            pattern = bytes(out[start:])
+            out += (pattern * (length // offset + 1))[:length]
+        if len(out) > limit:
+            raise ValueError("lz4 block decodes to more than the legacy block size")
+    return bytes(out)
