@@ -89,13 +89,17 @@ class Node:
 
     `entry` is the record that defines its metadata; `layer` is the index (base = 0) of the
     layer that supplied that record.  For a hardlink, `entry` and `layer` are the *target's*
-    (that is where the bytes are) and `hardlink` is the link's own record.
+    (that is where the bytes are) and `hardlink` is the link's own record.  `implicit` marks a
+    directory no entry described: created because an entry below it needed a parent (its
+    `entry` is synthesised, mode 0o755, owner 0, in layer `layer`).
     """
 
     entry: Entry
     layer: int
-    children: dict[str, Node] | None = None
+    # Not in repr: printing one node would print its whole subtree.
+    children: dict[str, Node] | None = field(default=None, repr=False)
     hardlink: Entry | None = None
+    implicit: bool = False
 
     @property
     def kind(self) -> Kind:
