@@ -1,0 +1,566 @@
+"""Manifest resolution: index -> manifest -> config with every digest verified.
+
+Part (a) runs against `DictSource`, an honest fake at our own seam: it hands back stored bytes
+and nothing else (no parsing, no verification), so every check under test is image.py's.
+Part (b) runs the conformance layouts through the real OCI layout source.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from typing import IO, Any
+
+import pytest
+from imagebuilder import (
+    OCI_INDEX,
+    Blob,
+    BuiltImage,
+    BuiltIndex,
+    ImageBuilder,
+    LayerBuilder,
+    build_index,
+    canonical_json,
+    sha256,
+)
+
+from ociboot.digest import Digest
+from ociboot.errors import (
+    DigestMismatch,
+    ImageNotFound,
+    InvalidManifest,
+    NoMatchingPlatform,
+    UnsupportedMediaType,
+)
+from ociboot.image import MAX_INDEX_DEPTH, EntryKind, describe_index, resolve, resolve_all
+from ociboot.ref import ImageRef, parse_ref
+from ociboot.sources import RawManifest
+from ociboot.spec import Descriptor, Platform
+
+REF = parse_ref("oci:/test/layout:v1")
+AMD64 = Platform("linux", "amd64")
+
+
+class DictSource:
+    """Stored bytes by digest, plus the body the reference names.  No checks of its own."""
+
+    def __init__(
+        self,
+        top: bytes,
+        blobs: dict[str, bytes],
+        *,
+        ref: ImageRef = REF,
+        content_type: str | None = None,
+        claimed: Digest | None = None,
+    ) -> None:
+        self._ref = ref
+        self.top = top
+        self.blobs = dict(blobs)
+        self.content_type = content_type
+        self.claimed = claimed
+        self.manifest_requests: list[str | None] = []
+
+    @property
+    def ref(self) -> ImageRef:
+        return self._ref
+
+    def get_manifest(self, digest: Digest | None = None) -> RawManifest:
+        self.manifest_requests.append(None if digest is None else str(digest))
+        if digest is None:
+            return RawManifest(self.top, self.content_type, self.claimed, "test:top")
+        try:
+            data = self.blobs[str(digest)]
+        except KeyError:
+            raise ImageNotFound(f"no manifest {digest}") from None
+        return RawManifest(data, None, None, f"test:{digest}")
+
+    def open_blob(self, descriptor: Descriptor) -> IO[bytes]:
+        try:
+            return io.BytesIO(self.blobs[str(descriptor.digest)])
+        except KeyError:
+            raise ImageNotFound(f"no blob {descriptor.digest}") from None
+
+    def close(self) -> None:
+        pass
+
+
+def image(
+    arch: str = "amd64", variant: str | None = None, flavour: str = "oci", layers: int = 2
+) -> BuiltImage:
+    builder = ImageBuilder(arch=arch, variant=variant, flavour=flavour)
+    for i in range(layers):
+        builder.add_layer(LayerBuilder().file(f"f{i}", f"{arch} {variant} {i}"), "gzip")
+    return builder.build()
+
+
+def source_of(built: BuiltImage | BuiltIndex, **kwargs: Any) -> DictSource:
+    return DictSource(built.manifest.data, built.blobs, **kwargs)
+
+
+def index_of(entries: list[dict[str, Any]], blobs: dict[str, bytes]) -> tuple[bytes, dict[str, bytes]]:
+    raw = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    return raw, {**blobs, sha256(raw): raw}
+
+
+def manifest_with(built: BuiltImage, **changes: Any) -> tuple[bytes, dict[str, bytes]]:
+    """The image's manifest JSON with fields replaced (and its blobs)."""
+    obj = {**json.loads(built.manifest.data), **changes}
+    raw = canonical_json(obj)
+    return raw, {**built.blobs, sha256(raw): raw}
+
+
+# --- single manifests ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flavour", ["oci", "docker"])
+def test_single_manifest(flavour: str) -> None:
+    built = image(flavour=flavour)
+    resolved = resolve(source_of(built))
+    assert str(resolved.manifest_digest) == built.digest
+    assert resolved.manifest_raw == built.manifest.data
+    assert resolved.media_type == built.manifest.media_type
+    assert str(resolved.config_digest) == built.config.digest
+    assert resolved.config_raw == built.config.data
+    assert resolved.platform == AMD64
+    assert resolved.index is None and resolved.index_digest is None and resolved.platforms == ()
+    assert [str(layer.descriptor.digest) for layer in resolved.layers] == [b.digest for b in built.layers]
+    assert [str(layer.diff_id) for layer in resolved.layers] == built.diff_ids
+    assert resolved.ref == REF
+    assert str(resolved.pinned_ref) == f"oci:/test/layout:@{built.digest}"
+    assert resolve_all(source_of(built)) == [resolved]
+
+
+def test_manifest_without_media_type_uses_content_type() -> None:
+    built = image()
+    obj = json.loads(built.manifest.data)
+    del obj["mediaType"]
+    raw = canonical_json(obj)
+    resolved = resolve(
+        DictSource(raw, built.blobs, content_type="application/vnd.oci.image.manifest.v1+json")
+    )
+    assert resolved.media_type == "application/vnd.oci.image.manifest.v1+json"
+    assert resolved.manifest_digest == Digest.of(raw)
+
+
+def test_resolved_image_equality_ignores_source() -> None:
+    built = image()
+    assert resolve(source_of(built)) == resolve(source_of(built))
+    assert "DictSource" not in repr(resolve(source_of(built)))
+
+
+# --- digest verification ---------------------------------------------------------------------
+
+
+def test_top_manifest_checked_against_reference_digest() -> None:
+    built, other = image("amd64"), image("arm64")
+    ref = replace(REF, name=None, digest=Digest.parse(other.digest))
+    with pytest.raises(DigestMismatch) as info:
+        resolve(source_of(built, ref=ref))
+    assert info.value.expected == other.digest
+    assert info.value.actual == built.digest
+    assert DigestMismatch("a", "b", "c").exit_code == 3
+
+
+def test_top_manifest_checked_against_source_claim() -> None:
+    built, other = image("amd64"), image("arm64")
+    with pytest.raises(DigestMismatch, match="test:top"):
+        resolve(source_of(built, claimed=Digest.parse(other.digest)))
+
+
+def test_matching_reference_digest_passes() -> None:
+    built = image()
+    ref = replace(REF, name=None, digest=Digest.parse(built.digest))
+    assert str(resolve(source_of(built, ref=ref, claimed=ref.digest)).manifest_digest) == built.digest
+
+
+def test_config_digest_mismatch() -> None:
+    built = image()
+    source = source_of(built)
+    tampered = built.config.data.replace(b'"amd64"', b'"arm64"')
+    assert len(tampered) == len(built.config.data)
+    source.blobs[built.config.digest] = tampered
+    with pytest.raises(DigestMismatch, match=f"config {built.config.digest}"):
+        resolve(source)
+
+
+def test_config_size_mismatch() -> None:
+    built = image()
+    source = source_of(built)
+    source.blobs[built.config.digest] = built.config.data + b" "
+    with pytest.raises(DigestMismatch, match="more than"):
+        resolve(source)
+
+
+def test_child_digest_mismatch() -> None:
+    amd, arm = image("amd64"), image("arm64")
+    idx = build_index([amd, arm])
+    source = source_of(idx)
+    # Same size, still valid JSON, pointing at another config: only the digest can tell.
+    hex_char = arm.config.digest[-1]
+    swapped = "0" if hex_char != "0" else "1"
+    tampered = arm.manifest.data.replace(
+        arm.config.digest.encode(), (arm.config.digest[:-1] + swapped).encode()
+    )
+    assert len(tampered) == len(arm.manifest.data) and tampered != arm.manifest.data
+    source.blobs[arm.digest] = tampered
+    with pytest.raises(DigestMismatch) as info:
+        resolve(source, Platform("linux", "arm64"))
+    assert info.value.expected == arm.digest
+    # The amd64 child was untouched and still resolves.
+    assert str(resolve(source, AMD64).manifest_digest) == amd.digest
+
+
+def test_child_size_mismatch() -> None:
+    amd = image("amd64")
+    raw, blobs = index_of([amd.descriptor(size=len(amd.manifest.data) + 1)], amd.blobs)
+    with pytest.raises(DigestMismatch, match=r"expected \d+ bytes"):
+        resolve(DictSource(raw, blobs), AMD64)
+
+
+def test_missing_child_is_not_found() -> None:
+    amd = image("amd64")
+    raw, blobs = index_of([amd.descriptor()], {})
+    with pytest.raises(ImageNotFound):
+        resolve(DictSource(raw, blobs), AMD64)
+
+
+# --- platform selection ----------------------------------------------------------------------
+
+
+def multi() -> tuple[BuiltIndex, dict[str, BuiltImage]]:
+    images = {
+        "linux/amd64": image("amd64"),
+        "linux/arm64/v8": image("arm64", "v8"),
+        "linux/arm/v6": image("arm", "v6"),
+        "linux/arm/v7": image("arm", "v7"),
+        "linux/s390x": image("s390x"),
+    }
+    return build_index(images.values()), images
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        ("linux/amd64", "linux/amd64"),
+        ("linux/arm64", "linux/arm64/v8"),  # a bare arm64 means v8 (containerd Normalize)
+        ("linux/arm64/v8", "linux/arm64/v8"),
+        ("linux/aarch64", "linux/arm64/v8"),
+        ("linux/arm/v6", "linux/arm/v6"),
+        ("linux/arm/v7", "linux/arm/v7"),
+        ("linux/arm", "linux/arm/v7"),  # a bare arm means v7, not the first arm entry (v6)
+        ("linux/s390x", "linux/s390x"),
+    ],
+)
+def test_platform_selection(wanted: str, expected: str) -> None:
+    idx, images = multi()
+    resolved = resolve(source_of(idx), Platform.parse(wanted))
+    assert str(resolved.manifest_digest) == images[expected].digest
+    assert str(resolved.platform) == expected
+    assert resolved.index_digest == Digest.parse(idx.digest)
+    assert resolved.index is not None and len(resolved.index.manifests) == 5
+    assert [str(p) for p in resolved.platforms] == list(images)
+
+
+def test_bare_arm64_entry_matches_arm64_v8_request() -> None:
+    arm = image("arm64")  # index entry without variant
+    resolved = resolve(source_of(build_index([arm])), Platform.parse("linux/arm64/v8"))
+    assert str(resolved.manifest_digest) == arm.digest
+
+
+def test_arm_v7_request_does_not_take_v6() -> None:
+    v6 = image("arm", "v6")
+    with pytest.raises(NoMatchingPlatform) as info:
+        resolve(source_of(build_index([v6])), Platform.parse("linux/arm/v7"))
+    assert info.value.available == ("linux/arm/v6",)
+
+
+def test_host_platform_is_the_default() -> None:
+    idx, images = multi()
+    host = Platform.host()
+    expected = next((img for key, img in images.items() if host.matches(Platform.parse(key))), None)
+    if expected is None:
+        with pytest.raises(NoMatchingPlatform, match=str(host)):
+            resolve(source_of(idx))
+    else:
+        assert str(resolve(source_of(idx)).manifest_digest) == expected.digest
+
+
+def test_no_match_lists_platforms() -> None:
+    idx, _ = multi()
+    with pytest.raises(NoMatchingPlatform) as info:
+        resolve(source_of(idx), Platform.parse("windows/amd64"))
+    message = str(info.value)
+    assert message.startswith("no manifest for platform windows/amd64 in index sha256:")
+    assert "available: linux/amd64, linux/arm64/v8, linux/arm/v6, linux/arm/v7, linux/s390x" in message
+
+
+def test_first_match_wins() -> None:
+    first, second = image("amd64", layers=1), image("amd64", layers=2)
+    resolved = resolve(source_of(build_index([first, second])), AMD64)
+    assert str(resolved.manifest_digest) == first.digest
+
+
+def test_docker_manifest_list() -> None:
+    amd, arm = image("amd64", flavour="docker"), image("arm64", flavour="docker")
+    idx = build_index([amd, arm], docker=True)
+    resolved = resolve(source_of(idx), Platform.parse("linux/arm64"))
+    assert str(resolved.manifest_digest) == arm.digest
+    assert resolved.index is not None and resolved.index.media_type.endswith("manifest.list.v2+json")
+
+
+def test_resolve_all_in_index_order() -> None:
+    idx, images = multi()
+    resolved = resolve_all(source_of(idx))
+    assert [str(r.manifest_digest) for r in resolved] == [i.digest for i in images.values()]
+    assert [str(r.platform) for r in resolved] == list(images)
+
+
+def test_children_fetched_once() -> None:
+    idx, _ = multi()
+    source = source_of(idx)
+    resolve_all(source)
+    requested = [d for d in source.manifest_requests if d is not None]
+    assert len(requested) == len(set(requested)) == 5
+
+
+# --- entries that are not images -------------------------------------------------------------
+
+
+def attestation_for(target: BuiltImage) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A BuildKit-style attestation manifest: platform unknown/unknown, a non-layer payload."""
+    payload = Blob("application/vnd.in-toto+json", b'{"_type":"x"}')
+    config = Blob("application/vnd.oci.image.config.v1+json", b"{}")
+    obj = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config.descriptor(),
+        "layers": [payload.descriptor()],
+    }
+    raw = canonical_json(obj)
+    desc = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256(raw),
+        "size": len(raw),
+        "platform": {"architecture": "unknown", "os": "unknown"},
+        "annotations": {
+            "vnd.docker.reference.digest": target.digest,
+            "vnd.docker.reference.type": "attestation-manifest",
+        },
+    }
+    return desc, {sha256(raw): raw, config.digest: config.data, payload.digest: payload.data}
+
+
+def artifact() -> tuple[bytes, dict[str, bytes]]:
+    empty = Blob("application/vnd.oci.empty.v1+json", b"{}")
+    sbom = Blob("application/spdx+json", b"{}")
+    obj = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": empty.descriptor(),
+        "layers": [sbom.descriptor()],
+    }
+    raw = canonical_json(obj)
+    return raw, {sha256(raw): raw, empty.digest: empty.data, sbom.digest: sbom.data}
+
+
+def test_attestations_and_artifacts_are_skipped() -> None:
+    amd = image("amd64")
+    att, att_blobs = attestation_for(amd)
+    art_raw, art_blobs = artifact()
+    art_desc = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256(art_raw),
+        "size": len(art_raw),
+        "artifactType": "application/spdx+json",
+    }
+    unknown = {"mediaType": "application/x-unknown", "digest": sha256(b"x"), "size": 1}
+    raw, blobs = index_of([att, art_desc, unknown, amd.descriptor()], {**amd.blobs, **att_blobs, **art_blobs})
+    source = DictSource(raw, blobs)
+    assert str(resolve(source, AMD64).manifest_digest) == amd.digest
+    assert [str(r.manifest_digest) for r in resolve_all(source)] == [amd.digest]
+    listing = describe_index(source)
+    assert [e.kind for e in listing.entries] == [
+        EntryKind.ATTESTATION,
+        EntryKind.ARTIFACT,
+        EntryKind.UNKNOWN,
+        EntryKind.IMAGE,
+    ]
+    assert listing.platforms == (AMD64,)
+
+
+def test_index_of_only_artifacts() -> None:
+    art_raw, art_blobs = artifact()
+    desc = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256(art_raw),
+        "size": len(art_raw),
+    }
+    raw, blobs = index_of([desc], art_blobs)
+    with pytest.raises(UnsupportedMediaType, match="holds no container image"):
+        resolve(DictSource(raw, blobs), AMD64)
+
+
+def test_empty_index() -> None:
+    raw, blobs = index_of([], {})
+    with pytest.raises(InvalidManifest, match="lists no manifests"):
+        resolve(DictSource(raw, blobs), AMD64)
+
+
+def test_entry_without_platform_is_identified_by_its_config() -> None:
+    amd, arm = image("amd64"), image("arm64")
+    entries = [amd.manifest.descriptor(), arm.manifest.descriptor()]  # no "platform" (oras#636)
+    raw, blobs = index_of(entries, {**amd.blobs, **arm.blobs})
+    resolved = resolve(DictSource(raw, blobs), Platform.parse("linux/arm64"))
+    assert str(resolved.manifest_digest) == arm.digest
+    assert resolved.platforms == (AMD64, Platform("linux", "arm64"))
+
+
+# --- nested indexes --------------------------------------------------------------------------
+
+
+def test_nested_index() -> None:
+    amd, arm = image("amd64"), image("arm64")
+    inner = build_index([arm])
+    outer = build_index([amd, inner])
+    resolved = resolve(source_of(outer), Platform.parse("linux/arm64"))
+    assert str(resolved.manifest_digest) == arm.digest
+    assert resolved.index_digest == Digest.parse(outer.digest)
+    assert resolved.platforms == (AMD64, Platform("linux", "arm64"))
+    listing = describe_index(source_of(outer))
+    assert [(e.kind, e.depth) for e in listing.entries] == [
+        (EntryKind.IMAGE, 0),
+        (EntryKind.INDEX, 0),
+        (EntryKind.IMAGE, 1),
+    ]
+
+
+def nest(levels: int) -> BuiltIndex:
+    node: BuiltImage | BuiltIndex = image("amd64")
+    for _ in range(levels):
+        node = build_index([node])
+    assert isinstance(node, BuiltIndex)
+    return node
+
+
+def test_nesting_at_the_limit_resolves() -> None:
+    # MAX_INDEX_DEPTH nested indexes below the top one
+    assert resolve(source_of(nest(MAX_INDEX_DEPTH + 1)), AMD64).platform == AMD64
+
+
+def test_nesting_beyond_the_limit_is_refused() -> None:
+    with pytest.raises(InvalidManifest, match=f"index nesting deeper than {MAX_INDEX_DEPTH}"):
+        resolve(source_of(nest(MAX_INDEX_DEPTH + 2)), AMD64)
+
+
+def test_entry_claiming_index_but_holding_manifest() -> None:
+    amd = image("amd64")
+    raw, blobs = index_of([amd.manifest.descriptor(mediaType=OCI_INDEX)], amd.blobs)
+    with pytest.raises(InvalidManifest, match="as an index"):
+        resolve(DictSource(raw, blobs), AMD64)
+
+
+# --- manifests that are not runnable images --------------------------------------------------
+
+
+def test_artifact_manifest() -> None:
+    raw, blobs = artifact()
+    with pytest.raises(UnsupportedMediaType) as info:
+        resolve(DictSource(raw, blobs))
+    assert "is an artifact (config type application/vnd.oci.empty.v1+json" in str(info.value)
+    assert "not a container image" in str(info.value)
+
+
+def test_encrypted_layer() -> None:
+    built = image()
+    layers = json.loads(built.manifest.data)["layers"]
+    layers[1]["mediaType"] += "+encrypted"
+    raw, blobs = manifest_with(built, layers=layers)
+    with pytest.raises(UnsupportedMediaType, match=r"layer 1 \(sha256:[0-9a-f]+\) is encrypted"):
+        resolve(DictSource(raw, blobs))
+
+
+def test_unknown_layer_type() -> None:
+    built = image()
+    layers = json.loads(built.manifest.data)["layers"]
+    layers[0]["mediaType"] = "application/vnd.example.blob"
+    raw, blobs = manifest_with(built, layers=layers)
+    with pytest.raises(
+        UnsupportedMediaType, match=r"layer 0 .* unsupported media type 'application/vnd\.example\.blob'"
+    ):
+        resolve(DictSource(raw, blobs))
+
+
+def test_foreign_layer_is_accepted_with_a_note() -> None:
+    built = image(flavour="docker")
+    layers = json.loads(built.manifest.data)["layers"]
+    layers[0]["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    layers[0]["urls"] = ["https://example.invalid/layer"]
+    raw, blobs = manifest_with(built, layers=layers)
+    resolved = resolve(DictSource(raw, blobs))
+    assert len(resolved.layers) == 2
+    assert resolved.notes == (
+        f"layer 0 ({built.layers[0].digest}) is a foreign/non-distributable layer "
+        "from https://example.invalid/layer",
+    )
+
+
+def test_schema1_body() -> None:
+    raw = canonical_json({"schemaVersion": 1, "name": "x", "tag": "y", "fsLayers": []})
+    with pytest.raises(UnsupportedMediaType, match="schema1"):
+        resolve(DictSource(raw, {}))
+
+
+def test_too_large_manifest() -> None:
+    raw = b'{"schemaVersion":2,"layers":[],"pad":"' + b"x" * (4 << 20) + b'"}'
+    with pytest.raises(InvalidManifest, match="over the 4194304 byte cap"):
+        resolve(DictSource(raw, {}))
+
+
+def test_too_large_config_is_not_read() -> None:
+    built = image()
+    obj = json.loads(built.manifest.data)
+    obj["config"]["size"] = (4 << 20) + 1
+    raw, blobs = manifest_with(built, config=obj["config"])
+    with pytest.raises(InvalidManifest, match=r"config .* over the"):
+        resolve(DictSource(raw, blobs))
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[]", b""])
+def test_corrupt_json(body: bytes) -> None:
+    with pytest.raises(InvalidManifest):
+        resolve(DictSource(body, {}))
+
+
+def test_corrupt_child_json_with_right_digest() -> None:
+    bad = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":'
+    desc = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256(bad),
+        "size": len(bad),
+    }
+    raw, blobs = index_of(
+        [{**desc, "platform": {"os": "linux", "architecture": "amd64"}}], {sha256(bad): bad}
+    )
+    with pytest.raises(InvalidManifest, match="not valid JSON"):
+        resolve(DictSource(raw, blobs), AMD64)
+
+
+def test_layer_and_diff_id_counts_must_agree() -> None:
+    built = image()
+    layers = json.loads(built.manifest.data)["layers"][:1]
+    raw, blobs = manifest_with(built, layers=layers)
+    with pytest.raises(InvalidManifest, match=r"has 1 layers but its config .* lists 2 diff_ids"):
+        resolve(DictSource(raw, blobs))
+
+
+def test_docker_config_needs_diff_ids() -> None:
+    built = image(flavour="docker")
+    config_obj = json.loads(built.config.data)
+    del config_obj["rootfs"]["diff_ids"]
+    config = Blob(built.config.media_type, canonical_json(config_obj))
+    raw, blobs = manifest_with(built, config=config.descriptor())
+    blobs[config.digest] = config.data
+    with pytest.raises(InvalidManifest, match=r"missing rootfs\.diff_ids"):
+        resolve(DictSource(raw, blobs))
