@@ -94,7 +94,7 @@ def test_read_limit_names_the_member(tmp_path: Path, archive: Path) -> None:
         TarStore(archive).read("dir/two", limit=100)
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "big").write_bytes(b"y" * 200)
-    with pytest.raises(InvalidManifest, match="big in .* is 200 bytes, over the 100 byte cap"):
+    with pytest.raises(InvalidManifest, match=r"big in .* is 200 bytes, over the 100 byte cap"):
         DirStore(tmp_path / "d").read("big", limit=100)
 
 
@@ -127,7 +127,7 @@ def test_dir_store(tmp_path: Path) -> None:
 def test_missing_and_wrong_kinds(tmp_path: Path) -> None:
     with pytest.raises(ImageNotFound, match="nope: no such directory"):
         DirStore(tmp_path / "nope")
-    with pytest.raises(ImageNotFound, match="nope.tar: no such file"):
+    with pytest.raises(ImageNotFound, match=r"nope\.tar: no such file"):
         open_store(str(tmp_path / "nope.tar"), archive=True)
     (tmp_path / "f").write_text("x")
     with pytest.raises(ImageNotFound, match="is not a directory"):
@@ -139,7 +139,7 @@ def test_missing_and_wrong_kinds(tmp_path: Path) -> None:
 def test_not_a_tar(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("this is not a tar archive at all\n" * 40)
-    with pytest.raises(SourceError, match="notes.txt is not a readable tar archive"):
+    with pytest.raises(SourceError, match=r"notes\.txt is not a readable tar archive"):
         TarStore(text)
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
@@ -159,7 +159,7 @@ def test_truncated_archive(tmp_path: Path, archive: Path) -> None:
     offset = TarStore(archive)._members["dir/two"].offset
     cut = tmp_path / "cut.tar"
     cut.write_bytes(data[: offset + 100])
-    with pytest.raises(SourceError, match="cut.tar is (truncated|not a readable tar)"):
+    with pytest.raises(SourceError, match=r"cut\.tar is (truncated|not a readable tar)"):
         TarStore(cut)
 
 
