@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import IO, Any
 
 import pytest
@@ -23,6 +24,9 @@ from imagebuilder import (
     build_index,
     canonical_json,
     sha256,
+    tree_files,
+    write_oci_layout,
+    write_tar,
 )
 
 from ociboot.digest import Digest
@@ -34,8 +38,8 @@ from ociboot.errors import (
     UnsupportedMediaType,
 )
 from ociboot.image import MAX_INDEX_DEPTH, EntryKind, describe_index, resolve, resolve_all
-from ociboot.ref import ImageRef, parse_ref
-from ociboot.sources import RawManifest
+from ociboot.ref import ImageRef, Transport, parse_ref
+from ociboot.sources import ImageSource, RawManifest, open_source
 from ociboot.spec import Descriptor, Platform
 
 REF = parse_ref("oci:/test/layout:v1")
@@ -564,3 +568,148 @@ def test_docker_config_needs_diff_ids() -> None:
     blobs[config.digest] = config.data
     with pytest.raises(InvalidManifest, match=r"missing rootfs\.diff_ids"):
         resolve(DictSource(raw, blobs))
+
+
+# --- (b) conformance layouts through the real OCI layout source ------------------------------
+
+V1 = {
+    "linux/amd64": "sha256:1effc9d48232693f4584ceb9c5e8d84ddeb5924ea4aff341aa8204510422f668",
+    "linux/arm64": "sha256:7e87ffc91b9ceafa85be2777b16b1be10e4664fd4f3acc86e4295b97da5163ba",
+}
+V2 = {
+    "linux/amd64": "sha256:ee378b79279b57eb5ac1f3b892c9ad2a9be9d9ccabe1a29a9cbaed8cad182358",
+    "linux/arm64": "sha256:6bed79d0800a0d3a1d0e0e8105a6a5f7f7758ce09e160a8f142574c418302467",
+    "linux/arm/v7": "sha256:36ed7f4ec4545a40ca043f60d76653ef3d2a76f58a051c0f3a256aaab26fb847",
+}
+V3 = {
+    "linux/amd64": "sha256:f8c9d547514d66b562f791c361e4e9795340a7626aff22980138718689ef2a44",
+    "linux/arm64": "sha256:e2a061deaaf445494e98f544b7dc3717288733d6bf918d888d50aec982a587ab",
+    "linux/arm/v7": "sha256:f4682754068e9235e63d24d8e5a2b9faca41bbfff1e74b131293b9d86cb0bc2b",
+    "linux/arm/v6": "sha256:8fb6a85012f44e45a0555da6449e1444bdfe9b6589c3090ffccbdbcdcf979011",
+}
+V1_INDEX = "sha256:7ceb9b6bcc274697d0c38be6214b50cec79d601bc61708747d3f6cb772f6c6fa"
+
+
+def open_testrepo(conformance: Path, name: str | None, transport: Transport = Transport.OCI) -> ImageSource:
+    return open_source(ImageRef(transport, path=str(conformance / "regclient" / "testrepo"), name=name))
+
+
+@pytest.mark.parametrize(("tag", "expected", "layers"), [("v1", V1, 2), ("v2", V2, 3), ("v3", V3, 5)])
+def test_testrepo_multi_platform(conformance: Path, tag: str, expected: dict[str, str], layers: int) -> None:
+    source = open_testrepo(conformance, tag)
+    for platform, digest in expected.items():
+        resolved = resolve(source, Platform.parse(platform))
+        assert str(resolved.manifest_digest) == digest
+        assert str(resolved.platform) == platform
+        assert len(resolved.layers) == layers
+        assert [str(p) for p in resolved.platforms] == list(expected)
+        assert all(layer.descriptor.media_type.endswith("tar+gzip") for layer in resolved.layers)
+        assert tuple(layer.diff_id for layer in resolved.layers) == resolved.config.diff_ids
+    assert [str(r.manifest_digest) for r in resolve_all(source)] == list(expected.values())
+
+
+def test_testrepo_v1_skips_unknown_platform_entries(conformance: Path) -> None:
+    listing = describe_index(open_testrepo(conformance, "v1"))
+    assert str(listing.digest) == V1_INDEX
+    assert [e.kind for e in listing.entries] == [
+        EntryKind.IMAGE,
+        EntryKind.IMAGE,
+        EntryKind.ATTESTATION,
+        EntryKind.ATTESTATION,
+    ]
+    with pytest.raises(NoMatchingPlatform) as info:
+        resolve(open_testrepo(conformance, "v1"), Platform.parse("linux/arm/v7"))
+    assert info.value.available == ("linux/amd64", "linux/arm64")
+    assert V1_INDEX in str(info.value)
+
+
+def test_testrepo_bare_arm_picks_v7_not_v6(conformance: Path) -> None:
+    resolved = resolve(open_testrepo(conformance, "v3"), Platform.parse("linux/arm"))
+    assert str(resolved.manifest_digest) == V3["linux/arm/v7"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        ("a-docker", "has unsupported media type 'application/vnd.example.build-type+json'"),
+        (
+            "a1",
+            "is an artifact (config type application/vnd.oci.empty.v1+json, "
+            "artifactType application/example.sbom)",
+        ),
+        ("a-example", "is an artifact"),
+        ("child", "artifactType application/example.child"),
+        ("mirror", "artifactType application/example.mirror"),
+        # `loop` is an index whose subject is its own child: subjects are never followed, and
+        # its one entry (no platform, so identified by fetching it) is an artifact.
+        ("loop", "holds no container image (only: artifact)"),
+        ("ai", "holds no container image (only: artifact)"),
+    ],
+)
+def test_testrepo_non_images(conformance: Path, tag: str, message: str) -> None:
+    with pytest.raises(UnsupportedMediaType) as info:
+        resolve(open_testrepo(conformance, tag), AMD64)
+    assert message in str(info.value)
+    assert f"testrepo:{tag}" in str(info.value)
+
+
+def test_testrepo_as_oci_archive(conformance: Path, tmp_path: Path) -> None:
+
+    archive = write_tar(tmp_path / "testrepo.tar", tree_files(conformance / "regclient" / "testrepo"))
+    source = open_source(ImageRef(Transport.OCI_ARCHIVE, path=str(archive), name="v3"))
+    resolved = resolve(source, Platform.parse("linux/arm/v6"))
+    assert str(resolved.manifest_digest) == V3["linux/arm/v6"]
+    assert resolved.index_digest is not None
+
+
+GGCR_IMAGE = "sha256:eebff607b1628d67459b0596643fc07de70d702eccf030f0bc7bb6fc2b278650"
+
+
+@pytest.mark.parametrize(
+    ("name", "digest", "via_index"),
+    [
+        ("1", GGCR_IMAGE, False),
+        # entry media type application/vnd.oci.descriptor.v1+json: the body's own type decides
+        ("2", "sha256:32589985702551b6c56033bb3334432a0a513bf9d6aceda0f67c42b003850720", False),
+        ("3", GGCR_IMAGE, True),  # OCI index
+        ("4", GGCR_IMAGE, True),  # Docker manifest list
+    ],
+)
+def test_ggcr_test_index(conformance: Path, name: str, digest: str, via_index: bool) -> None:
+    path = conformance / "go-containerregistry" / "v1-layout" / "test_index"
+    resolved = resolve(open_source(ImageRef(Transport.OCI, path=str(path), name=name)), AMD64)
+    assert str(resolved.manifest_digest) == digest
+    assert (resolved.index is not None) == via_index
+    assert resolved.platform == AMD64
+    assert len(resolved.layers) == 1
+
+
+def test_ggcr_one_image(conformance: Path) -> None:
+    path = conformance / "go-containerregistry" / "v1-layout" / "test_index_one_image"
+    resolved = resolve(open_source(ImageRef(Transport.OCI, path=str(path))), AMD64)
+    assert str(resolved.manifest_digest).startswith("sha256:98ceaf93e482")
+    assert resolved.layers[0].diff_id == resolved.config.diff_ids[0]
+
+
+def test_ggcr_helm_chart_is_not_an_image(conformance: Path) -> None:
+    path = conformance / "go-containerregistry" / "v1-layout" / "test_index_media_type"
+    with pytest.raises(UnsupportedMediaType, match=r"config type application/vnd\.cncf\.helm\.config"):
+        resolve(open_source(ImageRef(Transport.OCI, path=str(path))), AMD64)
+
+
+def test_ggcr_missing_manifest_blob(conformance: Path) -> None:
+    path = conformance / "go-containerregistry" / "v1-layout" / "test_gc_image_unknown_mediatype"
+    with pytest.raises(ImageNotFound, match="sha256:32589985"):
+        resolve(open_source(ImageRef(Transport.OCI, path=str(path))), AMD64)
+
+
+def test_built_layout_round_trip(tmp_path: Path) -> None:
+
+    idx, images = multi()
+    write_oci_layout(tmp_path / "lay", {"multi": idx, "single": images["linux/s390x"]})
+    source = open_source(parse_ref(f"oci:{tmp_path / 'lay'}:multi"))
+    resolved = resolve(source, Platform.parse("linux/arm/v6"))
+    assert str(resolved.manifest_digest) == images["linux/arm/v6"].digest
+    assert [str(layer.diff_id) for layer in resolved.layers] == images["linux/arm/v6"].diff_ids
+    single = resolve(open_source(parse_ref(f"oci:{tmp_path / 'lay'}:single")), AMD64)
+    assert str(single.platform) == "linux/s390x"  # a lone manifest is not filtered by platform
