@@ -121,8 +121,10 @@ def _legacy(w: _Writer, images: list[tuple[BuiltImage, list[str]]], link: bool, 
         layer_paths, parent = [], ""
         for blob, diff_id in zip(image.layers, image.diff_ids, strict=True):
             tar = plain_tar(blob.data)
-            # A v1 id is a chain over the parent, so shared layers of different images differ.
-            v1id = hashlib.sha256(f"{parent}\n{diff_id}".encode()).hexdigest()
+            # Docker's v1 ids chain over the parent, and the top layer's id also covers the image
+            # config: the same layer on top of one image and under another lands in two folders.
+            top = image.config.digest if len(layer_paths) == len(image.layers) - 1 else ""
+            v1id = hashlib.sha256(f"{parent}\n{diff_id}\n{top}".encode()).hexdigest()
             if gz:
                 data = compress(tar, "gzip")
                 name = f"{hashlib.sha256(data).hexdigest()}.tar.gz"
