@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from dockerarchive import plain_tar, write_docker_archive
-from imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, write_oci_archive, write_tar
+from imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, build_index, write_oci_archive, write_tar
 
 from ociboot.digest import Digest
 from ociboot.errors import (
@@ -322,3 +322,59 @@ def test_wrong_files(tmp_path: Path, conformance: Path) -> None:
 )
 def test_normalize_name(text: str, expected: str) -> None:
     assert normalize_name(text) == expected
+
+
+def _v25_files(entries: list[dict[str, object]], index: list[dict[str, object]] | None) -> dict[str, bytes]:
+    return {
+        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+        "index.json": json.dumps({"schemaVersion": 2, "manifests": index}).encode(),
+        "manifest.json": json.dumps(entries).encode(),
+    }
+
+
+def _blob_files(blobs: dict[str, bytes]) -> dict[str, bytes]:
+    return {f"blobs/sha256/{d.split(':')[1]}": data for d, data in blobs.items()}
+
+
+def test_docker25_index_entry_is_a_platform_index(tmp_path: Path) -> None:
+    """containerd's image store saves an image index per tag; the platform manifest that names
+    the saved config is the one manifest.json means."""
+    amd, arm = ImageBuilder().add_layer(LayerBuilder().file("a", "1"), "none").build(), _images()[1]
+    index = build_index([amd, arm])
+    entry = {
+        "Config": f"blobs/sha256/{arm.config.digest.split(':')[1]}",
+        "RepoTags": ["multi:1"],
+        "Layers": [f"blobs/sha256/{b.digest.split(':')[1]}" for b in arm.layers],
+    }
+    annotated = index.descriptor(annotations={"io.containerd.image.name": "docker.io/library/multi:1"})
+    files = {**_blob_files(index.blobs), **_v25_files([entry], [annotated])}
+    path = write_tar(tmp_path / "m.tar", files)
+    raw = _open(path).get_manifest()
+    assert raw.digest == Digest.parse(arm.digest)
+    check_image(_open(path))
+    # Named only by index.json: the whole index, for image.py to pick a platform from.
+    files["manifest.json"] = json.dumps([{**entry, "RepoTags": None}]).encode()
+    path = write_tar(tmp_path / "n.tar", files)
+    raw = _open(path, "multi:1").get_manifest()
+    assert raw.digest == Digest.parse(index.digest)
+    assert raw.media_type == "application/vnd.oci.image.index.v1+json"
+    assert _open(path, "multi:1").get_manifest(Digest.parse(amd.digest)).data == amd.manifest.data
+
+
+def test_docker25_without_any_manifest_falls_back_to_synthesis(tmp_path: Path) -> None:
+    a, _ = _images()
+    blobs = {d: data for d, data in a.blobs.items() if d != a.digest}
+    entry = {
+        "Config": f"blobs/sha256/{a.config.digest.split(':')[1]}",
+        "RepoTags": ["x:1"],
+        "Layers": [f"blobs/sha256/{b.digest.split(':')[1]}" for b in a.layers],
+    }
+    path = write_tar(tmp_path / "s.tar", {**_blob_files(blobs), **_v25_files([entry], None)})
+    source = _open(path)
+    assert source.get_manifest().digest is None
+    manifest, _ = check_image(source)
+    assert [d.media_type for d in manifest.layers] == [
+        MediaType.DOCKER_LAYER_GZIP,
+        MediaType.DOCKER_LAYER_ZSTD,
+    ]
+    assert [d.digest for d in manifest.layers] == [Digest.parse(b.digest) for b in a.layers]
