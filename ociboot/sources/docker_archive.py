@@ -200,9 +200,11 @@ class DockerArchiveSource:
         # moby/moby#47210: `docker save image@digest` wrote "manifests": null; the manifest is
         # still among the blobs, and its file name claims its digest.
         for name in self.store.names():
-            alg, _, hex_ = name.removeprefix("blobs/").partition("/")
-            if not name.startswith("blobs/") or self.store.size(name) > _SCAN_LIMIT:
+            if not name.startswith("blobs/") or not self.store.exists(name):
+                continue  # not a blob, or a link that leads nowhere readable
+            if self.store.size(name) > _SCAN_LIMIT:
                 continue
+            alg, _, hex_ = name.removeprefix("blobs/").partition("/")
             try:
                 digest = Digest.parse(f"{alg}:{hex_}")
             except InvalidManifest:
