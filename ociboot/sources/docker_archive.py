@@ -222,6 +222,9 @@ class DockerArchiveSource:
         return None
 
     def _synthesise(self, entry: ArchiveEntry, config_raw: bytes, config_digest: Digest) -> RawManifest:
+        # `LayerSources` is deliberately not used: it describes the registry's (compressed,
+        # possibly foreign) blob, while the archive holds other bytes; descriptors must name the
+        # bytes open_blob() returns, or verification above would fail.
         config = ImageConfig.from_json(config_raw, f"config {entry.config} of {self.where}")
         if len(config.diff_ids) != len(entry.layers):
             raise InvalidManifest(
