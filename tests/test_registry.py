@@ -359,6 +359,30 @@ def test_503_then_success(proxy: FaultProxy, images: Images) -> None:
     assert [p for _, p, _ in proxy.requests].count("/v2/x/oci/manifests/t") == 2
 
 
+def test_manifest_cut_mid_body_is_fetched_again(proxy: FaultProxy, images: Images) -> None:
+    proxy.cut_next("/manifests/", after=10)
+    raw = open_source(proxy.host, "x/oci").get_manifest()
+    assert raw.data == images.oci.manifest.data
+    assert [p for _, p, _ in proxy.requests].count("/v2/x/oci/manifests/t") == 2
+
+
+def test_basic_credentials_are_sent_pre_emptively_once_known(
+    basic_registry: RegistryServer, basic_image: BuiltImage
+) -> None:
+    front = FaultProxy(basic_registry.host)
+    try:
+        source = open_source(front.host, "team/basic", creds="alice:wonderland")
+        assert source.get_manifest().data == basic_image.manifest.data
+        layer = basic_image.layers[0]
+        with source.open_blob(descriptor(layer.digest, len(layer.data))) as stream:
+            assert stream.read() == layer.data
+        sent = [(p.split("/")[4], "Authorization" in h) for _, p, h in front.requests]
+        # One 401 to learn the scheme, then Basic on every request without waiting to be asked.
+        assert sent == [("manifests", False), ("manifests", True), ("blobs", True)]
+    finally:
+        front.close()
+
+
 def test_429_retry_after_is_honoured(proxy: FaultProxy, images: Images) -> None:
     proxy.fail_next(429, "/blobs/", retry_after="1")
     layer = images.oci.layers[0]

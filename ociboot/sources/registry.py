@@ -187,14 +187,22 @@ class RegistrySource:
         ref = self._ref
         reference = str(digest or ref.digest or "") or ref.tag or "latest"
         what = f"manifest {reference} of {self.host}/{ref.repository}"
-        response = self._get(self._url("manifests", reference), {"Accept": _ACCEPT}, what)
-        try:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
-                raise InvalidManifest(f"{what} is {length} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
-            data = self._read_capped(response, MAX_MANIFEST_BYTES + 1, what)
-        finally:
-            response.close()
+        attempt = 0
+        while True:
+            response = self._get(self._url("manifests", reference), {"Accept": _ACCEPT}, what)
+            try:
+                length = response.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
+                    raise InvalidManifest(f"{what} is {length} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
+                data = self._read_capped(response, MAX_MANIFEST_BYTES + 1, what)
+                break
+            except RegistryError:
+                # The connection dropped mid-body: the GET is idempotent, so ask again (bounded).
+                if attempt >= self._options.retries:
+                    raise
+                attempt += 1
+            finally:
+                response.close()
         if len(data) > MAX_MANIFEST_BYTES:
             raise InvalidManifest(f"{what} is over the {MAX_MANIFEST_BYTES} byte cap")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or None
