@@ -30,14 +30,19 @@ def load_json(raw: bytes, what: str) -> dict[str, Any]:
         raise InvalidManifest(f"{what} is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, bad encodings
         raise InvalidManifest(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json recurses per nesting level: `[[[[...` far below the size cap exhausts the stack.
+        raise InvalidManifest(f"{what} is not valid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidManifest(f"{what} is not a JSON object")
     return value
 
 
-def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str, required: bool = False) -> Any:
+def _get(
+    obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str, required: bool = False
+) -> Any:
     value = obj.get(key)
     if value is None:
         if required:
@@ -46,6 +51,13 @@ def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidManifest(f"{what}: {key!r} has the wrong type ({type(value).__name__})")
     return value
+
+
+def _str_list(obj: dict[str, Any], key: str, what: str) -> tuple[str, ...]:
+    value = _get(obj, key, list, what) or []
+    if not all(isinstance(v, str) for v in value):
+        raise InvalidManifest(f"{what}: {key!r} must be a list of strings")
+    return tuple(value)
 
 
 def _str_map(obj: dict[str, Any], key: str, what: str) -> dict[str, str]:
@@ -57,8 +69,16 @@ def _str_map(obj: dict[str, Any], key: str, what: str) -> dict[str, str]:
 
 # --- platforms -------------------------------------------------------------------------------
 
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
-                 "armel": "arm", "i386": "386", "i686": "386", "ppc64el": "ppc64le"}
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+    "ppc64el": "ppc64le",
+}
 # containerd's platforms.Normalize: the variant a bare arch implies.
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 
@@ -145,14 +165,14 @@ class Descriptor:
         if size < 0:
             raise InvalidManifest(f"{what}: negative size {size}")
         platform = obj.get("platform")
-        urls = _get(obj, "urls", list, what) or []
+        urls = _str_list(obj, "urls", what)
         return cls(
             media_type=media_type,
             digest=digest,
             size=size,
             platform=Platform.from_json(platform, what) if platform is not None else None,
             annotations=_str_map(obj, "annotations", what),
-            urls=tuple(str(u) for u in urls),
+            urls=urls,
             artifact_type=_get(obj, "artifactType", str, what),
         )
 
@@ -162,14 +182,16 @@ class Descriptor:
 
 
 def _check_schema(obj: dict[str, Any], what: str) -> None:
-    version = obj.get("schemaVersion")
+    declared = obj.get("schemaVersion")
+    # JSON `true` == 1 in Python; it is not a schema version.
+    version = None if isinstance(declared, bool) else declared
     if version == 1 or obj.get("mediaType") in SCHEMA1_TYPES:
         raise UnsupportedMediaType(
             f"{what} is a Docker schema1 manifest, which is deprecated and not supported; "
             "re-push the image with a current client"
         )
     if version != 2:
-        raise InvalidManifest(f"{what}: schemaVersion must be 2, got {version!r}")
+        raise InvalidManifest(f"{what}: schemaVersion must be 2, got {declared!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +206,11 @@ class Manifest:
     @classmethod
     def from_json(cls, raw: bytes, what: str = "manifest", media_type: str | None = None) -> Manifest:
         obj = load_json(raw, what)
-        _check_schema(obj, what)
         declared = _get(obj, "mediaType", str, what)
+        if declared and declared not in MANIFEST_TYPES | INDEX_TYPES | SCHEMA1_TYPES:
+            # e.g. the withdrawn OCI artifact manifest (image-spec 1.1-rc), which has no schemaVersion
+            raise UnsupportedMediaType(f"{what} has unsupported media type {declared!r}")
+        _check_schema(obj, what)
         mt = declared or media_type or MediaType.OCI_MANIFEST
         if mt in INDEX_TYPES or "manifests" in obj:
             raise InvalidManifest(f"{what} is an index, not an image manifest")
@@ -232,10 +257,13 @@ def sniff_manifest_type(raw: bytes, content_type: str | None, what: str) -> str:
     declared = obj.get("mediaType")
     if isinstance(declared, str) and declared:
         return declared
-    if obj.get("schemaVersion") == 1:
+    if obj.get("schemaVersion") == 1 and not isinstance(obj.get("schemaVersion"), bool):
         return MediaType.DOCKER_SCHEMA1
-    if content_type and content_type.split(";")[0].strip() not in ("", "application/json", "text/plain"):
-        return content_type.split(";")[0].strip()
+    transport = (content_type or "").split(";")[0].strip()
+    # Only a manifest type is evidence: registries and layouts also say application/json or
+    # application/octet-stream (or a descriptor type, as in ggcr's test_index) for manifests.
+    if transport in MANIFEST_TYPES | INDEX_TYPES | SCHEMA1_TYPES:
+        return transport
     if "manifests" in obj:
         return MediaType.OCI_INDEX
     if "config" in obj or "layers" in obj:
@@ -284,9 +312,17 @@ class ImageConfig:
                 raise InvalidManifest(f"{what}: diff_ids[{i}]: {exc}") from None
         conf = _get(obj, "config", dict, what) or {}
         history = []
-        for h in _get(obj, "history", list, what) or []:
-            if isinstance(h, dict):
-                history.append(History(h.get("created_by"), bool(h.get("empty_layer")), h.get("comment")))
+        for i, h in enumerate(_get(obj, "history", list, what) or []):
+            if not isinstance(h, dict):
+                raise InvalidManifest(f"{what}: history[{i}] is not an object")
+            entry = f"{what} history[{i}]"
+            history.append(
+                History(
+                    _get(h, "created_by", str, entry),
+                    _get(h, "empty_layer", bool, entry) or False,
+                    _get(h, "comment", str, entry),
+                )
+            )
         return cls(
             architecture=_get(obj, "architecture", str, what) or "",
             os=_get(obj, "os", str, what) or "",
@@ -294,11 +330,11 @@ class ImageConfig:
             diff_ids=tuple(diff_ids),
             created=_get(obj, "created", str, what),
             labels=_str_map(conf, "Labels", f"{what} config"),
-            env=tuple(_get(conf, "Env", list, what) or ()),
-            entrypoint=tuple(_get(conf, "Entrypoint", list, what) or ()),
-            cmd=tuple(_get(conf, "Cmd", list, what) or ()),
-            user=_get(conf, "User", str, what) or None,
-            working_dir=_get(conf, "WorkingDir", str, what) or None,
+            env=_str_list(conf, "Env", f"{what} config"),
+            entrypoint=_str_list(conf, "Entrypoint", f"{what} config"),
+            cmd=_str_list(conf, "Cmd", f"{what} config"),
+            user=_get(conf, "User", str, f"{what} config") or None,
+            working_dir=_get(conf, "WorkingDir", str, f"{what} config") or None,
             history=tuple(history),
         )
 
