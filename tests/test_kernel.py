@@ -209,3 +209,12 @@ def test_mutated_fixtures_never_crash(name: str, at: int, value: int, cut: int) 
         data[at] = value
     info = identify_kernel(bytes(data[: max(cut, 1)]), total_size=max(cut, 1))
     assert info.is_kernel or info.problems
+
+
+def test_zstd_wrapped_image() -> None:
+    import zstandard
+
+    data = zstandard.ZstdCompressor(level=3).compress((BOOT / "Image-6.6.0-arm64").read_bytes())
+    info = identify_kernel(data, total_size=len(data))
+    assert (info.format, info.version, info.compression) == (KernelFormat.ARM64_IMAGE, "6.6.0-arm64", "zstd")
+    assert info.ok

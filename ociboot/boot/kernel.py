@@ -14,12 +14,15 @@ and pass the file's real size as `total_size`, which lets us tell "the file is t
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..compression import Compression, open_decompressed, sniff
+from ..errors import TruncatedLayer, UnsupportedCompression
 from . import _sniff
 
 KERNEL_HEAD_BYTES = 64 * 1024
@@ -323,9 +326,9 @@ def _zboot(head: bytes, total_size: int | None, depth: int) -> _Found | None:
     if (cut := _truncation(payload_at + payload_size, head, total_size, "the payload")) is not None:
         problems.append(cut)
     version = None
-    if compression == "gzip" and payload_at < len(head):
-        inner, _ = _inflate(head[payload_at : payload_at + payload_size])
-        version = _banner_version(inner)
+    payload = head[payload_at : payload_at + payload_size]
+    if sniff(payload) is not Compression.NONE:
+        version = _banner_version(_inflate(payload, sniff(payload))[0])
     return _Found(KernelFormat.EFI_ZBOOT, version, arch, tuple(problems), compression)
 
 
@@ -357,22 +360,38 @@ def _uki(head: bytes, total_size: int | None, depth: int) -> _Found | None:
 # --- wrapped Images ----------------------------------------------------------------------------
 
 
-def _inflate(data: bytes) -> tuple[bytes, bool]:
-    """As much of a gzip stream as `data` holds (bounded), and whether the stream ended well."""
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+def _inflate(data: bytes, compression: Compression) -> tuple[bytes, bool]:
+    """As much of the compressed stream as `data` holds (bounded), and whether it ended well."""
+    if compression is Compression.GZIP:
+        # zlib directly: the buffered gzip readers drop the output of a read that hits the
+        # cut, which for a small head is all of it, and a head is what we are usually given.
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        try:
+            return inflater.decompress(data, _INFLATE_LIMIT), inflater.eof
+        except zlib.error:
+            return b"", False
+    reader = open_decompressed(io.BytesIO(data), compression, "kernel image")
+    parts: list[bytes] = []
+    total = 0
     try:
-        out = inflater.decompress(data, _INFLATE_LIMIT)
-    except zlib.error:
-        return b"", False
-    return out, inflater.eof
+        while total < _INFLATE_LIMIT:
+            chunk = reader.read(min(4096, _INFLATE_LIMIT - total))  # small: a cut loses one read
+            if not chunk:
+                return b"".join(parts), True
+            parts.append(chunk)
+            total += len(chunk)
+    except (TruncatedLayer, UnsupportedCompression):  # a head of a longer stream ends like this
+        pass
+    return b"".join(parts), False
 
 
 def _wrapped(head: bytes, total_size: int | None, depth: int) -> _Found | None:
     # arm64 has no self-decompressor, so distros ship `Image.gz` as vmlinuz and the loader
     # inflates it (systemd/systemd#23788); we look at what the head inflates to.
-    if head[:2] != b"\x1f\x8b":
+    compression = sniff(head)
+    if compression is Compression.NONE:
         return None
-    inner, ended = _inflate(head)
+    inner, ended = _inflate(head, compression)
     if len(inner) < 0x40:
         return None
     found = _identify(inner, None, depth + 1)
@@ -381,5 +400,5 @@ def _wrapped(head: bytes, total_size: int | None, depth: int) -> _Found | None:
     problems = list(found.problems)
     whole = total_size is not None and len(head) >= total_size
     if whole and not ended and len(inner) < _INFLATE_LIMIT:
-        problems.append("truncated: the gzip stream ends early")
-    return _Found(found.format, found.version, found.arch, tuple(problems), "gzip")
+        problems.append(f"truncated: the {compression} stream ends early")
+    return _Found(found.format, found.version, found.arch, tuple(problems), str(compression))
