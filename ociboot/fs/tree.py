@@ -40,7 +40,8 @@ class Resolution:
     """The outcome of one lookup.
 
     `path` is the canonical absolute path reached: the node's real location on success, and on
-    failure the canonical part resolved so far joined with the unresolved rest.  `chain` lists
+    failure the canonical part resolved so far joined with the unresolved rest (up to any `..`
+    in it).  `chain` lists
     every link followed, in order, as `(link_path, target_text)`.
     """
 
@@ -91,12 +92,12 @@ def resolve(root: Node, path: str, *, follow: bool = True, mkdir: MakeDir | None
             continue
         current = stack[-1][1] if stack else root
         if current.children is None:
-            rest = [name, *pending[::-1]]
+            rest = _unresolved(name, pending)
             return Resolution(path, absolute(names() + rest), None, tuple(chain), ResolveError.NOTDIR)
         child = current.children.get(name)
         if child is None:
             if mkdir is None:
-                rest = [name, *pending[::-1]]
+                rest = _unresolved(name, pending)
                 return Resolution(path, absolute(names() + rest), None, tuple(chain), ResolveError.MISSING)
             child = mkdir(current, name, absolute([*names(), name]))
         if child.is_symlink and (pending or follow):
@@ -116,6 +117,13 @@ def resolve(root: Node, path: str, *, follow: bool = True, mkdir: MakeDir | None
         stack.append((name, child))
     node = stack[-1][1] if stack else root
     return Resolution(path, absolute(names()), node, tuple(chain))
+
+
+def _unresolved(name: str, pending: list[str]) -> list[str]:
+    # What a failed walk could not reach, for the message; cut at a `..`, which means nothing
+    # below a component that is missing or not a directory.
+    rest = [name, *pending[::-1]]
+    return rest[: rest.index("..")] if ".." in rest else rest
 
 
 def _has_magic(part: str) -> bool:
