@@ -218,3 +218,24 @@ def test_zstd_wrapped_image() -> None:
     info = identify_kernel(data, total_size=len(data))
     assert (info.format, info.version, info.compression) == (KernelFormat.ARM64_IMAGE, "6.6.0-arm64", "zstd")
     assert info.ok
+
+
+def test_missing_libmagic_degrades_to_a_note() -> None:
+    # A fresh interpreter where `import magic` fails as it does without libmagic1.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['magic'] = None\n"
+        "from ociboot.boot import _sniff\n"
+        "from ociboot.boot.kernel import identify_kernel\n"
+        "info = identify_kernel(open(sys.argv[1], 'rb').read())\n"
+        "print(_sniff.available(), info.format, info.version, info.description, sep='|')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(BOOT / f"vmlinuz-{KVER}")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert out == f"False|bzImage|{KVER}|{_sniff.UNAVAILABLE}"

@@ -117,7 +117,8 @@ def identify_kernel(head: bytes, *, total_size: int | None = None) -> KernelInfo
 def kernel_version_of_name(name: str) -> str | None:
     """The release a kernel's path claims: `boot/vmlinuz-6.1.0-28-amd64` -> `6.1.0-28-amd64`,
     `usr/lib/modules/6.8.5-301.fc40.x86_64/vmlinuz` -> `6.8.5-301.fc40.x86_64`; None for
-    `vmlinuz`, `vmlinuz-lts` and other names without a version."""
+    `vmlinuz`, `vmlinuz-lts` and other names without a version.  Names only: whether the file
+    is a kernel at all is `identify_kernel`'s question (`System.map-6.1.0` has a version too)."""
     parts = [p for p in name.replace("\\", "/").split("/") if p]
     if not parts:
         return None
@@ -187,7 +188,7 @@ def _banner_version(data: bytes) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-def _truncation(needed: int, head: bytes, total_size: int | None, what: str) -> str | None:
+def _truncation(needed: int, total_size: int | None, what: str) -> str | None:
     """A problem text if the file is shorter than `needed`; None if it is long enough or if we
     were only given a head and cannot tell."""
     if total_size is not None and total_size < needed:
@@ -224,7 +225,7 @@ def _bzimage(head: bytes, total_size: int | None, depth: int) -> _Found | None:
         text = _cstring(head, at)
         if text is not None:
             version = _first_word(text)
-        elif (cut := _truncation(at + 1, head, total_size, "the version string")) is not None:
+        elif (cut := _truncation(at + 1, total_size, "the version string")) is not None:
             problems.append(cut)
         elif at >= len(head):
             problems.append(f"version string at offset {at} is beyond the {len(head)} bytes read")
@@ -236,7 +237,7 @@ def _bzimage(head: bytes, total_size: int | None, depth: int) -> _Found | None:
     needed = setup_size
     if protocol >= 0x208 and (payload := _u32(head, 0x248)) is not None:
         needed = setup_size + payload + (_u32(head, 0x24C) or 0)
-    if (cut := _truncation(needed, head, total_size, "the setup header")) is not None:
+    if (cut := _truncation(needed, total_size, "the setup header")) is not None:
         problems.append(cut)
     return _Found(KernelFormat.BZIMAGE, version, arch, tuple(problems))
 
@@ -253,7 +254,7 @@ def _arm64(head: bytes, total_size: int | None, depth: int) -> _Found | None:
     if flags & 0x01:
         problems.append("big-endian arm64 kernel")
     image_size = struct.unpack_from("<Q", head, 0x10)[0]
-    if (cut := _truncation(image_size, head, total_size, "the Image")) is not None:
+    if (cut := _truncation(image_size, total_size, "the Image")) is not None:
         problems.append(cut)
     return _Found(KernelFormat.ARM64_IMAGE, _banner_version(head), "arm64", tuple(problems))
 
@@ -264,7 +265,7 @@ def _riscv(head: bytes, total_size: int | None, depth: int) -> _Found | None:
     if head[0x38:0x3C] != b"RSC\x05" and head[0x30:0x38] != b"RISCV\0\0\0":
         return None
     image_size = struct.unpack_from("<Q", head, 0x10)[0] if len(head) >= 0x18 else 0
-    cut = _truncation(image_size, head, total_size, "the Image")
+    cut = _truncation(image_size, total_size, "the Image")
     return _Found(KernelFormat.RISCV_IMAGE, _banner_version(head), "riscv64", (cut,) if cut else ())
 
 
@@ -276,7 +277,7 @@ def _arm_zimage(head: bytes, total_size: int | None, depth: int) -> _Found | Non
         return None
     end = _u32(head, 0x2C) or 0
     start = _u32(head, 0x28) or 0
-    cut = _truncation(end - start, head, total_size, "the zImage") if end > start else None
+    cut = _truncation(end - start, total_size, "the zImage") if end > start else None
     return _Found(KernelFormat.ARM_ZIMAGE, None, "arm", (cut,) if cut else ())
 
 
@@ -323,7 +324,7 @@ def _zboot(head: bytes, total_size: int | None, depth: int) -> _Found | None:
         problems.append("bad header: EFI zboot image without a PE header")
     compression = _cstring(head, 0x18, 32) or None
     payload_at, payload_size = _u32(head, 0x08) or 0, _u32(head, 0x0C) or 0
-    if (cut := _truncation(payload_at + payload_size, head, total_size, "the payload")) is not None:
+    if (cut := _truncation(payload_at + payload_size, total_size, "the payload")) is not None:
         problems.append(cut)
     version = None
     payload = head[payload_at : payload_at + payload_size]
@@ -345,7 +346,7 @@ def _uki(head: bytes, total_size: int | None, depth: int) -> _Found | None:
         return None
     problems = []
     end = max(s.offset + s.size for s in sections)
-    if (cut := _truncation(end, head, total_size, "the section table")) is not None:
+    if (cut := _truncation(end, total_size, "the section table")) is not None:
         problems.append(cut)
     version = None
     uname = by_name.get(".uname")
