@@ -15,7 +15,7 @@ fetching its config (oras-project/oras#636, #1252).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from .digest import Digest, VerifyingReader, verify_bytes
@@ -121,9 +121,14 @@ class IndexListing:
 def resolve(source: ImageSource, platform: Platform | None = None) -> ResolvedImage:
     """The one image `source.ref` names; for an index, the first entry matching `platform`.
 
-    `platform` defaults to the host's, as skopeo does.
+    `platform` defaults to the host's, as skopeo does.  A lone manifest is returned whatever its
+    platform (skopeo and crane do the same); when a platform was asked for and differs, a note says so.
     """
-    return _Resolver(source).resolve(platform or Platform.host())
+    resolved = _Resolver(source).resolve(platform or Platform.host())
+    if platform is not None and resolved.index is None and not platform.matches(resolved.platform):
+        note = f"the image is {resolved.platform}, not the requested {platform} (it is not in an index)"
+        return replace(resolved, notes=(*resolved.notes, note))
+    return resolved
 
 
 def resolve_all(source: ImageSource) -> list[ResolvedImage]:

@@ -713,3 +713,6 @@ def test_built_layout_round_trip(tmp_path: Path) -> None:
     assert [str(layer.diff_id) for layer in resolved.layers] == images["linux/arm/v6"].diff_ids
     single = resolve(open_source(parse_ref(f"oci:{tmp_path / 'lay'}:single")), AMD64)
     assert str(single.platform) == "linux/s390x"  # a lone manifest is not filtered by platform
+    assert single.notes == (
+        "the image is linux/s390x, not the requested linux/amd64 (it is not in an index)",
+    )
