@@ -387,8 +387,8 @@ class _Walker:
         self.long_link: bytes | None = None
         self.last = ""  # last member name, for messages
 
-    def fail(self, message: str) -> TruncatedLayer:
-        after = f" (after member {self.last!r})" if self.last else ""
+    def fail(self, message: str, *, named: bool = False) -> TruncatedLayer:
+        after = f" (after member {self.last!r})" if self.last and not named else ""
         return TruncatedLayer(f"{self.name}: {message}{after}")
 
     def run(self) -> None:
@@ -557,7 +557,8 @@ class _Walker:
             have = min(size, blocks.offset - entry.offset)
             raise self.fail(
                 f"stream ends inside member {entry.path!r} ({have} of {size} data bytes, "
-                f"data at offset {entry.offset})"
+                f"data at offset {entry.offset})",
+                named=True,
             )
 
     def _old_gnu_sparse(self, hdr: bytes, start: int) -> int:
