@@ -54,11 +54,11 @@ def model_resolve(state: State, parts: Path, *, follow_last: bool, create: int |
     hops = 0
     while todo:
         name = todo.pop(0)
+        if not is_dir(state, tuple(out)):
+            return None
         if name == "..":
             out = out[:-1]
             continue
-        if not is_dir(state, tuple(out)):
-            return None
         here = (*out, name)
         rec = state.get(here)
         if rec is None:

@@ -70,6 +70,9 @@ LOOKUPS = [
     ("/etc/localtime", True, "/usr/share/zoneinfo/UTC", ResolveError.MISSING, None),
     ("/etc/localtime", False, "/etc/localtime", None, []),
     ("/nope/x", True, "/nope/x", ResolveError.MISSING, []),
+    # nothing below a missing component can be resolved, `..` included: the path stops there
+    ("/nope/../boot", True, "/nope", ResolveError.MISSING, []),
+    ("/file/../boot", True, "/file", ResolveError.NOTDIR, []),
     ("/file/x", True, "/file/x", ResolveError.NOTDIR, []),
     ("/self", False, "/self", None, []),
     ("/empty", True, "/empty", ResolveError.MISSING, [("/empty", "")]),

@@ -86,14 +86,15 @@ def resolve(root: Node, path: str, *, follow: bool = True, mkdir: MakeDir | None
 
     while pending:
         name = pending.pop()
+        current = stack[-1][1] if stack else root
+        if current.children is None:
+            # Checked before `..` too: `file/..` is ENOTDIR on Linux, not the file's directory.
+            rest = _unresolved(name, pending)
+            return Resolution(path, absolute(names() + rest), None, tuple(chain), ResolveError.NOTDIR)
         if name == "..":
             if stack:
                 stack.pop()
             continue
-        current = stack[-1][1] if stack else root
-        if current.children is None:
-            rest = _unresolved(name, pending)
-            return Resolution(path, absolute(names() + rest), None, tuple(chain), ResolveError.NOTDIR)
         child = current.children.get(name)
         if child is None:
             if mkdir is None:
