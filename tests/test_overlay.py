@@ -10,8 +10,10 @@ followed by the layer index that supplied the node.
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -432,3 +434,30 @@ def test_dangling_hardlink_problem_names_layer_and_paths() -> None:
 def test_layers_are_kept_on_the_tree() -> None:
     layers = [layer("a"), layer("b")]
     assert flatten(layers).layers == layers
+
+
+def tar_layer(path: Path) -> Layer:
+    """A real layer tar read with the stdlib (layer.py is not needed): regular files, dirs and
+    links only, every member captured (these fixtures are a few bytes)."""
+    kinds = {tarfile.REGTYPE: Kind.FILE, tarfile.DIRTYPE: Kind.DIR, tarfile.SYMTYPE: Kind.SYMLINK}
+    entries, captured = [], {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            name = member.name.strip("/").removeprefix("./")
+            kind = Kind.HARDLINK if member.islnk() else kinds[member.type]
+            entries.append(Entry(name, kind, mode=member.mode, size=member.size, linkname=member.linkname))
+            if member.isfile():
+                captured[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    return Layer(path.name, tuple(entries), captured)
+
+
+def test_regclient_whiteout_and_opaque_fixture(conformance: Path) -> None:
+    """regclient/testdata: `.wh.layer2.txt` hides the lower file; `exdir/.wh..wh..opq` (last in
+    the tar) empties the lower exdir but keeps the directory."""
+    lower = tar_layer(conformance / "regclient" / "layer.tar")
+    middle = layer("exdir/", "exdir/old:x", name="sha256:middle")
+    top = tar_layer(conformance / "regclient" / "layer-wh.tar")
+    tree = flatten([lower, middle, top])
+    assert visible(tree) == {"/exdir": "d2", "/layer1.txt": "f2", "/layer3.txt": "f2"}
+    assert tree.read("/layer1.txt") == top.captured["layer1.txt"] and tree.is_complete("/layer1.txt")
+    assert visible(flatten([lower])) == {"/layer1.txt": "f0", "/layer2.txt": "f0", "/layer3.txt": "f0"}
