@@ -101,6 +101,8 @@ INVALID = [
     ("a//b", 'repository "a//b" has an invalid component ""'),
     ("a/-b", 'has an invalid component "-b"'),
     ("a_-b", 'has an invalid component "a_-b"'),
+    # distribution reads a first component with '.' as a registry, so this is a bad host
+    ("0.0_0/0", 'registry "0.0_0" is not a valid host[:port]'),
     ("quay.io/", "empty repository"),
     ("docker://", "empty reference"),
     ("", "empty"),
@@ -170,15 +172,18 @@ _host = st.sampled_from(
 )
 _tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 _digest = st.from_regex(r"[a-f0-9]{64}", fullmatch=True).map(lambda h: "sha256:" + h)
-_docker_text = st.builds(
-    lambda scheme, host, repo, tag, digest: (
-        f"{scheme}{host}{repo}{':' + tag if tag else ''}{'@' + digest if digest else ''}"
-    ),
-    st.sampled_from(["", "docker://"]),
-    _host,
-    _repo,
-    st.none() | _tag,
-    st.none() | _digest,
+
+
+def _registry_free(host: str, repo: str) -> bool:
+    """Without a host, a first component holding '.' would itself be read as a registry."""
+    first = repo.split("/")[0]
+    return bool(host) or "/" not in repo or ("." not in first and first != "localhost")
+
+
+_docker_text = (
+    st.tuples(st.sampled_from(["", "docker://"]), _host, _repo, st.none() | _tag, st.none() | _digest)
+    .filter(lambda parts: _registry_free(parts[1], parts[2]))
+    .map(lambda p: f"{p[0]}{p[1]}{p[2]}{':' + p[3] if p[3] else ''}{'@' + p[4] if p[4] else ''}")
 )
 _path = st.text(
     st.characters(blacklist_characters=":\x00", blacklist_categories=("Cs",)), min_size=1, max_size=12
