@@ -55,6 +55,20 @@ class Resolution:
     def ok(self) -> bool:
         return self.error is None and self.node is not None
 
+    @property
+    def reason(self) -> str:
+        """Why the lookup failed, in the words of the matching errno."""
+        if self.ok:
+            return ""
+        return _REASONS[self.error] if self.error is not None else "no such file or directory"
+
+
+_REASONS = {
+    ResolveError.MISSING: "no such file or directory",
+    ResolveError.NOTDIR: "not a directory",
+    ResolveError.LOOP: f"too many levels of symbolic links (more than {MAXSYMLINKS})",
+}
+
 
 def split(path: str) -> list[str]:
     """Components of a path, with empty and `.` parts dropped (`..` is kept for the walk)."""

@@ -62,6 +62,10 @@ class LayoutSource:
         if digest is not None:
             known = next((d for d in self.index.manifests if d.digest == digest), None)
             return self._read_manifest(digest, known.media_type if known else None)
+        if self._ref.digest is not None:
+            # Pinned by digest (`oci:DIR:@sha256:...`, or ImageRef.with_digest): that blob, whether
+            # or not index.json lists it; image.py verifies the bytes against the digest.
+            return self.get_manifest(self._ref.digest)
         entry = self._select()
         if entry is None:
             media_type = self.index.media_type or MediaType.OCI_INDEX
@@ -73,6 +77,10 @@ class LayoutSource:
         entries = self.index.manifests
         names = sorted({d.ref_name for d in entries if d.ref_name})
         wanted = self._ref.name
+        if self._ref.index is not None:
+            if not 0 <= self._ref.index < len(entries):
+                raise ImageNotFound(f"{self.where} has {len(entries)} entries, no @{self._ref.index}")
+            return entries[self._ref.index]
         if wanted:
             hits = [d for d in entries if d.ref_name == wanted]
             if not hits and wanted.startswith(("sha256:", "sha512:")):

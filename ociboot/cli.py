@@ -1,0 +1,285 @@
+"""Command line: arguments -> pipeline -> render -> exit code.  No logic of its own.
+
+Exit codes (DESIGN.md §4): 0 ok/bootable, 1 not bootable, 2 usage, 3 the image could not be read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TransferSpeedColumn,
+)
+
+from . import __version__, pipeline, views
+from .errors import OcibootError
+from .layer import CaptureSpec
+from .sources import SourceOptions
+from .spec import Platform
+
+app = typer.Typer(
+    name="ociboot",
+    help="Inspect OCI and Docker images without Docker and without unpacking them: will this image boot?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+ImageArg = Annotated[
+    str,
+    typer.Argument(
+        help="docker://HOST/REPO:TAG, oci:DIR[:REF], oci-archive:FILE[:REF], "
+        "docker-archive:FILE[:NAME:TAG|@N], a bare name, or a path"
+    ),
+]
+PlatformOpt = Annotated[
+    str | None, typer.Option("--platform", help="os/arch[/variant]; default: this host's")
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="output format")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
+CredsOpt = Annotated[str | None, typer.Option("--creds", help="USER[:PASS] for the registry")]
+AuthfileOpt = Annotated[
+    str | None, typer.Option("--authfile", help="auth.json / config.json with credentials")
+]
+TlsOpt = Annotated[
+    bool, typer.Option("--tls-verify/--no-tls-verify", help="verify registry TLS certificates")
+]
+CertDirOpt = Annotated[str | None, typer.Option("--cert-dir", help="directory with *.crt CAs, *.cert/*.key")]
+PlainHttpOpt = Annotated[bool, typer.Option("--plain-http", help="use http:// even for non-loopback hosts")]
+
+
+def _options(
+    platform: str | None,
+    quiet: bool,
+    creds: str | None,
+    authfile: str | None,
+    tls_verify: bool,
+    cert_dir: str | None,
+    plain_http: bool,
+) -> pipeline.Options:
+    try:
+        wanted = Platform.parse(platform) if platform else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--platform") from None
+    source = SourceOptions(
+        creds=creds,
+        authfile=authfile,
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+        plain_http=True if plain_http else None,
+    )
+    return pipeline.Options(source=source, platform=wanted, progress=None if quiet else _progress_factory())
+
+
+_live: Progress | None = None
+
+
+def _progress_factory() -> pipeline.ProgressFactory | None:
+    if not err.is_terminal:
+        return None
+
+    def factory(name: str, total: int) -> Callable[[int], None]:
+        assert _live is not None
+        task = _live.add_task(name, total=total)
+        return lambda n: _live.advance(task, n) if _live is not None else None
+
+    return factory
+
+
+@contextmanager
+def _running(options: pipeline.Options) -> Iterator[None]:
+    """Show progress bars while the body runs (terminal only); map errors to exit code 3."""
+    global _live
+    try:
+        if options.progress is not None:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=err,
+                transient=True,
+            ) as _live:
+                yield
+        else:
+            yield
+    except OcibootError as exc:
+        err.print(f"ociboot: error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code) from None
+    finally:
+        _live = None
+
+
+def _emit(fmt: Format, data: Any, text: Callable[[], str]) -> None:
+    out = json.dumps(data, indent=2, sort_keys=False) if fmt is Format.json else text()
+    sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
+
+
+@app.command()
+def inspect(
+    image: ImageArg,
+    raw: Annotated[bool, typer.Option("--raw", help="print the manifest (or index) bytes as stored")] = False,
+    config: Annotated[bool, typer.Option("--config", help="print the image config bytes as stored")] = False,
+    sizes: Annotated[
+        bool, typer.Option("--sizes/--no-sizes", help="stream layers for uncompressed sizes")
+    ] = True,
+    platform: PlatformOpt = None,
+    fmt: FormatOpt = Format.text,
+    quiet: QuietOpt = False,
+    creds: CredsOpt = None,
+    authfile: AuthfileOpt = None,
+    tls_verify: TlsOpt = True,
+    cert_dir: CertDirOpt = None,
+    plain_http: PlainHttpOpt = False,
+) -> None:
+    """Manifest digest, platforms, config summary and layers of an image."""
+    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    with _running(options), pipeline.opened(image, options) as source:
+        if raw:
+            top = source.get_manifest()
+            sys.stdout.buffer.write(top.data)
+            return
+        resolved = pipeline.open_image(source, options)
+        if config:
+            sys.stdout.buffer.write(resolved.config_raw)
+            return
+        layers = pipeline.index_layers(resolved, None, options) if sizes else None
+        data = views.inspect_data(resolved, layers)
+        _emit(fmt, data, lambda: views.inspect_text(data))
+
+
+@app.command("ls")
+def ls_(
+    image: ImageArg,
+    path: Annotated[str, typer.Argument(help="directory or file inside the image")] = "/",
+    long: Annotated[bool, typer.Option("-l", "--long", help="mode, owner, size, link targets")] = False,
+    recursive: Annotated[bool, typer.Option("-R", "--recursive", help="list subdirectories too")] = False,
+    platform: PlatformOpt = None,
+    fmt: FormatOpt = Format.text,
+    quiet: QuietOpt = False,
+    creds: CredsOpt = None,
+    authfile: AuthfileOpt = None,
+    tls_verify: TlsOpt = True,
+    cert_dir: CertDirOpt = None,
+    plain_http: PlainHttpOpt = False,
+) -> None:
+    """List a directory of the image's final filesystem (symlinks shown with where they resolve)."""
+    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    with _running(options), pipeline.opened(image, options) as source:
+        loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
+        rows = views.listing(loaded, path, recursive=recursive)
+        _emit(fmt, rows, lambda: views.listing_text(rows, long=long))
+
+
+@app.command()
+def cat(
+    image: ImageArg,
+    path: Annotated[str, typer.Argument(help="file inside the image; symlinks are followed")],
+    platform: PlatformOpt = None,
+    quiet: QuietOpt = False,
+    creds: CredsOpt = None,
+    authfile: AuthfileOpt = None,
+    tls_verify: TlsOpt = True,
+    cert_dir: CertDirOpt = None,
+    plain_http: PlainHttpOpt = False,
+) -> None:
+    """Write a file's bytes, read from the layer that supplies it, after its digests verified."""
+    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    with _running(options), pipeline.opened(image, options) as source:
+        resolved = pipeline.open_image(source, options)
+        loaded = pipeline.load_tree(resolved, CaptureSpec.exact(path.lstrip("/")), options)
+        _, data = pipeline.read_file(loaded, path, options)
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+@app.command()
+def stat(
+    image: ImageArg,
+    path: Annotated[str, typer.Argument(help="path inside the image")],
+    platform: PlatformOpt = None,
+    fmt: FormatOpt = Format.text,
+    quiet: QuietOpt = False,
+    creds: CredsOpt = None,
+    authfile: AuthfileOpt = None,
+    tls_verify: TlsOpt = True,
+    cert_dir: CertDirOpt = None,
+    plain_http: PlainHttpOpt = False,
+) -> None:
+    """Type, mode, owner, size, link chain and the layer that supplied a path."""
+    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    with _running(options), pipeline.opened(image, options) as source:
+        loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
+        data = views.stat_data(loaded, path)
+        _emit(fmt, data, lambda: views.stat_text(data))
+    if not data.get("exists"):
+        raise typer.Exit(3)
+
+
+@app.command()
+def layers(
+    image: ImageArg,
+    platform: PlatformOpt = None,
+    fmt: FormatOpt = Format.text,
+    quiet: QuietOpt = False,
+    creds: CredsOpt = None,
+    authfile: AuthfileOpt = None,
+    tls_verify: TlsOpt = True,
+    cert_dir: CertDirOpt = None,
+    plain_http: PlainHttpOpt = False,
+) -> None:
+    """What each layer adds, changes and removes, with its sizes."""
+    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    with _running(options), pipeline.opened(image, options) as source:
+        loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
+        data = views.layers_data(loaded)
+        _emit(fmt, data, lambda: views.layers_text(data))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ociboot {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    """ociboot: will this container image boot?"""
+
+
+def main() -> None:
+    started = time.monotonic()
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print(f"ociboot: interrupted after {time.monotonic() - started:.1f}s")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,104 @@
+"""CLI wiring only: exit codes, one-line errors without tracebacks, JSON keys.  Logic is tested
+below the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from imagebuilder import ImageBuilder, LayerBuilder, write_oci_archive
+from typer.testing import CliRunner
+
+from ociboot.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    layer = (
+        LayerBuilder()
+        .dir("boot")
+        .file("boot/vmlinuz-6.1", b"kernel")
+        .symlink("boot/vmlinuz", "vmlinuz-6.1")
+        .symlink("boot/dangling", "nowhere")
+        .file("etc/os-release", "ID=test\n")
+    )
+    path = tmp_path_factory.mktemp("cli") / "image.tar"
+    return write_oci_archive(path, {"v1": ImageBuilder().add_layer(layer, "gzip").build()})
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_ls_json_keys_and_resolved_links(archive: Path) -> None:
+    code, out, _ = run("ls", str(archive), "/boot", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert {"schemaVersion", "reference", "digest", "path", "entries"} <= data.keys()
+    rows = {r["path"]: r for r in data["entries"]}
+    assert rows["/boot/vmlinuz"]["resolved"] == "/boot/vmlinuz-6.1"
+    assert rows["/boot/dangling"]["resolved"] is None
+
+
+def test_inspect_json(archive: Path) -> None:
+    code, out, _ = run("inspect", str(archive), "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["digest"].startswith("sha256:") and data["platform"] == "linux/amd64"
+    assert data["layers"][0]["uncompressedSize"] > data["layers"][0]["size"] > 0
+
+
+def test_inspect_raw_prints_stored_bytes(archive: Path) -> None:
+    code, out, _ = run("inspect", str(archive), "--raw")
+    assert code == 0 and json.loads(out)["schemaVersion"] == 2
+
+
+def test_cat_and_stat(archive: Path) -> None:
+    code, out, _ = run("cat", str(archive), "/boot/vmlinuz")
+    assert (code, out) == (0, "kernel")
+    code, out, _ = run("stat", str(archive), "/boot/vmlinuz", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["chain"] == [{"path": "/boot/vmlinuz", "target": "vmlinuz-6.1"}]
+    assert data["layer"]["index"] == 0
+
+
+def test_layers_json(archive: Path) -> None:
+    code, out, _ = run("layers", str(archive), "--format", "json")
+    assert code == 0
+    assert "/boot/vmlinuz" in json.loads(out)["layers"][0]["added"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["ls", "docker://Bad/Name"], "must be lowercase"),
+        (["ls", "oci:/does/not/exist"], "/does/not/exist"),
+        (["cat", "{archive}", "/nope"], "no such file or directory"),
+        (["cat", "{archive}", "/boot"], "is a directory"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_3(archive: Path, args: list[str], needle: str) -> None:
+    code, _out, err = run(*[a.format(archive=archive) for a in args])
+    assert code == 3
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_usage_errors_exit_2(archive: Path) -> None:
+    assert run("ls")[0] == 2
+    assert run("ls", str(archive), "--platform", "linux")[0] == 2
+
+
+def test_module_entry_point_runs(archive: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ociboot", "ls", str(archive), "/etc"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "/etc/os-release"

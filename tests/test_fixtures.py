@@ -1,0 +1,17 @@
+"""Committed fixtures are exactly what their generators write (so they can be regenerated)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_example_image_is_reproducible(tmp_path: Path) -> None:
+    out = tmp_path / "example.tar"
+    subprocess.run(
+        [sys.executable, str(REPO / "fixtures/make_example.py"), str(out)], check=True, capture_output=True
+    )
+    assert out.read_bytes() == (REPO / "fixtures/example-cos.tar").read_bytes()
