@@ -77,18 +77,46 @@ def main() -> None:
         (blobs / digest).write_bytes(data)
         return {"digest": f"sha256:{digest}", "size": len(data)}
 
-    config = put({"architecture": "amd64", "os": "linux",
-                  "rootfs": {"type": "layers", "diff_ids": [f"sha256:{plain.hash.hexdigest()}"]}})
-    manifest = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                                "digest": f"sha256:{layer_digest}", "size": compressed.count}]})
+    config = put(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{plain.hash.hexdigest()}"]},
+        }
+    )
+    manifest = put(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": f"sha256:{layer_digest}",
+                    "size": compressed.count,
+                }
+            ],
+        }
+    )
     (args.layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (args.layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-         "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
-    print(f"layer sha256:{layer_digest}: {compressed.count} bytes compressed, {plain.count} uncompressed, "
-          f"{args.files} files")
+    (args.layout / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "manifests": [
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        **manifest,
+                        "annotations": {"org.opencontainers.image.ref.name": "v1"},
+                    }
+                ],
+            }
+        )
+    )
+    print(
+        f"layer sha256:{layer_digest}: {compressed.count} bytes compressed, {plain.count} uncompressed, "
+        f"{args.files} files"
+    )
 
 
 if __name__ == "__main__":

@@ -120,8 +120,9 @@ class VerifyingReader:
 
     @property
     def digest(self) -> Digest:
-        return Digest(self._hash.name if self.expected is None else self.expected.algorithm,
-                      self._hash.hexdigest())
+        return Digest(
+            self._hash.name if self.expected is None else self.expected.algorithm, self._hash.hexdigest()
+        )
 
     def _finish(self) -> None:
         if self.verified:

@@ -86,8 +86,11 @@ class Report:
     def failures(self, *, fatal_warnings: bool = False) -> list[Finding]:
         out = [f for f in self.findings if f.blocking]
         if fatal_warnings:
-            out += [f for f in self.findings
-                    if f.severity is Severity.WARNING and f.outcome in (Outcome.FAIL, Outcome.ERROR)]
+            out += [
+                f
+                for f in self.findings
+                if f.severity is Severity.WARNING and f.outcome in (Outcome.FAIL, Outcome.ERROR)
+            ]
         return out
 
     def bootable(self, *, fatal_warnings: bool = False) -> bool:
@@ -144,7 +147,9 @@ def render_text(reports: Sequence[Report], *, fatal_warnings: bool = False, verb
             if f.hint and f.outcome in (Outcome.FAIL, Outcome.ERROR):
                 out.append(f"{'':26}fix: {f.hint}")
         c = r.counts()
-        out.append(f"  {verdict}: {c['fail']} failed, {c['error']} not run, {c['pass']} passed, {c['skip']} skipped")
+        out.append(
+            f"  {verdict}: {c['fail']} failed, {c['error']} not run, {c['pass']} passed, {c['skip']} skipped"
+        )
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -176,41 +181,68 @@ def render_sarif(reports: Sequence[Report], *, tool_version: str = "0") -> str:
             if f.outcome not in (Outcome.FAIL, Outcome.ERROR):
                 continue
             uri = (f.path or "/").lstrip("/") or "."
-            results.append({
-                "ruleId": f.rule,
-                "ruleIndex": rule_ids.index(f.rule),
-                "level": _SARIF_LEVEL[f.severity],
-                "kind": "fail",
-                "message": {"text": f.message + ("" if f.outcome is Outcome.FAIL else " (check could not run)")},
-                "locations": [{
-                    "physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": "IMAGEROOT"}},
-                    "logicalLocations": [{"name": r.image, "fullyQualifiedName": f"{r.image}@{r.digest}",
-                                          "kind": "module"}],
-                }],
-                "properties": {"image": r.image, "digest": r.digest, "platform": r.platform,
-                               "profile": r.profile, "evidence": list(f.evidence),
-                               **({"hint": f.hint} if f.hint else {})},
-            })
+            results.append(
+                {
+                    "ruleId": f.rule,
+                    "ruleIndex": rule_ids.index(f.rule),
+                    "level": _SARIF_LEVEL[f.severity],
+                    "kind": "fail",
+                    "message": {
+                        "text": f.message + ("" if f.outcome is Outcome.FAIL else " (check could not run)")
+                    },
+                    "locations": [
+                        {
+                            "physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": "IMAGEROOT"}},
+                            "logicalLocations": [
+                                {
+                                    "name": r.image,
+                                    "fullyQualifiedName": f"{r.image}@{r.digest}",
+                                    "kind": "module",
+                                }
+                            ],
+                        }
+                    ],
+                    "properties": {
+                        "image": r.image,
+                        "digest": r.digest,
+                        "platform": r.platform,
+                        "profile": r.profile,
+                        "evidence": list(f.evidence),
+                        **({"hint": f.hint} if f.hint else {}),
+                    },
+                }
+            )
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "ociboot",
-                "version": tool_version,
-                "informationUri": "https://github.com/ociboot/ociboot",
-                "rules": [{
-                    "id": rid,
-                    "name": rules[rid].title,
-                    "shortDescription": {"text": rules[rid].title},
-                    "fullDescription": {"text": rules[rid].description or rules[rid].title},
-                    "defaultConfiguration": {"level": _SARIF_LEVEL[rules[rid].severity]},
-                    **({"properties": {"sources": list(rules[rid].sources)}} if rules[rid].sources else {}),
-                } for rid in rule_ids],
-            }},
-            "originalUriBaseIds": {"IMAGEROOT": {"uri": "file:///"}},
-            "results": results,
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "ociboot",
+                        "version": tool_version,
+                        "informationUri": "https://github.com/ociboot/ociboot",
+                        "rules": [
+                            {
+                                "id": rid,
+                                "name": rules[rid].title,
+                                "shortDescription": {"text": rules[rid].title},
+                                "fullDescription": {"text": rules[rid].description or rules[rid].title},
+                                "defaultConfiguration": {"level": _SARIF_LEVEL[rules[rid].severity]},
+                                **(
+                                    {"properties": {"sources": list(rules[rid].sources)}}
+                                    if rules[rid].sources
+                                    else {}
+                                ),
+                            }
+                            for rid in rule_ids
+                        ],
+                    }
+                },
+                "originalUriBaseIds": {"IMAGEROOT": {"uri": "file:///"}},
+                "results": results,
+            }
+        ],
     }
     return json.dumps(doc, indent=2) + "\n"
 
@@ -223,8 +255,12 @@ def render_junit(reports: Sequence[Report], *, fatal_warnings: bool = False) -> 
         suite = ET.SubElement(suites, "testsuite", name=f"{r.image} [{r.platform}]")
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         for f in _ordered(r.findings):
-            case = ET.SubElement(suite, "testcase", classname=f"ociboot.{r.profile}.{f.rule}",
-                                 name=f"{f.rule} {f.path or ''}".strip())
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"ociboot.{r.profile}.{f.rule}",
+                name=f"{f.rule} {f.path or ''}".strip(),
+            )
             counts["tests"] += 1
             detail = "\n".join([f.message, *f.evidence, *([f"fix: {f.hint}"] if f.hint else [])])
             gating = f.severity is Severity.ERROR or (fatal_warnings and f.severity is Severity.WARNING)

@@ -252,7 +252,9 @@ class ImageBuilder:
         diff_id: str | None = None,
     ) -> ImageBuilder:
         tar = layer if isinstance(layer, bytes) else layer.tar(end_blocks=end_blocks)
-        blob = Blob(media_type or LAYER_TYPES[(self.flavour, compression)], compress(tar, compression, frames=frames))
+        blob = Blob(
+            media_type or LAYER_TYPES[(self.flavour, compression)], compress(tar, compression, frames=frames)
+        )
         self._layers.append(blob)
         self._diff_ids.append(diff_id or sha256(tar))
         self._history.append({"created": "2023-11-14T22:13:20Z", "created_by": f"layer {len(self._layers)}"})
@@ -349,4 +351,6 @@ def write_oci_archive(path: Path | str, tags: dict[str, BuiltImage | BuiltIndex]
 def tree_files(root: Path | str) -> dict[str, bytes]:
     """Read a directory back into path -> bytes (for committing fixtures)."""
     base = Path(root)
-    return {str(p.relative_to(base)).replace(os.sep, "/"): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(base)).replace(os.sep, "/"): p.read_bytes() for p in base.rglob("*") if p.is_file()
+    }

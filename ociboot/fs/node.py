@@ -24,8 +24,15 @@ class Kind(StrEnum):
 
     @property
     def ls_char(self) -> str:
-        return {"file": "-", "dir": "d", "symlink": "l", "hardlink": "-", "char": "c",
-                "block": "b", "fifo": "p"}[self.value]
+        return {
+            "file": "-",
+            "dir": "d",
+            "symlink": "l",
+            "hardlink": "-",
+            "char": "c",
+            "block": "b",
+            "fifo": "p",
+        }[self.value]
 
 
 @dataclass(frozen=True, slots=True)
