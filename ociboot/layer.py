@@ -117,6 +117,54 @@ def _larger(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else max(a, b)
 
 
+#: analyze(entry, reader) -> result: reads a member's bytes from the tar stream as they pass.
+Analyzer = Callable[[Entry, "MemberReader"], Any]
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class AnalyzeSpec:
+    """Members to hand to an analyzer while the layer streams, instead of keeping their bytes.
+
+    An initrd must be read whole to be judged (decompressed, its cpio walked) but must never be
+    held in memory: its analyzer pulls the member's bytes from the tar stream and keeps only its
+    findings.  Patterns as in CaptureSpec; the first pattern (in sorted order) that matches wins.
+    """
+
+    rules: tuple[tuple[str, Analyzer], ...]
+    _any: re.Pattern[str] | None = field(compare=False, hash=False, repr=False)
+
+    def __init__(self, rules: Mapping[str, Analyzer] | Iterable[tuple[str, Analyzer]] = ()) -> None:
+        merged = dict(
+            (_clean_pattern(p), fn) for p, fn in (rules.items() if isinstance(rules, Mapping) else rules)
+        )
+        ordered = tuple(sorted(merged.items(), key=lambda rule: rule[0]))
+        joined = "|".join(fnmatch.translate(p) for p, _ in ordered)
+        object.__setattr__(self, "rules", ordered)
+        object.__setattr__(self, "_any", re.compile(joined) if ordered else None)
+
+    @classmethod
+    def exact(cls, path: str, analyzer: Analyzer) -> AnalyzeSpec:
+        return cls({re.sub(r"([*?\[])", r"[\1]", _clean_pattern(path)): analyzer})
+
+    def __or__(self, other: AnalyzeSpec) -> AnalyzeSpec:
+        return AnalyzeSpec([*self.rules, *other.rules])
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def analyzer(self, path: str) -> Analyzer | None:
+        if self._any is None or not self._any.match(path):
+            return None
+        return next((fn for pattern, fn in self.rules if fnmatch.fnmatchcase(path, pattern)), None)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisFailed:
+    """An analyzer raised: kept as its result so a check can say it could not run."""
+
+    error: str
+
+
 # --- the index -------------------------------------------------------------------------------
 
 
@@ -128,6 +176,7 @@ class TarListing:
     captured: Mapping[str, bytes]
     complete: frozenset[str]
     notes: tuple[str, ...]
+    analyses: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +198,7 @@ class LayerIndex:
     captured: Mapping[str, bytes] = field(default_factory=dict)
     complete: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
+    analyses: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _Progress:
@@ -169,6 +219,7 @@ def index_layer(
     diff_id: Digest,
     capture: CaptureSpec | None = None,
     *,
+    analyze: AnalyzeSpec | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> LayerIndex:
     """Stream one layer blob, verifying its digest, size and diff_id, and index its tar."""
@@ -189,7 +240,7 @@ def index_layer(
         stream = open_decompressed(head, compression, what=f"layer {digest}")
         tar = VerifyingReader(stream, diff_id, what=f"layer {digest} uncompressed (diff_id)")
         try:
-            listing = read_tar(tar, name=f"layer {digest}", capture=capture)
+            listing = read_tar(tar, name=f"layer {digest}", capture=capture, analyze=analyze)
             tar.drain()
         except (LayerError, DigestMismatch) as exc:
             _blame_blob(blob, exc)
@@ -209,6 +260,7 @@ def index_layer(
         captured=listing.captured,
         complete=listing.complete,
         notes=(*notes, *listing.notes),
+        analyses=listing.analyses,
     )
 
 
@@ -373,10 +425,14 @@ def normalize_path(raw: str, where: str) -> str:
 class _Walker:
     """State of one walk; `run()` fills entries, captured, complete and notes."""
 
-    def __init__(self, stream: Any, name: str, capture: CaptureSpec | None) -> None:
+    def __init__(
+        self, stream: Any, name: str, capture: CaptureSpec | None, analyze: AnalyzeSpec | None = None
+    ) -> None:
         self.blocks = _Blocks(stream)
         self.name = name
         self.capture = capture if capture else None
+        self.analyze = analyze if analyze else None
+        self.analyses: dict[str, Any] = {}
         self.entries: list[Entry] = []
         self.captured: dict[str, bytes] = {}
         self.complete: set[str] = set()
@@ -537,6 +593,12 @@ class _Walker:
         cap: int | None = NOT_WANTED
         if self.capture is not None and entry.kind is _FILE and not sparse:
             cap = self.capture.cap(path)
+        if self.analyses:
+            self.analyses.pop(path, None)  # a later record of the path replaces the result
+        analyzer = self.analyze.analyzer(path) if self.analyze is not None and entry.kind is _FILE else None
+        if analyzer is not None and not sparse:
+            self._analyze(entry, size, analyzer, cap)
+            return
         if cap == NOT_WANTED:
             if self.captured:
                 self.captured.pop(path, None)  # a later record of the path replaces the bytes
@@ -558,6 +620,32 @@ class _Walker:
             raise self.fail(
                 f"stream ends inside member {entry.path!r} ({have} of {size} data bytes, "
                 f"data at offset {entry.offset})",
+                named=True,
+            )
+
+    def _analyze(self, entry: Entry, size: int, analyzer: Analyzer, cap: int | None) -> None:
+        reader = MemberReader(self.blocks, size, 0 if cap == NOT_WANTED else (size if cap is None else cap))
+        try:
+            self.analyses[entry.path] = analyzer(entry, reader)
+        except DigestMismatch:
+            raise
+        except Exception as exc:
+            # The member's own damage (a corrupt initrd) is the analyzer's finding, not the layer's;
+            # a layer cut inside this member still fails just below, when the rest is skipped.
+            self.analyses[entry.path] = AnalysisFailed(f"{type(exc).__name__}: {exc}")
+        kept = reader.kept()
+        if kept is not None:
+            self.captured[entry.path] = kept
+            if len(kept) == size:
+                self.complete.add(entry.path)
+            else:
+                self.complete.discard(entry.path)
+        total = size + (-size % BLOCK)
+        done = reader.consumed
+        if done + self.blocks.skip(total - done) < total:
+            raise self.fail(
+                f"stream ends inside member {entry.path!r} ({min(size, self.blocks.offset - entry.offset)} "
+                f"of {size} data bytes, data at offset {entry.offset})",
                 named=True,
             )
 
@@ -610,16 +698,67 @@ def _xattrs(pax: dict[bytes, bytes]) -> dict[str, bytes]:
     return {_decode(k[len(_XATTR) :]): v for k, v in pax.items() if k.startswith(_XATTR)}
 
 
-def read_tar(stream: Any, *, name: str = "tar stream", capture: CaptureSpec | None = None) -> TarListing:
+class MemberReader:
+    """A member's data as a stream, read straight from the tar stream (never past the member).
+
+    The first `keep` bytes read are also kept (a capture of the same path); `consumed` tells the
+    walker how much is left to skip when the analyzer returns early.
+    """
+
+    __slots__ = ("_blocks", "_head", "_keep", "consumed", "size")
+
+    def __init__(self, blocks: _Blocks, size: int, keep: int) -> None:
+        self._blocks = blocks
+        self.size = size
+        self.consumed = 0
+        self._keep = keep
+        self._head: list[bytes] = []
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.consumed
+        want = left if n is None or n < 0 else min(n, left)
+        if want <= 0:
+            return b""
+        data = self._blocks.take(want)
+        if self._keep and self.consumed < self._keep:
+            self._head.append(data[: self._keep - self.consumed])
+        self.consumed += len(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def kept(self) -> bytes | None:
+        """The kept head, completed from the stream if the analyzer read less than `keep`."""
+        if not self._keep:
+            return None
+        if self.consumed < min(self._keep, self.size):
+            self.read(min(self._keep, self.size) - self.consumed)
+        return b"".join(self._head)
+
+
+def read_tar(
+    stream: Any,
+    *,
+    name: str = "tar stream",
+    capture: CaptureSpec | None = None,
+    analyze: AnalyzeSpec | None = None,
+) -> TarListing:
     """Walk a tar stream (anything with readinto) to its end-of-archive; see the module docstring.
 
     The stream is not drained past the archive's end: callers that verify digests drain it.
     """
-    walker = _Walker(stream, name, capture)
+    walker = _Walker(stream, name, capture, analyze)
     walker.run()
     return TarListing(
         entries=tuple(walker.entries),
         captured=walker.captured,
         complete=frozenset(walker.complete),
         notes=tuple(walker.notes),
+        analyses=walker.analyses,
     )

@@ -239,3 +239,23 @@ def test_missing_libmagic_degrades_to_a_note() -> None:
         text=True,
     ).stdout.strip()
     assert out == f"False|bzImage|{KVER}|{_sniff.UNAVAILABLE}"
+
+
+# --- streaming analysis: the banner megabytes into an Image ------------------------------------
+
+
+@pytest.mark.parametrize("wrap", ["none", "gzip", "zstd"])
+def test_analyze_kernel_finds_a_banner_far_into_an_arm64_image(wrap: str) -> None:
+    import io
+
+    from imagebuilder import compress
+
+    from ociboot.boot.kernel import analyze_kernel
+
+    header = (BOOT / "Image-6.6.0-arm64").read_bytes()[:64]
+    image = header + b"\0" * (3 << 20) + b"Linux version 6.9.1-arm64 (builder@host) #1 SMP\n" + b"\0" * 100
+    data = compress(image, wrap)
+    info = analyze_kernel(io.BytesIO(data), len(data))
+    assert (info.format, info.version) == (KernelFormat.ARM64_IMAGE, "6.9.1-arm64")
+    assert info.compression == (None if wrap == "none" else wrap)
+    assert identify_kernel(data[:KERNEL_HEAD_BYTES], total_size=len(data)).version is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imagebuilder import LAYER_TYPES, LayerBuilder, compress
@@ -15,8 +16,8 @@ from imagebuilder import LAYER_TYPES, LayerBuilder, compress
 from ociboot.compression import Compression
 from ociboot.digest import Digest
 from ociboot.errors import DigestMismatch, OcibootError, TruncatedLayer, UnsafePath, UnsupportedMediaType
-from ociboot.fs.node import Kind, LayerContent
-from ociboot.layer import CaptureSpec, LayerIndex, index_layer
+from ociboot.fs.node import Entry, Kind, LayerContent
+from ociboot.layer import AnalysisFailed, AnalyzeSpec, CaptureSpec, LayerIndex, index_layer, read_tar
 from ociboot.ref import ImageRef
 from ociboot.sources import RawManifest
 from ociboot.spec import Descriptor
@@ -284,3 +285,49 @@ def test_conformance_layers(conformance: Path, rel: str, names: list[str]) -> No
     else:
         assert index.captured["bat"] == b"bat\n" and "bat" in index.complete
         assert index.entries[1].mode == 0o555
+
+
+# --- streaming analyzers ---------------------------------------------------------------------
+
+
+def _digest_of_member(entry: Entry, reader: Any) -> tuple[str, int]:
+    h = hashlib.sha256()
+    while chunk := reader.read(7):  # odd sizes: the reader must never run past the member
+        h.update(chunk)
+    return h.hexdigest(), entry.size
+
+
+def test_analyzers_read_whole_members_from_the_stream_without_keeping_them() -> None:
+    big = bytes(range(256)) * 1000
+    layer = LayerBuilder().file("boot/initrd-1", big).file("boot/other", b"x" * 600).file("etc/a", b"a")
+    listing = read_tar(
+        io.BytesIO(layer.tar()),
+        capture=CaptureSpec({"etc/*": None}),
+        analyze=AnalyzeSpec({"boot/initrd*": _digest_of_member}),
+    )
+    assert listing.analyses == {"boot/initrd-1": (hashlib.sha256(big).hexdigest(), len(big))}
+    assert "boot/initrd-1" not in listing.captured and listing.captured["etc/a"] == b"a"
+    assert [e.path for e in listing.entries] == ["boot/initrd-1", "boot/other", "etc/a"]
+
+
+def test_an_analyzer_that_stops_early_leaves_the_walk_intact_and_keeps_a_captured_head() -> None:
+    layer = LayerBuilder().file("boot/k", b"H" * 100 + b"T" * 5000).file("after", b"z")
+    listing = read_tar(
+        io.BytesIO(layer.tar()),
+        capture=CaptureSpec({"boot/k": 10}),
+        analyze=AnalyzeSpec({"boot/k": lambda entry, reader: reader.read(3)}),
+    )
+    assert listing.analyses["boot/k"] == b"HHH"
+    assert listing.captured["boot/k"] == b"H" * 10 and "boot/k" not in listing.complete
+    assert [e.path for e in listing.entries] == ["boot/k", "after"]
+
+
+def test_a_failing_analyzer_is_a_result_and_a_cut_member_still_fails_the_layer() -> None:
+    def boom(entry: Entry, reader: Any) -> None:
+        raise ValueError("bad initrd")
+
+    layer = LayerBuilder().file("boot/initrd", b"q" * 3000)
+    listing = read_tar(io.BytesIO(layer.tar()), analyze=AnalyzeSpec({"boot/*": boom}))
+    assert listing.analyses["boot/initrd"] == AnalysisFailed("ValueError: bad initrd")
+    with pytest.raises(TruncatedLayer, match="boot/initrd"):
+        read_tar(io.BytesIO(layer.tar()[:1536]), analyze=AnalyzeSpec({"boot/*": _digest_of_member}))

@@ -14,12 +14,15 @@ and pass the file's real size as `total_size`, which lets us tell "the file is t
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from ..compression import Compression, open_decompressed, sniff
 from ..errors import TruncatedLayer, UnsupportedCompression
@@ -403,3 +406,124 @@ def _wrapped(head: bytes, total_size: int | None, depth: int) -> _Found | None:
     if whole and not ended and len(inner) < _INFLATE_LIMIT:
         problems.append(f"truncated: the {compression} stream ends early")
     return _Found(found.format, found.version, found.arch, tuple(problems), str(compression))
+
+
+# --- streaming: the whole file, read once from its layer ---------------------------------------
+
+#: An arm64/RISC-V Image carries its version only in the `Linux version` banner, megabytes in;
+#: bound how much we inflate and scan for it (real kernels are well under this).
+BANNER_SCAN_LIMIT = 256 << 20
+_CHUNK = 1 << 20
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def analyze_kernel(reader: _Readable, size: int) -> KernelInfo:
+    """Identify a kernel from a stream of its bytes (a layer member as it passes).
+
+    The head decides the format; when the header holds no version (arm64, RISC-V, ARM Images,
+    plain or wrapped), the rest of the stream is scanned for the `Linux version` banner.
+    """
+    head = _read_up_to(reader, KERNEL_HEAD_BYTES)
+    info = identify_kernel(head, total_size=size)
+    if not info.is_kernel or info.version is not None or len(head) >= size:
+        return info
+    if info.compression and info.format is not KernelFormat.EFI_ZBOOT:
+        version = _banner_in_compressed(head, reader, sniff(head))
+    elif info.format in (KernelFormat.ARM64_IMAGE, KernelFormat.RISCV_IMAGE, KernelFormat.ARM_ZIMAGE):
+        version = _banner_in_stream(head, reader)
+    else:
+        version = None
+    return dataclasses.replace(info, version=version) if version else info
+
+
+def _read_up_to(reader: _Readable, n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        chunk = reader.read(n - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _scan(chunks: Iterator[bytes]) -> str | None:
+    tail, seen = b"", 0
+    for chunk in chunks:
+        window = tail + chunk
+        found = _banner_version(window)
+        if found:
+            return found
+        tail = window[-200:]  # a banner split across two chunks is found in the next window
+        seen += len(chunk)
+        if seen > BANNER_SCAN_LIMIT:
+            return None
+    return None
+
+
+def _banner_in_stream(head: bytes, reader: _Readable) -> str | None:
+    def chunks() -> Iterator[bytes]:
+        yield head
+        while chunk := reader.read(_CHUNK):
+            yield chunk
+
+    return _scan(chunks())
+
+
+def _banner_in_compressed(head: bytes, reader: _Readable, compression: Compression) -> str | None:
+    if compression is not Compression.GZIP:
+        stream = open_decompressed(_Prefixed(head, reader), compression, "kernel image")
+
+        def inflated() -> Iterator[bytes]:
+            try:
+                while chunk := stream.read(_CHUNK):
+                    yield chunk
+            except (TruncatedLayer, UnsupportedCompression):
+                return
+
+        return _scan(inflated())
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+    def gunzipped() -> Iterator[bytes]:
+        data = head
+        while data:
+            try:
+                out = inflater.decompress(data, _CHUNK)
+                while out:
+                    yield out
+                    out = (
+                        inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+                        if inflater.unconsumed_tail
+                        else b""
+                    )
+            except zlib.error:
+                return
+            if inflater.eof:
+                return
+            data = reader.read(_CHUNK)
+
+    return _scan(gunzipped())
+
+
+class _Prefixed:
+    """`head` then the rest of `reader`: the head was already read to identify the format."""
+
+    def __init__(self, head: bytes, reader: _Readable) -> None:
+        self._head = head
+        self._reader = reader
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            out, self._head = (
+                (self._head, b"") if n < 0 or n >= len(self._head) else (self._head[:n], self._head[n:])
+            )
+            return out
+        return self._reader.read(n)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
