@@ -4,6 +4,7 @@ fixtures/make_boot_fixtures.py) and against real libmagic."""
 from __future__ import annotations
 
 import gzip
+import random
 import struct
 import threading
 from pathlib import Path
@@ -253,7 +254,8 @@ def test_analyze_kernel_finds_a_banner_far_into_an_arm64_image(wrap: str) -> Non
     from ociboot.boot.kernel import analyze_kernel
 
     header = (BOOT / "Image-6.6.0-arm64").read_bytes()[:64]
-    image = header + b"\0" * (3 << 20) + b"Linux version 6.9.1-arm64 (builder@host) #1 SMP\n" + b"\0" * 100
+    filler = random.Random(7).randbytes(3 << 20)  # incompressible: the banner is far past any head
+    image = header + filler + b"Linux version 6.9.1-arm64 (builder@host) #1 SMP\n" + b"\0" * 100
     data = compress(image, wrap)
     info = analyze_kernel(io.BytesIO(data), len(data))
     assert (info.format, info.version) == (KernelFormat.ARM64_IMAGE, "6.9.1-arm64")
