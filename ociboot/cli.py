@@ -26,6 +26,8 @@ from rich.progress import (
 from . import __version__, pipeline, views
 from .errors import OcibootError
 from .layer import CaptureSpec
+from .report import Report, render_json, render_junit, render_sarif, render_text
+from .report import exit_code as report_exit_code
 from .sources import SourceOptions
 from .spec import Platform
 
@@ -106,8 +108,12 @@ def _progress_factory() -> pipeline.ProgressFactory | None:
     return factory
 
 
+class _Unreadable(Exception):
+    """One image of several could not be read; its error line is already printed."""
+
+
 @contextmanager
-def _running(options: pipeline.Options) -> Iterator[None]:
+def _running(options: pipeline.Options, *, exit_on_error: bool = True) -> Iterator[None]:
     """Show progress bars while the body runs (terminal only); map errors to exit code 3."""
     global _live
     try:
@@ -125,6 +131,8 @@ def _running(options: pipeline.Options) -> Iterator[None]:
             yield
     except OcibootError as exc:
         err.print(f"ociboot: error: {exc}", markup=False)
+        if not exit_on_error:
+            raise _Unreadable() from None
         raise typer.Exit(exc.exit_code) from None
     finally:
         _live = None
@@ -254,6 +262,145 @@ def layers(
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.layers_data(loaded)
         _emit(fmt, data, lambda: views.layers_text(data))
+
+
+class CheckFormat(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    junit = "junit"
+
+
+class ProfileName(StrEnum):
+    auto = "auto"
+    generic = "generic"
+    cos = "cos"
+    kairos = "kairos"
+    bootc = "bootc"
+
+
+@app.command()
+def check(
+    images: Annotated[list[str], typer.Argument(help="one or more images (see `ociboot ls --help`)")],
+    profile: Annotated[
+        ProfileName, typer.Option("--profile", help="rule set; auto detects it")
+    ] = ProfileName.auto,
+    kernel: Annotated[
+        str | None, typer.Option("--kernel", help="custom kernel path inside the image")
+    ] = None,
+    initrd: Annotated[
+        str | None, typer.Option("--initrd", help="custom initrd path inside the image")
+    ] = None,
+    require_package: Annotated[
+        list[str] | None,
+        typer.Option("--require-package", help="package name, or role kernel|bootloader|init|initramfs"),
+    ] = None,
+    policy_file: Annotated[str | None, typer.Option("--policy", help="TOML policy file")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="rule id to skip (repeatable)")] = None,
+    fatal_warnings: Annotated[
+        bool, typer.Option("--fatal-warnings", help="warnings fail the check too")
+    ] = False,
+    all_platforms: Annotated[bool, typer.Option("--all-platforms", help="one report per platform")] = False,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="write the report to FILE")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
+    platform: PlatformOpt = None,
+    fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
+    quiet: QuietOpt = False,
+    creds: CredsOpt = None,
+    authfile: AuthfileOpt = None,
+    tls_verify: TlsOpt = True,
+    cert_dir: CertDirOpt = None,
+    plain_http: PlainHttpOpt = False,
+) -> None:
+    """Will this image boot?  Exit 0 bootable, 1 not bootable, 3 an image could not be read."""
+    from .boot.context import Policy
+    from .boot.profiles import load_policy
+    from .boot.rules import rule_ids
+
+    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    policy = Policy()
+    try:
+        if policy_file:
+            policy = load_policy(policy_file, policy)
+    except OcibootError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    if profile is not ProfileName.auto:
+        policy.profile = profile.value
+    policy.kernel = kernel or policy.kernel
+    policy.initrd = initrd or policy.initrd
+    policy.require_packages = (*policy.require_packages, *(require_package or ()))
+    policy.skip = (*policy.skip, *(skip or ()))
+    policy.fatal_warnings = fatal_warnings or policy.fatal_warnings
+    unknown = sorted(set(policy.skip) - rule_ids())
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown rule id(s) {', '.join(unknown)}; see `ociboot rules`", param_hint="--skip"
+        )
+
+    reports = []
+    unreadable = 0
+    for text in images:
+        try:
+            with _running(options, exit_on_error=False), pipeline.opened(text, options) as source:
+                resolved = (
+                    pipeline.open_all(source) if all_platforms else [pipeline.open_image(source, options)]
+                )
+                reports += [pipeline.check_image(image, policy, options) for image in resolved]
+        except _Unreadable:
+            unreadable += 1
+    rendered = _render_reports(reports, fmt, policy.fatal_warnings, verbose)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(rendered)
+    else:
+        sys.stdout.write(rendered)
+    code = 3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings)
+    raise typer.Exit(code)
+
+
+def _render_reports(reports: list[Report], fmt: CheckFormat, fatal_warnings: bool, verbose: bool) -> str:
+    if fmt is CheckFormat.text:
+        return render_text(reports, fatal_warnings=fatal_warnings, verbose=verbose)
+    if fmt is CheckFormat.json:
+        return render_json(reports, fatal_warnings=fatal_warnings)
+    if fmt is CheckFormat.sarif:
+        return render_sarif(reports, tool_version=__version__)
+    return render_junit(reports, fatal_warnings=fatal_warnings)
+
+
+@app.command()
+def rules(
+    profile: Annotated[
+        ProfileName | None, typer.Option("--profile", help="only this profile's rules")
+    ] = None,
+    fmt: FormatOpt = Format.text,
+) -> None:
+    """List every rule: id, per-profile severity, title, sources."""
+    from .boot.rules import ALL_RULES
+
+    selected = [r for r in ALL_RULES if profile in (None, ProfileName.auto) or profile.value in r.severity]
+    data: dict[str, Any] = {
+        "schemaVersion": 1,
+        "rules": [
+            {
+                "id": r.id,
+                "title": r.title,
+                "description": r.description,
+                "severity": {p: str(s) for p, s in r.severity.items()},
+                "sources": list(r.sources),
+            }
+            for r in selected
+        ],
+    }
+
+    def text() -> str:
+        lines = []
+        for r in data["rules"]:
+            sev = " ".join(f"{p}={s[0].upper()}" for p, s in r["severity"].items())
+            lines.append(f"{r['id']:<8} {r['title']}  [{sev}]")
+        return "\n".join(lines)
+
+    _emit(fmt, data, text)
 
 
 def _version(value: bool) -> None:

@@ -13,12 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .boot import facts, profiles, rules, scan
+from .boot.check import run_checks
+from .boot.context import CheckContext, Policy
 from .errors import ContentError, ImageNotFound
 from .fs.overlay import flatten
 from .fs.tree import FileTree
 from .image import ResolvedImage, resolve, resolve_all
-from .layer import CaptureSpec, LayerIndex, index_layer
+from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
 from .ref import ImageRef, Transport, parse_ref
+from .report import Report, Severity
 from .sources import ImageSource, SourceOptions, open_source
 from .sources._store import sniff_path
 from .spec import Platform
@@ -73,7 +77,11 @@ class ImageTree:
 
 
 def index_layers(
-    image: ResolvedImage, capture: CaptureSpec | None, options: Options, only: Sequence[int] | None = None
+    image: ResolvedImage,
+    capture: CaptureSpec | None,
+    options: Options,
+    only: Sequence[int] | None = None,
+    analyze: AnalyzeSpec | None = None,
 ) -> list[LayerIndex]:
     """Index the image's layers (or the positions in `only`), concurrently, in base-to-top order."""
     positions = list(range(len(image.layers))) if only is None else list(only)
@@ -85,7 +93,9 @@ def index_layers(
             advance = options.progress(
                 f"layer {i + 1}/{len(image.layers)} {ref.descriptor.digest.short}", ref.descriptor.size
             )
-        return index_layer(image.source, ref.descriptor, ref.diff_id, capture, progress=advance)
+        return index_layer(
+            image.source, ref.descriptor, ref.diff_id, capture, analyze=analyze, progress=advance
+        )
 
     workers = options.jobs or min(4, max(1, len(positions)))
     if workers == 1 or len(positions) <= 1:
@@ -94,8 +104,10 @@ def index_layers(
         return list(pool.map(one, positions))
 
 
-def load_tree(image: ResolvedImage, capture: CaptureSpec | None, options: Options) -> ImageTree:
-    layers = index_layers(image, capture, options)
+def load_tree(
+    image: ResolvedImage, capture: CaptureSpec | None, options: Options, analyze: AnalyzeSpec | None = None
+) -> ImageTree:
+    layers = index_layers(image, capture, options, analyze=analyze)
     return ImageTree(image, tuple(layers), flatten(layers))
 
 
@@ -119,3 +131,46 @@ def read_file(loaded: ImageTree, path: str, options: Options) -> tuple[str, byte
     if data is None or member not in layer.complete:
         raise ContentError(f"{res.path}: member {member} not found again in layer {layer.digest}")
     return res.path, data
+
+
+# --- the boot verdict ----------------------------------------------------------------------------
+
+
+def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Report:
+    """One pass over the layers capturing what the rules want, then the rules of the profile."""
+    extra = [p for p in (policy.kernel, policy.initrd) if p]
+    capture = CaptureSpec(scan.capture_globs(rules.CAPTURE))
+    analyze = AnalyzeSpec(scan.analyze_globs(extra))
+    loaded = load_tree(image, capture, options, analyze)
+
+    def fetch(layer: int, member: str) -> object:
+        (again,) = index_layers(
+            image, None, options, only=[layer], analyze=AnalyzeSpec.exact(member, scan.analyze_boot_file)
+        )
+        return again.analyses.get(member)
+
+    if policy.profile == "auto":
+        profile, reason = profiles.detect_profile(loaded.tree, image.config)
+    else:
+        profile, reason = policy.profile, "chosen with --profile"
+    ctx = CheckContext(
+        loaded.tree,
+        image.config,
+        profile=profile,
+        profile_reason=reason,
+        policy=policy,
+        compressed_size=sum(ref.descriptor.size for ref in image.layers),
+        fetch=fetch,
+    )
+    overrides = {rule_id: Severity(level) for rule_id, level in policy.severity.items()}
+    findings = run_checks(ctx, rules.rules_for(profile), skip=policy.skip, overrides=overrides)
+    return Report(
+        image=str(image.ref),
+        digest=str(image.manifest_digest),
+        platform=str(image.platform),
+        profile=profile,
+        profile_reason=reason,
+        findings=tuple(findings),
+        rules={r.id: r.info(profile) for r in rules.rules_for(profile)},
+        facts=facts.collect(ctx, loaded),
+    )

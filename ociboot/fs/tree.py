@@ -20,6 +20,7 @@ import fnmatch
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from .node import Kind, LayerContent, Node
 
@@ -241,6 +242,14 @@ class FileTree:
         if node is None or node.kind is not Kind.FILE:
             return None
         return self.layers[node.layer].captured.get(node.entry.path)
+
+    def analysis(self, path: str, *, follow: bool = True) -> Any:
+        """What a streaming analyzer found in the file at `path` while its layer passed, or None
+        (not analyzed: the pipeline can re-read that one layer)."""
+        node = self.lookup(path, follow=follow).node
+        if node is None or node.kind is not Kind.FILE:
+            return None
+        return getattr(self.layers[node.layer], "analyses", {}).get(node.entry.path)
 
     def is_complete(self, path: str, *, follow: bool = True) -> bool:
         """Whether read() gives the whole file rather than the head kept while streaming."""

@@ -1,0 +1,123 @@
+"""Checks as data: a Rule is a record (id, per-profile severity, sources, run), a run yields
+Results, and `run_checks` turns them into report Findings for one profile.
+
+Rules never raise for "the image is not bootable": that is a Result with Outcome.FAIL.  A rule
+that cannot decide (a cap was hit, a database format is unknown) yields Outcome.ERROR, which
+never counts as a pass.  An exception escaping a rule is a bug; it is caught and reported as
+that rule's ERROR so one broken rule cannot hide the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..report import Finding, Outcome, RuleInfo, Severity
+
+if TYPE_CHECKING:
+    from .context import CheckContext
+
+PROFILES = ("generic", "cos", "kairos", "bootc")
+_SEV = {"E": Severity.ERROR, "W": Severity.WARNING, "I": Severity.INFO}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    message: str
+    path: str | None = None
+    evidence: tuple[str, ...] = ()
+    hint: str | None = None
+    severity: Severity | None = None  # overrides the profile's severity (rules with E/W splits)
+
+
+def passed(message: str, path: str | None = None, evidence: Iterable[str] = ()) -> Result:
+    return Result(Outcome.PASS, message, path, tuple(evidence))
+
+
+def failed(
+    message: str,
+    path: str | None = None,
+    evidence: Iterable[str] = (),
+    hint: str | None = None,
+    severity: Severity | None = None,
+) -> Result:
+    return Result(Outcome.FAIL, message, path, tuple(evidence), hint, severity)
+
+
+def not_run(message: str, path: str | None = None, evidence: Iterable[str] = ()) -> Result:
+    return Result(Outcome.ERROR, message, path, tuple(evidence))
+
+
+def skipped(message: str, path: str | None = None) -> Result:
+    return Result(Outcome.SKIP, message, path)
+
+
+RuleFn = Callable[["CheckContext"], Iterable[Result]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    title: str
+    description: str
+    severity: Mapping[str, Severity]  # profile -> severity; a profile not listed skips the rule
+    run: RuleFn = field(repr=False, compare=False)
+    sources: tuple[str, ...] = ()
+
+    def info(self, profile: str) -> RuleInfo:
+        return RuleInfo(
+            self.id, self.title, self.description, self.severity.get(profile, Severity.INFO), self.sources
+        )
+
+
+def rule(
+    id: str, title: str, severities: str, *, sources: Sequence[str] = (), description: str = ""
+) -> Callable[[RuleFn], Rule]:
+    """Build a Rule from a function.  `severities` is the reference table's row, e.g.
+    "gen=E cos=E kairos=W bootc=-" ("-" or absent: not part of that profile)."""
+    table: dict[str, Severity] = {}
+    for item in severities.split():
+        profile, _, code = item.partition("=")
+        profile = "generic" if profile == "gen" else profile
+        if profile not in PROFILES:
+            raise ValueError(f"{id}: unknown profile {profile!r}")
+        if code != "-":
+            table[profile] = _SEV[code]
+
+    def wrap(fn: RuleFn) -> Rule:
+        doc = description or (fn.__doc__ or "").strip()
+        return Rule(id, title, doc or title, table, fn, tuple(sources))
+
+    return wrap
+
+
+def run_checks(
+    ctx: CheckContext,
+    rules: Sequence[Rule],
+    *,
+    skip: Iterable[str] = (),
+    overrides: Mapping[str, Severity] | None = None,
+) -> list[Finding]:
+    skip_set = set(skip)
+    overrides = overrides or {}
+    findings: list[Finding] = []
+    for r in sorted(rules, key=lambda r: r.id):
+        base = r.severity.get(ctx.profile)
+        if base is None:
+            continue
+        severity = overrides.get(r.id, base)
+        if r.id in skip_set:
+            findings.append(Finding(r.id, severity, Outcome.SKIP, f"{r.title}: skipped by request"))
+            continue
+        try:
+            results = list(r.run(ctx))
+        except Exception as exc:
+            results = [not_run(f"{r.title}: internal error while checking: {type(exc).__name__}: {exc}")]
+        if not results:
+            results = [skipped(f"{r.title}: not applicable")]
+        for res in results:
+            sev = res.severity if res.severity is not None and r.id not in overrides else severity
+            findings.append(Finding(r.id, sev, res.outcome, res.message, res.path, res.evidence, res.hint))
+    return findings

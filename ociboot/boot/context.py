@@ -1,0 +1,371 @@
+"""What the rules look at: the flattened tree, the image config, and facts derived once.
+
+A CheckContext is built per image and profile.  Facts (kernel and initrd candidates with what
+their content says, modules directories, packages, os-release) are computed lazily and cached,
+so rules stay short and nothing is parsed twice.  Paths given to and returned by the context are
+absolute image paths ("/boot/vmlinuz").
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from ..fs.node import Kind, Node
+from ..fs.tree import FileTree, Resolution
+from ..spec import ImageConfig
+from .initrd import InitrdInfo
+from .kernel import KernelInfo
+from .pkgdb import Package
+from .pkgdb.roles import Family, Role, roles_of
+from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
+
+#: fetch(layer index, member path) -> analysis: the pipeline re-reads one layer for a file that
+#: was not analyzed on the first pass (a link pointing somewhere unexpected, a --kernel path).
+Fetch = Callable[[int, str], Any]
+
+#: boot-requirements KRN-001 / INI-001 candidate locations, in report order.
+KERNEL_GLOBS = (
+    *(f"/boot/{n}" for n in KERNEL_NAMES),
+    "/usr/lib/modules/*/vmlinuz",
+    "/lib/modules/*/vmlinuz",
+    "/boot/EFI/Linux/*.efi",
+    "/efi/EFI/Linux/*.efi",
+)
+INITRD_GLOBS = (
+    *(f"/boot/{n}" for n in INITRD_NAMES),
+    "/usr/lib/modules/*/initramfs.img",
+    "/lib/modules/*/initramfs.img",
+)
+MODULES_DIRS = ("/usr/lib/modules", "/lib/modules")
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """A candidate kernel or initrd: where it was found, where that resolves, what it is."""
+
+    path: str
+    resolution: Resolution
+    analysis: Any  # KernelInfo | InitrdInfo | AnalysisFailed | None (not a regular file)
+
+    @property
+    def real(self) -> str:
+        return self.resolution.path
+
+    @property
+    def ok(self) -> bool:
+        return self.resolution.ok
+
+    @property
+    def kernel(self) -> KernelInfo | None:
+        return self.analysis if isinstance(self.analysis, KernelInfo) else None
+
+    @property
+    def initrd(self) -> InitrdInfo | None:
+        return self.analysis if isinstance(self.analysis, InitrdInfo) else None
+
+    @property
+    def chain(self) -> str:
+        """`/boot/vmlinuz -> vmlinuz-6.1.0-28-amd64` (every hop), for evidence lines."""
+        return link_chain(self.path, self.resolution)
+
+
+def link_chain(path: str, res: Resolution) -> str:
+    if not res.chain:
+        return path
+    text = " -> ".join([res.chain[0][0], *(target for _, target in res.chain)])
+    if res.ok and res.path not in (res.chain[-1][1], path):
+        text += f" (= {res.path})"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Packages:
+    dbs: tuple[PackageDbResult, ...]
+    family: Family | None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.dbs)
+
+    @property
+    def all(self) -> tuple[Package, ...]:
+        return tuple(p for db in self.dbs for p in db.packages)
+
+    @property
+    def errors(self) -> tuple[PackageDbResult, ...]:
+        return tuple(db for db in self.dbs if db.error)
+
+    def names(self) -> set[str]:
+        return {p.name for p in self.all}
+
+    def roles(self) -> dict[Role, list[Package]]:
+        return roles_of(self.all, self.family) if self.family else {}
+
+
+@dataclass
+class Policy:
+    """What a user asked for beyond the profile (CLI options and --policy FILE)."""
+
+    profile: str = "auto"
+    kernel: str | None = None
+    initrd: str | None = None
+    require_packages: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    severity: dict[str, str] = field(default_factory=dict)
+    fatal_warnings: bool = False
+
+
+class CheckContext:
+    def __init__(
+        self,
+        tree: FileTree,
+        config: ImageConfig,
+        *,
+        profile: str,
+        profile_reason: str = "",
+        policy: Policy | None = None,
+        compressed_size: int = 0,
+        fetch: Fetch | None = None,
+    ) -> None:
+        self.tree = tree
+        self.config = config
+        self.profile = profile
+        self.profile_reason = profile_reason
+        self.policy = policy or Policy()
+        self.compressed_size = compressed_size
+        self._fetch = fetch
+        self._fetched: dict[tuple[int, str], Any] = {}
+
+    # --- files -------------------------------------------------------------------------------
+
+    def lookup(self, path: str, *, follow: bool = True) -> Resolution:
+        return self.tree.lookup(path, follow=follow)
+
+    def node(self, path: str, *, follow: bool = True) -> Node | None:
+        res = self.tree.lookup(path, follow=follow)
+        return res.node if res.ok else None
+
+    def exists(self, path: str, *, follow: bool = True) -> bool:
+        return self.node(path, follow=follow) is not None
+
+    def is_file(self, path: str) -> bool:
+        node = self.node(path)
+        return node is not None and node.kind is Kind.FILE
+
+    def is_dir(self, path: str, *, follow: bool = True) -> bool:
+        node = self.node(path, follow=follow)
+        return node is not None and node.is_dir
+
+    def is_symlink(self, path: str) -> bool:
+        node = self.node(path, follow=False)
+        return node is not None and node.is_symlink
+
+    def is_executable(self, path: str) -> bool:
+        node = self.node(path)
+        return node is not None and node.kind is Kind.FILE and bool(node.entry.mode & 0o111)
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in a directory (links followed for the directory itself); [] if not a directory."""
+        if not self.is_dir(path):
+            return []
+        return [name for name, _ in self.tree.listdir(path)]
+
+    def glob(self, pattern: str) -> list[str]:
+        return self.tree.glob(pattern)
+
+    def read(self, path: str) -> bytes | None:
+        """The bytes captured for a file (None: missing, not a file, or not captured)."""
+        return self.tree.read(path)
+
+    def read_text(self, path: str) -> str | None:
+        data = self.tree.read(path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def which(
+        self,
+        name: str,
+        path: Iterable[str] = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"),
+    ) -> str | None:
+        """The first `name` on PATH that resolves (through links) to a regular file."""
+        for directory in path:
+            candidate = posixpath.join(directory, name)
+            if self.is_file(candidate):
+                return candidate
+        return None
+
+    def analysis(self, path: str) -> Any:
+        """What the streaming analyzers found in a file, re-reading its layer if needed."""
+        res = self.tree.lookup(path)
+        if not res.ok or res.node is None or res.node.kind is not Kind.FILE:
+            return None
+        found = self.tree.analysis(path)
+        if found is None and self._fetch is not None:
+            key = (res.node.layer, res.node.entry.path)
+            if key not in self._fetched:
+                self._fetched[key] = self._fetch(*key)
+            found = self._fetched[key]
+        return found
+
+    # --- boot artifacts ----------------------------------------------------------------------
+
+    def artifact(self, path: str) -> Artifact:
+        return Artifact(path, self.tree.lookup(path), self.analysis(path))
+
+    def _candidates(self, globs: Iterable[str], want_initrd: bool) -> list[Artifact]:
+        seen: set[str] = set()
+        out = []
+        for pattern in globs:
+            for path in self.tree.glob(pattern):
+                if path in seen or path.endswith(".hmac"):
+                    continue
+                seen.add(path)
+                res = self.tree.lookup(path)
+                if res.ok and res.node is not None and res.node.is_dir:
+                    continue
+                if is_initrd_name(path) != want_initrd:
+                    continue
+                out.append(Artifact(path, res, self.analysis(path)))
+        return out
+
+    @cached_property
+    def kernel_candidates(self) -> list[Artifact]:
+        """Every file in a kernel location (KRN-001), kernels or not (KRN-002 tells)."""
+        return self._candidates(KERNEL_GLOBS, want_initrd=False)
+
+    @cached_property
+    def kernels(self) -> list[Artifact]:
+        """Candidates whose content is a kernel."""
+        return [a for a in self.kernel_candidates if a.kernel is not None and a.kernel.is_kernel]
+
+    @cached_property
+    def initrd_candidates(self) -> list[Artifact]:
+        return self._candidates(INITRD_GLOBS, want_initrd=True)
+
+    @cached_property
+    def kernel(self) -> Artifact | None:
+        """The kernel this profile boots: --kernel, else the profile's default path, else the
+        first real kernel found."""
+        if self.policy.kernel:
+            return self.artifact(self.policy.kernel)
+        default = {"bootc": None}.get(self.profile, "/boot/vmlinuz")
+        if default and self.exists(default):
+            return self.artifact(default)
+        if self.profile == "bootc":
+            modules = [a for a in self.kernels if a.path.startswith("/usr/lib/modules/")]
+            if modules:
+                return modules[0]
+        return self.kernels[0] if self.kernels else None
+
+    @cached_property
+    def initrd(self) -> Artifact | None:
+        if self.policy.initrd:
+            return self.artifact(self.policy.initrd)
+        kernel = self.kernel
+        if self.profile == "bootc" and kernel is not None:
+            beside = posixpath.join(posixpath.dirname(kernel.path), "initramfs.img")
+            return self.artifact(beside) if self.exists(beside) else None
+        if self.exists("/boot/initrd"):
+            return self.artifact("/boot/initrd")
+        version = self.kernel_version
+        if version:
+            for a in self.initrd_candidates:
+                if version in a.path or version in a.real:
+                    return a
+        return self.initrd_candidates[0] if self.initrd_candidates else None
+
+    @property
+    def kernel_version(self) -> str | None:
+        k = self.kernel
+        return k.kernel.version if k is not None and k.kernel is not None else None
+
+    @cached_property
+    def modules_dirs(self) -> dict[str, str]:
+        """Kernel release -> its modules directory (real path), from /usr/lib/modules and /lib/modules."""
+        out: dict[str, str] = {}
+        for base in MODULES_DIRS:
+            for name in self.listdir(base):
+                path = posixpath.join(base, name)
+                res = self.tree.lookup(path)
+                if res.ok and res.node is not None and res.node.is_dir:
+                    out.setdefault(name, res.path)
+        return out
+
+    # --- system facts ------------------------------------------------------------------------
+
+    @cached_property
+    def os_release(self) -> dict[str, str]:
+        for path in ("/etc/os-release", "/usr/lib/os-release"):
+            text = self.read_text(path)
+            if text is not None:
+                return parse_env_file(text)
+        return {}
+
+    @property
+    def family(self) -> Family | None:
+        """The distribution family (os-release ID/ID_LIKE), or luet for a luet-only image."""
+        return self.packages.family
+
+    @cached_property
+    def packages(self) -> Packages:
+        dbs: list[PackageDbResult] = []
+        seen: set[str] = set()
+        for path, node in self._files_with_analysis(PackageDbResult):
+            if path not in seen:
+                seen.add(path)
+                dbs.append(node)
+        ids = {self.os_release.get("ID", ""), *self.os_release.get("ID_LIKE", "").split()}
+        family = next((f for f, names in _FAMILIES if ids & names), None)
+        if family is None and any(db.path.endswith("luet.db") for db in dbs):
+            family = Family.LUET
+        return Packages(tuple(dbs), family)
+
+    def _files_with_analysis(self, kind: type) -> list[tuple[str, Any]]:
+        out = []
+        for layer_index, layer in enumerate(self.tree.layers):
+            for member, result in getattr(layer, "analyses", {}).items():
+                if not isinstance(result, kind):
+                    continue
+                # Only what is still visible in the final tree counts.
+                res = self.tree.lookup("/" + member)
+                if (
+                    res.ok
+                    and res.node is not None
+                    and res.node.layer == layer_index
+                    and (res.node.entry.path == member)
+                ):
+                    out.append(("/" + member, result))
+        return sorted(out, key=lambda item: item[0])
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.config.labels
+
+
+_SUSE = {"opensuse", "opensuse-leap", "opensuse-tumbleweed", "opensuse-microos", "sles", "sle-micro", "suse"}
+_FAMILIES: tuple[tuple[Family, set[str]], ...] = (
+    (Family.SUSE, _SUSE | {"sl-micro"}),
+    (Family.FEDORA, {"fedora", "rhel", "centos", "almalinux", "rocky", "ol", "amzn"}),
+    (Family.DEBIAN, {"debian", "ubuntu", "raspbian", "pop", "linuxmint"}),
+    (Family.ALPINE, {"alpine", "postmarketos"}),
+)
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """os-release(5) / kairos-release syntax: KEY=value with shell quoting; junk lines skipped."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        try:
+            parts = shlex.split(value, posix=True)
+        except ValueError:
+            parts = [value.strip("\"'")]
+        out[key.strip()] = " ".join(parts)
+    return out
