@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,6 +23,7 @@ from rich.progress import (
     TextColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
 from . import __version__, pipeline, views
 from .errors import OcibootError
@@ -348,6 +350,9 @@ def check(
                 reports += [pipeline.check_image(image, policy, options) for image in resolved]
         except _Unreadable:
             unreadable += 1
+    if fmt is CheckFormat.text and not output and sys.stdout.isatty():
+        _print_tables(reports, policy.fatal_warnings, verbose)
+        raise typer.Exit(3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings))
     rendered = _render_reports(reports, fmt, policy.fatal_warnings, verbose)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
@@ -356,6 +361,42 @@ def check(
         sys.stdout.write(rendered)
     code = 3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings)
     raise typer.Exit(code)
+
+
+_MARKS = {
+    "fail": "[bold red]FAIL[/]",
+    "error": "[bold magenta]NOT RUN[/]",
+    "pass": "[green]ok[/]",
+    "skip": "[dim]skip[/]",
+}
+_SEVERITY = {"error": "[red]error[/]", "warning": "[yellow]warning[/]", "info": "[blue]info[/]"}
+
+
+def _print_tables(reports: list[Report], fatal_warnings: bool, verbose: bool) -> None:
+    """A table per image on a terminal; the same content as the plain text renderer."""
+    out = Console(highlight=False)
+    for r in reports:
+        bootable = r.bootable(fatal_warnings=fatal_warnings)
+        out.print(f"[bold]{escape(r.image)}[/]  [dim]{r.digest}  {r.platform}[/]")
+        out.print(f"profile [bold]{r.profile}[/] [dim]({escape(r.profile_reason)})[/]")
+        table = Table(show_lines=False, expand=False)
+        for column in ("", "severity", "rule", "finding"):
+            table.add_column(column, overflow="fold")
+        for f in r.findings_ordered():
+            if f.outcome.value in ("pass", "skip") and not verbose:
+                continue
+            detail = escape(f.message)
+            for ev in f.evidence:
+                detail += f"\n[dim]{escape(ev)}[/]"
+            if f.hint and f.outcome.value in ("fail", "error"):
+                detail += f"\n[cyan]fix:[/] {escape(f.hint)}"
+            table.add_row(_MARKS[f.outcome.value], _SEVERITY[f.severity.value], f.rule, detail)
+        out.print(table)
+        c = r.counts()
+        verdict = "[bold green]BOOTABLE[/]" if bootable else "[bold red]NOT BOOTABLE[/]"
+        out.print(
+            f"{verdict}: {c['fail']} failed, {c['error']} not run, {c['pass']} passed, {c['skip']} skipped\n"
+        )
 
 
 def _render_reports(reports: list[Report], fmt: CheckFormat, fatal_warnings: bool, verbose: bool) -> str:

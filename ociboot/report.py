@@ -96,6 +96,10 @@ class Report:
     def bootable(self, *, fatal_warnings: bool = False) -> bool:
         return not self.failures(fatal_warnings=fatal_warnings)
 
+    def findings_ordered(self) -> list[Finding]:
+        """Failures first, then by severity, rule and path: the order every renderer uses."""
+        return _ordered(self.findings)
+
     def counts(self) -> dict[str, int]:
         out = {str(o): 0 for o in Outcome}
         for f in self.findings:

@@ -1,0 +1,145 @@
+"""`ociboot check` wiring: profiles, policy files, exit codes, formats, several images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bootimages import bootable, generic
+from imagebuilder import build_index, write_oci_archive, write_oci_layout
+from typer.testing import CliRunner
+
+from ociboot.boot.context import Policy
+from ociboot.boot.profiles import PolicyError, load_policy
+from ociboot.boot.rules import ALL_RULES
+from ociboot.cli import app
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("profile", "reason"),
+    [
+        ("generic", "no /etc/kairos-release"),
+        ("cos", "/etc/elemental"),
+        ("kairos", "/etc/kairos-release"),  # Kairos images carry /etc/cos too: kairos wins
+        ("bootc", "containers.bootc"),
+    ],
+)
+def test_auto_profile_detection_says_why(tmp_path: Path, profile: str, reason: str) -> None:
+    report = bootable(profile).check(tmp_path)
+    assert report.profile == profile and reason in report.profile_reason
+
+
+def test_legacy_cos_is_detected_by_etc_cos(tmp_path: Path) -> None:
+    img = generic().file("/etc/cos/config", "GRUBCONF=/etc/cos/grub.cfg\n")
+    assert img.check(tmp_path).profile == "cos"
+
+
+def test_forced_profile(tmp_path: Path) -> None:
+    report = bootable("cos").check(tmp_path, profile="generic")
+    assert report.profile == "generic" and report.profile_reason == "chosen with --profile"
+
+
+def test_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        'profile = "kairos"\nkernel = "/boot/k"\nrequire-packages = ["systemd", "kernel"]\n'
+        'skip = ["LAY-004"]\nfatal-warnings = true\n[severity]\nKRN-005 = "error"\n'
+    )
+    policy = load_policy(path, Policy(skip=("SSH-001",)))
+    assert (policy.profile, policy.kernel, policy.fatal_warnings) == ("kairos", "/boot/k", True)
+    assert policy.require_packages == ("systemd", "kernel")
+    assert policy.skip == ("SSH-001", "LAY-004") and policy.severity == {"KRN-005": "error"}
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("profile = 'nope'", "profile 'nope'"),
+        ("colour = 1", "unknown keys colour"),
+        ("skip = 'LAY-004'", "skip must be a list"),
+        ("[severity]\nKRN-005 = 'fatal'", "must be error, warning or info"),
+        ("profile = ", "not valid TOML"),
+    ],
+)
+def test_bad_policy_files_are_usage_errors(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match=needle) as info:
+        load_policy(path)
+    assert info.value.exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("check-cli")
+    good = bootable("generic").build()
+    broken = generic().drop("/boot").build()
+    arm = generic()
+    arm.arch = "arm64"
+    write_oci_layout(tmp / "multi", {"v1": build_index([good, arm.build()])})
+    return {
+        "good": write_oci_archive(tmp / "good.tar", {"v1": good}),
+        "broken": write_oci_archive(tmp / "broken.tar", {"v1": broken}),
+        "multi": tmp / "multi",
+    }
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["check", "-q", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_exit_codes(images: dict[str, Path], tmp_path: Path) -> None:
+    assert run(str(images["good"]))[0] == 0
+    code, out, _ = run(str(images["broken"]))
+    assert code == 1 and "NOT BOOTABLE" in out and "KRN-001" in out
+    assert run(str(images["good"]), str(images["broken"]))[0] == 1
+    code, out, err = run(str(images["good"]), str(tmp_path / "missing.tar"))
+    assert code == 3 and "missing.tar" in err and "BOOTABLE" in out  # the readable one is still reported
+
+
+def test_json_output_to_a_file(images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    code, stdout, _ = run(str(images["broken"]), "--format", "json", "--output", str(out))
+    assert code == 1 and stdout == ""
+    doc = json.loads(out.read_text())
+    assert doc["bootable"] is False and doc["reports"][0]["facts"]["kernel"] is None
+
+
+def test_all_platforms_gives_one_report_each(images: dict[str, Path]) -> None:
+    code, out, _ = run(f"oci:{images['multi']}:v1", "--all-platforms", "--format", "json")
+    doc = json.loads(out)
+    assert [r["platform"] for r in doc["reports"]] == ["linux/amd64", "linux/arm64"]
+    arm = doc["reports"][1]
+    assert any(f["rule"] == "KRN-003" and f["outcome"] == "fail" for f in arm["findings"])
+    assert code == 1
+
+
+def test_skip_and_unknown_rules(images: dict[str, Path]) -> None:
+    assert run(str(images["good"]), "--skip", "NOPE-1")[0] == 2
+    _, out, _ = run(str(images["broken"]), "--skip", "KRN-001", "--format", "json")
+    findings = json.loads(out)["reports"][0]["findings"]
+    assert [f["outcome"] for f in findings if f["rule"] == "KRN-001"] == ["skip"]
+
+
+def test_sarif_and_junit_formats(images: dict[str, Path]) -> None:
+    code, out, _ = run(str(images["broken"]), "--format", "sarif")
+    assert code == 1 and json.loads(out)["runs"][0]["results"]
+    code, out, _ = run(str(images["broken"]), "--format", "junit")
+    assert code == 1 and out.startswith("<?xml") and "<failure" in out
+
+
+def test_rules_listing_is_stable_json() -> None:
+    result = runner.invoke(app, ["rules", "--format", "json"])
+    doc = json.loads(result.stdout)
+    ids = [r["id"] for r in doc["rules"]]
+    assert ids == sorted(ids) == sorted(r.id for r in ALL_RULES)
+    assert all(r["sources"] and r["severity"] and r["title"] for r in doc["rules"])
+
+
+def test_readme_example_is_bootable() -> None:
+    assert run(str(REPO / "fixtures/example-cos.tar"))[0] == 0
