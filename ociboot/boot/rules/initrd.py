@@ -1,8 +1,291 @@
-"""Rules: (being written)."""
+"""Rules INI-001..004: is there an initramfs, is it a valid one, is it for this kernel, and
+which one each tool would load.  The cpio walk itself is ociboot.boot.initrd's."""
 
 from __future__ import annotations
 
-from ..check import Rule
+import posixpath
+from collections.abc import Iterable
 
-RULES: tuple[Rule, ...] = ()
+from ..check import Result, Rule, failed, not_run, passed, rule, skipped
+from ..context import INITRD_GLOBS, Artifact, CheckContext
+from ..initrd import InitrdInfo
+from ..kernel import KernelFormat, KernelInfo
+from ..scan import INITRD_CAP
+from .kernel import kernel_version
+from .links import V1_INITRD_PREFIXES, V2_INITRD_PATTERNS, Pick, elemental_v1_pick, elemental_v2_pick
+
+_DRACUT_HINT = "build it with dracut -f /boot/initrd-<kver> <kver> and link /boot/initrd to it"
+
+
+def _is_uki(ctx: CheckContext) -> bool:
+    k = ctx.kernel
+    return k is not None and k.kernel is not None and k.kernel.format is KernelFormat.UKI
+
+
+def _given(ctx: CheckContext, a: Artifact) -> str:
+    return " (--initrd)" if ctx.policy.initrd and a.path == ctx.policy.initrd else ""
+
+
+def _subject(a: Artifact) -> str:
+    return a.chain if a.resolution.chain else a.path
+
+
+def _summary(info: InitrdInfo) -> str:
+    segments = ", ".join(
+        f"{s.compression}@{s.offset}: {s.archives} archive(s), {s.members} member(s)" for s in info.segments
+    )
+    return f"segments: {segments or 'none'}"
+
+
+# --- INI-001 -----------------------------------------------------------------------------------
+
+
+@rule(
+    "INI-001",
+    "an initramfs exists",
+    "gen=E cos=E kairos=E bootc=E",
+    sources=(
+        "boot-requirements.md b.1 INI-001",
+        "D3, D9 (cOS docs: initrd at /boot/initrd, custom paths allowed)",
+        "E4 (elemental-toolkit GetInitrdPatterns)",
+        "K4 (kairos-init validate: /boot/initrd unless --trusted)",
+        "a.6 (bootc: /usr/lib/modules/<kver>/initramfs.img)",
+    ),
+    description=(
+        "The initrd this profile boots exists and is a regular file: --initrd PATH, else "
+        "/boot/initrd, else a candidate (/boot/initrd*, /boot/initramfs*, "
+        "/boot/elemental.initrd*, /usr/lib/modules/<kver>/initramfs.img) for the kernel's "
+        "release; under bootc the initramfs.img beside the kernel. Not required when the kernel "
+        "is a UKI (it carries its own .initrd; Kairos trusted boot skips K4 the same way). "
+        "Under bootc this is stricter than bootc's docs, which call the initramfs optional: "
+        "without one the generic kernel cannot mount its root."
+    ),
+)
+def initrd_exists(ctx: CheckContext) -> Iterable[Result]:
+    if _is_uki(ctx) and not ctx.policy.initrd:
+        k = ctx.kernel
+        assert k is not None
+        yield passed(f"not required: {k.path} is a UKI (initrd embedded)", k.path, [_subject(k)])
+        return
+    a = ctx.initrd
+    if a is None:
+        where = list(INITRD_GLOBS)
+        if ctx.profile == "bootc" and ctx.kernel is not None:
+            where = [posixpath.join(posixpath.dirname(ctx.kernel.path), "initramfs.img")]
+        yield failed("no initramfs found", "/boot", [f"looked in: {', '.join(where)}"], hint=_DRACUT_HINT)
+        return
+    given = _given(ctx, a)
+    if not a.ok:
+        yield failed(
+            f"initrd {a.path}{given} does not resolve: {a.resolution.reason} at {a.resolution.path}",
+            a.path,
+            [_subject(a)],
+            hint="give a path that exists in the image" if given else _DRACUT_HINT,
+        )
+    elif a.resolution.node is None or a.resolution.node.is_dir:
+        yield failed(f"initrd {a.path}{given} is a directory", a.path, [_subject(a)], hint=_DRACUT_HINT)
+    else:
+        yield passed(f"initrd {a.path}{given} found", a.path, [_subject(a)])
+
+
+# --- INI-002 -----------------------------------------------------------------------------------
+
+
+@rule(
+    "INI-002",
+    "the initramfs is a valid cpio stream",
+    "gen=E cos=E kairos=E bootc=E",
+    sources=(
+        "boot-requirements.md b.1 INI-002",
+        "d.2 (Linux lib/decompress.c, Documentation/driver-api/early-userspace/buffer-format.rst)",
+        "kairos-init#53 (native initrd inspection instead of lsinitrd)",
+    ),
+    description=(
+        "The initrd reads as the kernel reads it: newc/crc cpio archives ending in TRAILER!!!, "
+        "optionally uncompressed early cpio(s) (microcode, ACPI) and zero padding before a "
+        "compressed member (gzip, zstd, xz, lzma, bzip2, lz4 legacy, lzo), readable to the end. "
+        "If the inspection hits its decompression cap the check could not run (never a pass)."
+    ),
+)
+def initrd_valid(ctx: CheckContext) -> Iterable[Result]:
+    a = ctx.initrd
+    if a is None or not a.ok or (_is_uki(ctx) and not ctx.policy.initrd):
+        yield skipped("no initrd to read (INI-001 reports it)")
+        return
+    given, info = _given(ctx, a), a.analysis
+    if isinstance(info, InitrdInfo):
+        evidence = [_subject(a), _summary(info)]
+        if info.description:
+            evidence.append(f"libmagic: {info.description}")
+        if info.cap_hit:
+            yield not_run(
+                f"{a.path}{given}: inspection stopped at the {INITRD_CAP >> 20} MiB decompression cap "
+                f"after {info.member_count} members",
+                a.path,
+                evidence,
+            )
+        elif info.ok:
+            yield passed(
+                f"{a.path}{given} is a cpio initramfs ({info.compression}) with {info.member_count} members",
+                a.path,
+                evidence,
+            )
+        else:
+            why = "; ".join(info.problems) or "no complete cpio archive (TRAILER!!!)"
+            yield failed(
+                f"{a.path}{given} is not a valid initramfs: {why}",
+                a.path,
+                evidence,
+                hint="rebuild the initramfs (dracut -f); the file is cut, corrupted or not a cpio archive",
+            )
+    elif isinstance(info, KernelInfo):
+        # The analyzers choose kernel or initrd by name; a custom name was read as a kernel.
+        yield not_run(
+            f"{a.path}{given} was read as a kernel, not as an initramfs: name it initrd* or initramfs*",
+            a.path,
+            [_subject(a), f"as a kernel: {info.description or info.format}"],
+        )
+    elif getattr(info, "error", None):
+        yield not_run(f"{a.path}{given} could not be read: {info.error}", a.path, [_subject(a)])
+    else:
+        yield failed(f"{a.path}{given} is not a regular file", a.path, [_subject(a)], hint=_DRACUT_HINT)
+
+
+# --- INI-003 -----------------------------------------------------------------------------------
+
+
+@rule(
+    "INI-003",
+    "the initramfs is built for the kernel",
+    "gen=W cos=E kairos=E bootc=W",
+    sources=(
+        "boot-requirements.md b.1 INI-003",
+        "rancher/elemental#1450 (stale initrd for another kernel picked)",
+        "d.2 (dracut puts modules under usr/lib/modules/<kver>)",
+    ),
+    description=(
+        "The initrd holds lib/modules/<kver>/ or usr/lib/modules/<kver>/ for the kernel's release: "
+        "an initrd built for another kernel cannot load this kernel's modules (the root disk "
+        "driver among them). The kernel's release comes from its header, else its file name."
+    ),
+)
+def initrd_matches_kernel(ctx: CheckContext) -> Iterable[Result]:
+    a = ctx.initrd
+    info = a.initrd if a is not None else None
+    if a is None or info is None or (_is_uki(ctx) and not ctx.policy.initrd):
+        yield skipped("no readable initrd (INI-001/INI-002 report it)")
+        return
+    version = kernel_version(ctx.kernel)
+    if version is None:
+        yield not_run("kernel release unknown: cannot match the initrd to it", a.path, [_subject(a)])
+        return
+    found = ", ".join(info.kernel_versions) or "none"
+    evidence = [_subject(a), f"kernel release: {version}", f"initrd has modules for: {found}"]
+    if version in info.kernel_versions:
+        yield passed(f"{a.path} has usr/lib/modules/{version}", a.path, evidence)
+        return
+    if info.cap_hit:
+        yield not_run(
+            f"{a.path}: stopped at the decompression cap before finding {version}", a.path, evidence
+        )
+        return
+    others = [
+        c.path
+        for c in ctx.initrd_candidates
+        if c.real != a.real and c.initrd is not None and version in c.initrd.kernel_versions
+    ]
+    if others:
+        evidence.append(f"built for {version}: {', '.join(others)}")
+    yield failed(
+        f"{a.path} is not built for kernel {version} (modules for: {found})",
+        a.path,
+        evidence,
+        hint=f"rebuild it: dracut -f /boot/initrd-{version} {version}, and link /boot/initrd to it",
+    )
+
+
+# --- INI-004 -----------------------------------------------------------------------------------
+
+_PROFILE_TOOLS = {
+    "generic": ("v2", "v1", "fixed"),
+    "cos": ("v2", "v1", "fixed"),
+    "kairos": ("v1", "fixed"),
+    "bootc": ("beside",),
+}
+
+
+@rule(
+    "INI-004",
+    "every tool picks the same initramfs",
+    "gen=W cos=W kairos=W bootc=W",
+    sources=(
+        "boot-requirements.md b.1 INI-004",
+        "E4 (elemental-toolkit GetInitrdPatterns)",
+        "a.3 (Elemental v1 / kairos-agent / AuroraBoot FindFileWithPrefix)",
+        "D9/E9/K4 (GRUB bootargs and kairos-init load /boot/initrd)",
+        "rancher/elemental#1450",
+    ),
+    description=(
+        "With more than one initrd, report the one each tool would load: Elemental v2 (E4: "
+        "/boot/elemental.initrd*, /boot/initrd*, /boot/initramfs*, first match), Elemental v1 / "
+        "kairos-agent / AuroraBoot (first sorted /boot entry starting with initrd or initramfs, "
+        "absolute links passed over), GRUB bootargs and Kairos K4 (/boot/initrd), bootc "
+        "(initramfs.img beside the kernel). Fails when the tools of the profile disagree or one "
+        "of them picks an initrd built for another kernel (elemental#1450)."
+    ),
+)
+def initrd_picks(ctx: CheckContext) -> Iterable[Result]:
+    distinct = {a.real for a in ctx.initrd_candidates if a.ok}
+    if len(distinct) <= 1:
+        yield passed(f"{len(distinct)} initrd file(s): nothing to choose between", None, sorted(distinct))
+        return
+    version = kernel_version(ctx.kernel)
+    picks = _initrd_picks(ctx)
+    relevant = [picks[key] for key in _PROFILE_TOOLS[ctx.profile]]
+    evidence, wrong = [], []
+    for pick in picks.values():
+        line = pick.describe()
+        info = ctx.artifact(pick.real).initrd if pick.real else None
+        if info is not None:
+            line += f" [modules for: {', '.join(info.kernel_versions) or 'none'}]"
+            if pick in relevant and version and version not in info.kernel_versions:
+                wrong.append(f"{pick.tool} loads {pick.path}, built for another kernel than {version}")
+        evidence.append(line)
+    reals = {p.real for p in relevant}
+    if len(reals) > 1 or None in reals or wrong:
+        why = "; ".join(wrong) if wrong else "the tools disagree on which to load"
+        yield failed(
+            f"{len(distinct)} initrds: {why}",
+            "/boot",
+            evidence,
+            hint="keep one initrd per kernel and link /boot/initrd relatively to the booted kernel's",
+        )
+    else:
+        yield passed(f"{len(distinct)} initrds; every tool loads {relevant[0].real}", "/boot", evidence)
+
+
+def _initrd_picks(ctx: CheckContext) -> dict[str, Pick]:
+    fixed = ctx.lookup("/boot/initrd")
+    grub = "GRUB bootargs / Kairos K4"
+    out = {
+        "v2": elemental_v2_pick(ctx, V2_INITRD_PATTERNS),
+        "v1": elemental_v1_pick(ctx, V1_INITRD_PREFIXES),
+        "fixed": Pick(grub, "/boot/initrd", fixed.path)
+        if fixed.ok
+        else Pick(grub, None, None, f"/boot/initrd: {fixed.reason}"),
+    }
+    if ctx.kernel is not None:
+        beside = posixpath.join(posixpath.dirname(ctx.kernel.path), "initramfs.img")
+        res = ctx.lookup(beside)
+        out["beside"] = (
+            Pick("bootc", beside, res.path)
+            if res.ok
+            else Pick("bootc", None, None, f"{beside}: {res.reason}")
+        )
+    else:
+        out["beside"] = Pick("bootc", None, None, "no kernel")
+    return out
+
+
+RULES: tuple[Rule, ...] = (initrd_exists, initrd_valid, initrd_matches_kernel, initrd_picks)
 CAPTURE: tuple[str, ...] = ()
