@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .boot import facts, profiles, rules, scan
 from .boot.check import run_checks
 from .boot.context import CheckContext, Policy
+from .cache import LayerCache
 from .errors import ContentError, ImageNotFound
 from .fs.overlay import flatten
 from .fs.tree import FileTree
@@ -50,6 +51,7 @@ class Options:
     platform: Platform | None = None
     jobs: int = 0  # 0: one thread per layer, at most 4
     progress: ProgressFactory | None = None
+    cache: LayerCache | None = None  # None: every layer is streamed
 
 
 @contextmanager
@@ -93,9 +95,16 @@ def index_layers(
             advance = options.progress(
                 f"layer {i + 1}/{len(image.layers)} {ref.descriptor.digest.short}", ref.descriptor.size
             )
-        return index_layer(
-            image.source, ref.descriptor, ref.diff_id, capture, analyze=analyze, progress=advance
-        )
+
+        def build() -> LayerIndex:
+            return index_layer(
+                image.source, ref.descriptor, ref.diff_id, capture, analyze=analyze, progress=advance
+            )
+
+        if options.cache is None:
+            return build()
+        # Keyed by the verified manifest's descriptor; the cache checks the config's diff_id.
+        return options.cache.layer(ref.descriptor, ref.diff_id, capture, analyze, build)
 
     workers = options.jobs or min(4, max(1, len(positions)))
     if workers == 1 or len(positions) <= 1:
