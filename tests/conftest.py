@@ -17,3 +17,9 @@ def conformance() -> Path:
     if not CONFORMANCE.is_dir():
         pytest.fail(f"conformance corpus not found at {CONFORMANCE} (expected ../shared/conformance)")
     return CONFORMANCE
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes to the real ~/.cache: the CLI's default cache dir is a fresh temp dir."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
