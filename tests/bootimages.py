@@ -314,6 +314,9 @@ def kairos(kver: str = KVER) -> BootImage:
     img.file("/etc/cos/bootargs.cfg", "set kernel=/boot/vmlinuz\nset initramfs=/boot/initrd\n")
     img.file("/usr/lib/systemd/system/systemd-udevd.service", "[Unit]\n")
     img.file("/usr/lib/systemd/system/systemd-logind.service", "[Unit]\n")
+    # Debian's signed EFI binaries, where kairos-sdk looks for them (KAI-011).
+    img.file("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed", b"MZ" + b"\0" * 62)
+    img.file("/usr/lib/shim/shimx64.efi.signed", b"MZ" + b"\0" * 62)
     return img
 
 
