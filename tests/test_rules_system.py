@@ -4,7 +4,6 @@ each starts from a bootable template, changes one thing, and reads the verdict."
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from ociboot.boot.rules.system import (
     root_size,
     size_checks,
 )
-from ociboot.report import Outcome, Severity
+from ociboot.report import Outcome, Severity, render_json, render_junit, render_sarif, render_text
 
 SYSTEM_RULES = (
     "INIT-001",
@@ -230,8 +229,9 @@ def test_non_utf8_names_and_targets_fail(tmp_path: Path) -> None:
     assert "non-UTF-8 file name" in bad["/etc/caf\\xe9.conf"].message
     assert "symlink target caf\\xe9" in bad["/usr/bin/link"].message
     assert _sev(report, "LAY-004") == {Severity.ERROR}
-    # The report renders as UTF-8 JSON (no lone surrogate leaks into the output).
-    json.dumps([f.to_json() for f in report.findings], ensure_ascii=False).encode("utf-8")
+    # Every renderer writes it as UTF-8 (no lone surrogate leaks into the output).
+    for render in (render_text, render_json, render_sarif, render_junit):
+        assert "/etc/caf" in render([report]).encode("utf-8").decode("utf-8")
 
 
 # --- LAY-005 -------------------------------------------------------------------------------------
