@@ -269,7 +269,33 @@ def cos(kver: str = KVER) -> BootImage:
         img.file(f"/usr/share/grub2/x86_64-efi/{mod}.mod", ELF)
     img.file("/system/oem/01_defaults.yaml", "name: defaults\nstages:\n  initramfs: []\n", 0o600)
     img.exe("/usr/sbin/suc-upgrade", b"#!/bin/sh\n")
+    # The toolkit's rootfs layout (cOS system/cloud-config 00_rootfs.yaml); every path exists (COS-012).
+    img.file("/system/oem/00_rootfs.yaml", COS_LAYOUT, 0o600)
+    for d in ("/srv", "/opt", "/etc/ssh", "/etc/systemd", "/var/lib/rancher"):
+        img.dir(d)
     return img
+
+
+COS_LAYOUT = """name: "Rootfs Layout Settings"
+stages:
+  rootfs:
+    - if: '[ ! -f "/run/cos/recovery_mode" ]'
+      name: "Layout configuration"
+      environment_file: /run/cos/cos-layout.env
+      environment:
+        VOLUMES: "LABEL=COS_OEM:/oem LABEL=COS_PERSISTENT:/usr/local"
+        OVERLAY: "tmpfs:25%"
+        RW_PATHS: "/var /etc /srv"
+        PERSISTENT_STATE_PATHS: >-
+          /etc/systemd
+          /etc/ssh
+          /home
+          /opt
+          /root
+          /var/log
+          /var/lib/rancher
+        PERSISTENT_STATE_BIND: "true"
+"""
 
 
 KAIROS_RELEASE = {
