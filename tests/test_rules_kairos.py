@@ -347,7 +347,10 @@ def test_relative_kernel_link_is_picked(tmp_path: Path) -> None:
     report = check(img, tmp_path)
     assert passed(report, "KAI-011")
     (pick,) = [f for f in report.findings if f.rule == "KAI-011" and "ISO" in f.message]
-    assert pick.evidence[0] == f"kernel: /usr/lib/modules/{KVER}/vmlinuz"
+    assert pick.evidence[0] == (
+        f"kernel: /usr/lib/modules/{KVER}/vmlinuz (via /boot/vmlinuz -> ../usr/lib/modules/{KVER}/vmlinuz)"
+    )
+    assert pick.evidence[1] == f"initrd: /boot/initrd-{KVER} (via /boot/initrd -> initrd-{KVER})"
 
 
 def test_iso_picks_a_different_kernel(tmp_path: Path) -> None:

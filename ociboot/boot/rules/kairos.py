@@ -18,6 +18,7 @@ from ...fs.node import Kind
 from ...report import Severity
 from ..check import Result, Rule, failed, not_run, passed, rule, skipped
 from ..context import CheckContext, link_chain, parse_env_file
+from ..initrd import InitrdInfo
 from ..kernel import KernelFormat
 
 RELEASE = "/etc/kairos-release"
@@ -274,15 +275,26 @@ def var_lock(ctx: CheckContext) -> Iterable[Result]:
 # --- KAI-005 / KAI-006 ---------------------------------------------------------------------------
 
 
-def _initrd_listing(ctx: CheckContext) -> tuple[str, list[str]] | Result:
-    """The initrd's chain and the names `lsinitrd` would print (members and dracut modules)."""
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """An initrd and the names `lsinitrd` would print for it: members and dracut modules."""
+
+    path: str
+    chain: str
+    info: InitrdInfo
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.info.members] + [f"dracut module {m}" for m in self.info.dracut_modules]
+
+
+def _initrd_listing(ctx: CheckContext) -> _Listing | Result:
     art = ctx.initrd
     if art is None:
         return not_run("no initrd to inspect", "/boot/initrd")
-    info = art.initrd
-    if info is None:
+    if art.initrd is None:
         return not_run(f"{art.chain}: could not be read as an initramfs", art.path)
-    return art.chain, [m.name for m in info.members] + [f"dracut module {m}" for m in info.dracut_modules]
+    return _Listing(art.path, art.chain, art.initrd)
 
 
 @rule(
@@ -303,28 +315,27 @@ def initrd_agents(ctx: CheckContext) -> Iterable[Result]:
     if isinstance(listing, Result):
         yield listing
         return
-    chain, names = listing
-    art = ctx.initrd
-    assert art is not None and art.initrd is not None
-    complete = art.initrd.ok
+    info = listing.info
     found = []
     for wanted in ("immucore", "kairos-agent"):
-        hits = [n for n in names if wanted in n]
+        hits = [n for n in listing.names if wanted in n]
         if hits:
             found.append(f"{wanted}: {', '.join(hits[:3])}")
-        elif not complete:
-            problems = [*art.initrd.problems, *(["cap hit"] if art.initrd.cap_hit else [])]
-            yield not_run(f"{wanted} not seen in {chain}, which was not read fully", art.path, problems)
+        elif not info.ok:
+            problems = [*info.problems, *(["inflate cap hit"] if info.cap_hit else [])]
+            yield not_run(
+                f"{wanted} not seen in {listing.chain}, which was not read fully", listing.path, problems
+            )
         else:
             yield failed(
-                f"{wanted} not found in the initrd {chain}",
-                art.path,
-                [f"{len(art.initrd.members)} members, dracut modules: {' '.join(art.initrd.dracut_modules)}"],
+                f"{wanted} not found in the initrd {listing.chain}",
+                listing.path,
+                [f"{info.member_count} members, dracut modules: {' '.join(info.dracut_modules)}"],
                 hint="rebuild the initrd after installing immucore and kairos-agent "
                 "(their dracut modules pull them in): dracut -f /boot/initrd <kver>",
             )
     if len(found) == 2:
-        yield passed(f"immucore and kairos-agent are in {chain}", art.path, found)
+        yield passed(f"immucore and kairos-agent are in {listing.chain}", listing.path, found)
 
 
 def _renesas_in(names: Iterable[str]) -> list[str]:
@@ -359,14 +370,13 @@ def initrd_renesas(ctx: CheckContext) -> Iterable[Result]:
     if isinstance(listing, Result):
         yield listing
         return
-    chain, names = listing
-    inside = _renesas_in(names)
+    inside = _renesas_in(listing.names)
     if inside:
-        yield passed(f"xhci-pci-renesas is in {chain}", chain.split(" ")[0], inside[:1])
+        yield passed(f"xhci-pci-renesas is in {listing.chain}", listing.path, inside[:1])
     else:
         yield failed(
-            f"the initrd {chain} lacks xhci-pci-renesas, which kernel {kver} ships",
-            chain.split(" ")[0],
+            f"the initrd {listing.chain} lacks xhci-pci-renesas, which kernel {kver} ships",
+            listing.path,
             [f"kernel ships: {shipped[0]}"],
             hint='add it to the initrd: add_drivers+=" xhci-pci-renesas " in /etc/dracut.conf.d/',
         )
@@ -642,7 +652,8 @@ def _vmlinuz_matches(ctx: CheckContext, kver: str) -> Iterator[Result]:
             f"/boot/vmlinuz is not the kernel Kairos would choose ({kver})",
             "/boot/vmlinuz",
             [art.chain, said],
-            hint=f"remove the other modules directories or link /boot/vmlinuz to vmlinuz-{kver}",
+            hint="keep only the modules directory of the kernel /boot/vmlinuz boots "
+            "(Kairos builds the initrd for the version it chooses)",
             severity=Severity.WARNING,
         )
 
@@ -684,6 +695,7 @@ class IsoPick:
 
     path: str | None
     passed_over: tuple[str, ...]
+    entry: str = ""  # the /boot entry that matched, when `path` is its link target
 
 
 def iso_pick(ctx: CheckContext, prefixes: tuple[str, ...]) -> IsoPick:
@@ -712,7 +724,7 @@ def iso_pick(ctx: CheckContext, prefixes: tuple[str, ...]) -> IsoPick:
         elif not res.ok:
             over.append(f"{path} -> {target}: {res.reason}")
         else:
-            return IsoPick(found, tuple(over))
+            return IsoPick(found, tuple(over), f"{path} -> {target}")
     return IsoPick(None, tuple(over))
 
 
@@ -779,7 +791,8 @@ def _iso_results(ctx: CheckContext) -> Iterator[Result]:
             continue
         res = ctx.lookup(pick.path)
         picked += 1
-        evidence += [f"{what}: {link_chain(pick.path, res)}", *pick.passed_over]
+        via = f" (via {pick.entry})" if pick.entry else ""
+        evidence += [f"{what}: {link_chain(pick.path, res)}{via}", *pick.passed_over]
         if what == "kernel":
             info = ctx.artifact(pick.path).kernel
             if info is not None and not info.is_kernel:
