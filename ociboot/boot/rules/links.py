@@ -145,6 +145,10 @@ def climbs_above_root(res: Resolution) -> list[str]:
     return out
 
 
+def _relative(target: str) -> str:
+    return posixpath.relpath(target, "/boot")
+
+
 def _link_subjects(ctx: CheckContext) -> list[str]:
     paths = [*BOOT_LINKS, *(p for p in (ctx.policy.kernel, ctx.policy.initrd) if p)]
     return [p for p in dict.fromkeys(paths) if ctx.exists(p, follow=False)]
@@ -278,7 +282,7 @@ def absolute_boot_links(ctx: CheckContext) -> Iterable[Result]:
                 f"{', '.join(links)} is absolute and resolved on the build host",
                 absolute[0][0],
                 [pick.describe()],
-                hint=f"use a relative link (ln -sf {posixpath.basename(absolute[0][1])} {absolute[0][0]})",
+                hint=f"use a relative link (ln -sf {_relative(absolute[0][1])} {absolute[0][0]})",
             )
         else:
             yield passed(
