@@ -11,6 +11,7 @@ from bootimages import (
     KAIROS_RELEASE,
     KVER,
     BootImage,
+    boot,
     bootable,
     failed,
     initrd,
@@ -133,6 +134,20 @@ def test_vmlinuz_to_a_directory(tmp_path: Path) -> None:
     img = bootable("kairos").link("/boot/vmlinuz", "/usr/lib/modules")
     (finding,) = failed(check(img, tmp_path), "KAI-002")
     assert finding.message == "/boot/vmlinuz resolves to a dir, not a file"
+
+
+def test_uki_needs_no_initrd(tmp_path: Path) -> None:
+    img = bootable("kairos").drop("/boot/initrd").drop(f"/boot/initrd-{KVER}")
+    img.file("/boot/EFI/Linux/kairos.efi", boot.uki())
+    report = check(img, tmp_path)
+    assert passed(report, "KAI-002")
+    assert only(report, "KAI-002", Outcome.SKIP) == [
+        "/boot/initrd not required: the kernel is a UKI (trusted boot)"
+    ]
+    for rule in ("KAI-005", "KAI-006"):
+        assert [f.outcome for f in report.findings if f.rule == rule] == [Outcome.SKIP]
+    assert passed(report, "KAI-011")  # the EFI binaries; the ISO pick is build-uki's business
+    assert failed(check(img.drop("/boot/EFI"), tmp_path), "KAI-002")
 
 
 # --- KAI-003 kairos-release ----------------------------------------------------------------------
