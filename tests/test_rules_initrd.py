@@ -141,3 +141,20 @@ def test_ini004_elemental_v2_pattern_order(tmp_path: Path) -> None:
     img = bootable("cos").file(f"/boot/elemental.initrd-{OLD}", initrd(OLD))
     (f,) = failed(img.check(tmp_path), "INI-004")
     assert f"Elemental v2: /boot/elemental.initrd-{OLD} [modules for: {OLD}]" in f.evidence
+
+
+def test_ini004_generic_needs_no_boot_initrd_link(tmp_path: Path) -> None:
+    img = bootable("generic").drop("/boot/initrd").file(f"/boot/initrd.img-{KVER}", initrd())
+    report = img.check(tmp_path)
+    assert passed(report, "INI-004"), findings(report, "INI-004")
+    (f,) = failed(
+        bootable("cos").drop("/boot/initrd").file(f"/boot/initrd-{KVER}", initrd()).check(tmp_path), "INI-004"
+    )
+    assert "GRUB bootargs / Kairos K4: nothing (/boot/initrd: no such file or directory)" in f.evidence
+
+
+def test_ini002_custom_initrd_name_read_as_kernel_is_not_a_pass(tmp_path: Path) -> None:
+    # The streaming analyzers tell kernels from initrds by name; a custom name cannot be judged.
+    img = bootable("generic").file("/opt/os/boot.cpio.xz", initrd())
+    (f,) = findings(img.check(tmp_path, initrd="/opt/os/boot.cpio.xz"), "INI-002")
+    assert f.outcome is Outcome.ERROR and "name it initrd* or initramfs*" in f.message

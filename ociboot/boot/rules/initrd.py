@@ -207,7 +207,7 @@ def initrd_matches_kernel(ctx: CheckContext) -> Iterable[Result]:
 # --- INI-004 -----------------------------------------------------------------------------------
 
 _PROFILE_TOOLS = {
-    "generic": ("v2", "v1", "fixed"),
+    "generic": ("v2", "v1"),  # no fixed path: Debian links /boot/initrd.img, Fedora has none
     "cos": ("v2", "v1", "fixed"),
     "kairos": ("v1", "fixed"),
     "bootc": ("beside",),
