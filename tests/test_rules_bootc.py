@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from bootimages import ELF, BootImage, boot, bootable, failed, findings, initrd, kernel, passed
 
-from ociboot.boot.rules.bootc import LINT_NAMES, merge_install_config, parse_kargs, parse_sysusers, sample
+from ociboot.boot.rules._bootc_lints import LINT_NAMES, parse_kargs, parse_sysusers, sample
+from ociboot.boot.rules.bootc import merge_install_config
 from ociboot.report import Finding, Outcome, Report, Severity
 
 KVER = "6.8.5-301.fc40.x86_64"
@@ -122,6 +123,13 @@ LINT_CASES: list[tuple[str, Breakage, Severity, str]] = [
         lambda i: i.file("/etc/ostree/prepare-root.conf", "[composefs]\nenabled = false\n"),
         Severity.WARNING,
         "/etc/ostree/prepare-root.conf does not have composefs enabled",
+    ),
+    (
+        # bootc also checks its reference base content when the image embeds it.
+        "baseimage-composefs",
+        lambda i: i.dir(f"{REF}/sysroot").link(f"{REF}/ostree", "sysroot/ostree"),
+        Severity.WARNING,
+        f"(looked in {REF}/{{etc,usr/lib}}/ostree/prepare-root.conf)",
     ),
     ("baseimage-root", lambda i: i.remove("/sysroot"), Severity.ERROR, "Missing /sysroot"),
     (

@@ -1,57 +1,43 @@
 """Rules of the `bootc` profile (boot-requirements.md b.4): what `bootc container lint`,
 `bootc install/switch` and bootc-image-builder (BIB) check or assume, answered statically.
 
-BTC-002 re-implements the bootc lints under their own names and types (a.6), one Result per
-lint, sorted by name as bootc runs them; a lint's type (fatal/warning) is its Result's severity.
-Messages reuse bootc's wording so a user can search for them; item lists are cut to bootc's
-default sample of 5 plus "...and N more" (bootc PR #1324).
+BTC-002 runs the bootc lints (_bootc_lints.py) under their own names and types (a.6), one Result
+per lint, sorted by name as bootc runs them; a lint's type (fatal/warning) is its Result's
+severity.  The other rules follow bootc's and BIB's code paths, cited in each description.
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ...fs.node import Kind, Node
-from ...report import Outcome, Severity
+from ...report import Severity
 from ..check import Result, failed, not_run, passed, rule, skipped
 from ..context import CheckContext
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat
+from ._bootc_lints import (
+    LINTS,
+    MODULES,
+    RUST_ARCH,
+    UKI_DIR,
+    CannotRun,
+    boot_entries,
+    kernel_dirs,
+    listing,
+    matching_files,
+    read_text,
+    run_lint,
+    sample,
+    ukis,
+)
 
-MODULES = "/usr/lib/modules"
-UKI_DIR = "/boot/EFI/Linux"
-KARGS_DIR = "/usr/lib/bootc/kargs.d"
 INSTALL_DIR = "/usr/lib/bootc/install"
-SYSUSERS_DIR = "/usr/lib/sysusers.d"
 BOOTUPD_EFI = "/usr/lib/bootupd/updates/EFI"
-# bootc lints.rs BASEIMAGE_REF: when the image embeds bootc's reference base content, the
-# baseimage lints check it too.
-BASEIMAGE_REF = "/usr/share/doc/bootc/baseimage/base"
-# systemd.io/API_FILE_SYSTEMS plus /var, which bootc requires (lints.rs API_DIRS).
-API_DIRS = ("dev", "proc", "sys", "run", "tmp", "var")
-# lints.rs CONTAINER_RUNTIME_FILES: podman bind-mounts it for DNS (bootc#2050).
-RUNTIME_INJECTED = ("/run/systemd/resolve/stub-resolv.conf",)
 # osbuild/images pkg/bootc/resolver.go: the root filesystems BIB can make.
 ROOT_FS_TYPES = ("ext4", "xfs", "btrfs")
-# bootc matches `match-architectures` against Rust's std::env::consts::ARCH.
-RUST_ARCH = {
-    "amd64": "x86_64",
-    "arm64": "aarch64",
-    "386": "x86",
-    "arm": "arm",
-    "ppc64le": "powerpc64",
-    "ppc64": "powerpc64",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "loong64": "loongarch64",
-}
-# bootc lints.rs DEFAULT_TRUNCATED_OUTPUT.
-SAMPLE = 5
 
 CAPTURE: tuple[str, ...] = (
     "etc/os-release",
@@ -68,512 +54,6 @@ CAPTURE: tuple[str, ...] = (
 )
 
 
-# --- small helpers -------------------------------------------------------------------------------
-
-
-class _CannotRun(Exception):
-    """The lint could not decide (a file it needs was not captured whole): never a pass."""
-
-
-def sample(items: Iterable[str], limit: int = SAMPLE) -> list[str]:
-    """The first `limit` items, then "...and N more" (bootc format_items without --no-truncate)."""
-    items = list(items)
-    if len(items) <= limit:
-        return items
-    return [*items[:limit], f"...and {len(items) - limit} more"]
-
-
-def _listing(header: str, items: Iterable[str]) -> str:
-    return f"{header}: {', '.join(sample(items))}"
-
-
-def _shown(text: str) -> str:
-    """A name as bootc prints it: undecodable bytes (kept as surrogates) escaped as \\xNN."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _lstat(ctx: CheckContext, path: str) -> Node | None:
-    return ctx.node(path, follow=False)
-
-
-def _read(ctx: CheckContext, path: str) -> str:
-    """The whole text of a small captured file, or _CannotRun saying why not."""
-    data = ctx.read(path)
-    if data is None:
-        kind = "not a regular file" if not ctx.is_file(path) else "not captured while the layers streamed"
-        raise _CannotRun(f"cannot read {path}: {kind}")
-    if not ctx.tree.is_complete(path):
-        raise _CannotRun(f"cannot read {path}: only its first {len(data)} bytes were kept")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _CannotRun(f"{path} is not UTF-8 text (byte {exc.start})") from None
-
-
-def _files(ctx: CheckContext, directory: str, suffix: str) -> list[str]:
-    """Names in `directory` with a real extension `suffix`, sorted (bootc filenames_sorted)."""
-    return [n for n in ctx.listdir(directory) if n.endswith(suffix) and len(n) > len(suffix) and n[0] != "."]
-
-
-def _kernel_dirs(ctx: CheckContext) -> list[str]:
-    """ostree-ext bootabletree find_kernel_dir_fs: real directories (lstat) of /usr/lib/modules
-    holding a `vmlinuz`; directories without one are ignored (ublue-os/aurora#1286)."""
-    out = []
-    for name in ctx.listdir(MODULES):
-        path = f"{MODULES}/{name}"
-        node = _lstat(ctx, path)
-        if node is not None and node.is_dir and ctx.exists(f"{path}/vmlinuz"):
-            out.append(path)
-    return out
-
-
-def _ukis(ctx: CheckContext) -> list[str]:
-    return [f"{UKI_DIR}/{n}" for n in _files(ctx, UKI_DIR, ".efi") if ctx.is_file(f"{UKI_DIR}/{n}")]
-
-
-def _boot_entries(ctx: CheckContext) -> list[str] | None:
-    """What /boot holds besides EFI (lints.rs check_boot), or None without a /boot directory."""
-    if not ctx.is_dir("/boot"):
-        return None
-    return [n for n in ctx.listdir("/boot") if n != "EFI"]
-
-
-def _keyfile(text: str) -> dict[str, dict[str, str]]:
-    """GKeyFile syntax as prepare-root.conf uses it: [group], key = value, # comments."""
-    groups: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = groups.setdefault(line[1:-1].strip(), {})
-        elif "=" in line and current is not None:
-            key, _, value = line.partition("=")
-            current[key.strip()] = value.strip()
-    return groups
-
-
-# --- the bootc lints (BTC-002) ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    message: str
-    path: str | None = None
-    evidence: tuple[str, ...] = ()
-    severity: Severity | None = None  # a problem that stops bootc itself, whatever the lint type
-
-
-LintCheck = Callable[[CheckContext], Problem | str | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Lint:
-    name: str
-    fatal: bool
-    path: str
-    hint: str
-    check: LintCheck
-
-    @property
-    def severity(self) -> Severity:
-        return Severity.ERROR if self.fatal else Severity.WARNING
-
-
-def _api_base_directories(ctx: CheckContext) -> Problem | None:
-    problems = []
-    for d in API_DIRS:
-        node = _lstat(ctx, f"/{d}")
-        if node is None:
-            problems.append(f"Missing API filesystem base directory: /{d}")
-        elif not node.is_dir:
-            problems.append(
-                f"Expected directory for API filesystem base directory: /{d} (it is a {node.kind})"
-            )
-    return Problem(problems[0], "/", tuple(problems)) if problems else None
-
-
-def _composefs_in(ctx: CheckContext, base: str) -> Problem | None:
-    # ostree-ext ostree_prepareroot::load_config_from_root: etc first, then usr/lib; the first
-    # file found is the configuration, even if it disables composefs.
-    for where in ("etc", "usr/lib"):
-        path = f"{base}/{where}/ostree/prepare-root.conf"
-        if not ctx.exists(path):
-            continue
-        conf = _keyfile(_read(ctx, path))
-        enabled = conf.get("composefs", {}).get("enabled")
-        transient = conf.get("root", {}).get("transient")
-        # overlayfs_enabled_in_config: [root] transient=true, or composefs yes/true/1/maybe (or
-        # signed/verity, which imply it).
-        if transient in ("true", "1") or enabled in ("yes", "true", "1", "maybe", "signed", "verity"):
-            return None
-        evidence = [
-            f"[composefs] enabled = {enabled}" if enabled is not None else "[composefs] enabled unset"
-        ]
-        return Problem(f"{path} does not have composefs enabled", path, tuple(evidence))
-    looked = f"{base}/{{etc,usr/lib}}/ostree/prepare-root.conf"
-    return Problem(
-        f"ostree/prepare-root.conf is not present to enable composefs (looked in {looked})", base or "/"
-    )
-
-
-def _baseimage_composefs(ctx: CheckContext) -> Problem | None:
-    problem = _composefs_in(ctx, "")
-    if problem is None and ctx.is_dir(BASEIMAGE_REF):
-        problem = _composefs_in(ctx, BASEIMAGE_REF)
-    return problem
-
-
-def _root_in(ctx: CheckContext, base: str) -> Problem | None:
-    sysroot = _lstat(ctx, f"{base}/sysroot")
-    if sysroot is None:
-        return Problem(f"Missing {base}/sysroot", f"{base}/sysroot")
-    if not sysroot.is_dir:
-        return Problem(
-            f"Expected a directory for {base}/sysroot", f"{base}/sysroot", (f"found a {sysroot.kind}",)
-        )
-    ostree = _lstat(ctx, f"{base}/ostree")
-    if ostree is None:
-        return Problem(f"Missing {base}/ostree -> sysroot/ostree link", f"{base}/ostree")
-    if not ostree.is_symlink:
-        return Problem(f"{base}/ostree should be a symlink", f"{base}/ostree", (f"found a {ostree.kind}",))
-    # The exact text is compared (bootc#2256 calls the requirement itself a bug).
-    if ostree.entry.linkname != "sysroot/ostree":
-        return Problem(
-            f'Expected {base}/ostree -> sysroot/ostree, not "{ostree.entry.linkname}"', f"{base}/ostree"
-        )
-    return None
-
-
-def _baseimage_root(ctx: CheckContext) -> Problem | None:
-    problem = _root_in(ctx, "")
-    if problem is None and ctx.is_dir(BASEIMAGE_REF):
-        problem = _root_in(ctx, BASEIMAGE_REF)
-    return problem
-
-
-def parse_kargs(text: str, arch: str | None) -> list[str]:
-    """One kargs.d file (bootc_kargs.rs Config, serde deny_unknown_fields): the arguments that
-    apply to `arch` (Rust naming); ValueError with serde's wording when the file is invalid."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"TOML parse error: {exc}") from None
-    unknown = sorted(set(data) - {"kargs", "match-architectures"})
-    if unknown:
-        raise ValueError(f"unknown field `{unknown[0]}`, expected `kargs` or `match-architectures`")
-    if "kargs" not in data:
-        raise ValueError("missing field `kargs`")
-    for key in ("kargs", "match-architectures"):
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"invalid type for `{key}`: expected a sequence of strings, found {value!r}")
-    arches = data.get("match-architectures")
-    if arches is not None and arch not in arches:
-        return []
-    return list(data["kargs"])
-
-
-def _bootc_kargs(ctx: CheckContext) -> Problem | str | None:
-    node = ctx.node(KARGS_DIR)
-    if node is None:
-        return None
-    if not node.is_dir:
-        return Problem(f"{KARGS_DIR} is not a directory", KARGS_DIR, (f"found a {node.kind}",))
-    arch = RUST_ARCH.get(ctx.config.architecture)
-    errors, applied = [], []
-    for name in _files(ctx, KARGS_DIR, ".toml"):
-        path = f"{KARGS_DIR}/{name}"
-        try:
-            kargs = parse_kargs(_read(ctx, path), arch)
-        except ValueError as exc:
-            errors.append(f"Parsing {name}: {exc}")
-            continue
-        applied.append(f"{name}: {' '.join(kargs) if kargs else f'(none for {arch})'}")
-    if errors:
-        return Problem(errors[0], KARGS_DIR, tuple(sample(errors)))
-    return "; ".join(applied) or None
-
-
-def _buildah_injected(ctx: CheckContext) -> Problem | None:
-    # An alternative-root lint: a running root has these injected on purpose.
-    for path in ("/etc/hostname", "/etc/resolv.conf"):
-        node = _lstat(ctx, path)
-        if node is not None and node.kind is Kind.FILE and node.entry.size == 0:
-            return Problem(
-                f"{path} is an empty file; this may have been synthesized by a container runtime.", path
-            )
-    return None
-
-
-def _etc_usretc(ctx: CheckContext) -> Problem | None:
-    # No /etc passes: bootc stays conservative for roots without one.
-    if _lstat(ctx, "/etc") is not None and _lstat(ctx, "/usr/etc") is not None:
-        return Problem(
-            "Found /usr/etc - this is a bootc implementation detail and not supported to use in containers",
-            "/usr/etc",
-        )
-    return None
-
-
-def _kernel(ctx: CheckContext) -> Problem | str | None:
-    dirs = _kernel_dirs(ctx)
-    if len(dirs) > 1:
-        return Problem("Found multiple subdirectories in usr/lib/modules", MODULES, tuple(sample(dirs)))
-    return dirs[0] if dirs else "no kernel directory (bootc passes this lint without a kernel)"
-
-
-def _nonempty_boot(ctx: CheckContext) -> Problem | None:
-    entries = _boot_entries(ctx)
-    if entries is None:
-        return Problem("Missing /boot directory", "/boot")
-    return (
-        Problem(_listing("Found non-empty /boot", entries), "/boot", tuple(sample(entries)))
-        if entries
-        else None
-    )
-
-
-def _nonempty_run_tmp(ctx: CheckContext) -> Problem | None:
-    found: list[str] = []
-    for d in ("/run", "/tmp"):
-        node = _lstat(ctx, d)
-        if node is not None and node.is_dir:
-            found += [path for path, _ in ctx.tree.walk(d)]
-    # lints.rs prune_known_run_paths: drop the runtime-injected file, then each parent under
-    # /run left with nothing else below it.
-    content = set(found)
-    for known in RUNTIME_INJECTED:
-        content.discard(known)
-        parent = posixpath.dirname(known)
-        while parent.startswith("/run/"):
-            if any(p != parent and p.startswith(parent + "/") for p in content):
-                break
-            content.discard(parent)
-            parent = posixpath.dirname(parent)
-    if not content:
-        return None
-    items = [_shown(p) for p in sorted(content)]
-    return Problem(
-        _listing("Found content in runtime-only directories (/run, /tmp)", items),
-        "/run",
-        tuple(sample(items)),
-    )
-
-
-# sysusers.d fields: whitespace separated, a "quoted string" is one field (bootc next_token).
-_FIELD = re.compile(r'"([^"]*)"|(\S+)')
-
-
-def parse_sysusers(text: str) -> tuple[set[str], set[str]]:
-    """(users, groups) a sysusers.d(5) file declares; a `u` line also declares its group (bootc
-    read_sysusers).  ValueError names a u/g line without a name."""
-    users: set[str] = set()
-    groups: set[str] = set()
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = [quoted or bare for quoted, bare in _FIELD.findall(line)]
-        if not fields or fields[0] not in ("u", "g", "u!"):
-            continue  # r, m and unknown types declare no name (bootc skips unknown types too)
-        if len(fields) < 2:
-            raise ValueError(f"Failed to parse sysusers entry: {line.strip()}")
-        if fields[0].startswith("u"):
-            users.add(fields[1])
-        groups.add(fields[1])
-    return users, groups
-
-
-def _names(text: str) -> list[str]:
-    """Account names of /etc/passwd or /etc/group lines (name:...)."""
-    return [
-        line.split(":", 1)[0]
-        for line in text.splitlines()
-        if ":" in line and not line.startswith(("#", "+", "-"))
-    ]
-
-
-def _sysusers(ctx: CheckContext) -> Problem | None:
-    users: set[str] = set()
-    groups: set[str] = set()
-    for name in _files(ctx, SYSUSERS_DIR, ".conf"):
-        path = f"{SYSUSERS_DIR}/{name}"
-        try:
-            u, g = parse_sysusers(_read(ctx, path))
-        except ValueError as exc:
-            # bootc_sysusers::analyze fails, and with it the whole `bootc container lint` run.
-            return Problem(f"{exc} (in {path})", path, severity=Severity.ERROR)
-        users |= u
-        groups |= g
-    passwd = _read(ctx, "/etc/passwd") if ctx.exists("/etc/passwd") else ""
-    group = _read(ctx, "/etc/group") if ctx.exists("/etc/group") else ""
-    missing_users = sorted(set(_names(passwd)) - users)
-    missing_groups = sorted(set(_names(group)) - groups)
-    if not missing_users and not missing_groups:
-        return None
-    parts, evidence = [], []
-    for header, missing in (
-        ("Found /etc/passwd entry without corresponding systemd sysusers.d", missing_users),
-        ("Found /etc/group entry without corresponding systemd sysusers.d", missing_groups),
-    ):
-        if missing:
-            parts.append(_listing(header, missing))
-            evidence += [f"{header.split()[1]}: {m}" for m in sample(missing)]
-    return Problem("; ".join(parts), "/etc/passwd" if missing_users else "/etc/group", tuple(evidence))
-
-
-def _utf8(ctx: CheckContext) -> Problem | None:
-    bad = []
-    for path, node in ctx.tree.walk("/"):
-        parent, _, name = path.rpartition("/")
-        if not _is_utf8(name):
-            bad.append(f'{_shown(parent) or "/"}: Found non-utf8 filename "{_shown(name)}"')
-        elif node.is_symlink and not _is_utf8(node.entry.linkname):
-            bad.append(f"{_shown(path)}: Found non-utf8 symlink target")
-    return Problem(bad[0], "/", tuple(sample(bad))) if bad else None
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _var_log(ctx: CheckContext) -> Problem | None:
-    node = ctx.node("/var/log")
-    if node is None or not node.is_dir:
-        return None
-    # Only regular files count: symlinks (e.g. README -> systemd docs) and empty files are fine.
-    logs = [_shown(p) for p, n in ctx.tree.walk("/var/log") if n.kind is Kind.FILE and n.entry.size > 0]
-    return (
-        Problem(_listing("Found non-empty logfiles", logs), "/var/log", tuple(sample(logs))) if logs else None
-    )
-
-
-def _var_run(ctx: CheckContext) -> Problem | None:
-    node = _lstat(ctx, "/var/run")
-    if node is not None and not node.is_symlink:
-        return Problem("Not a symlink: var/run", "/var/run", (f"found a {node.kind}",))
-    return None
-
-
-LINTS: tuple[Lint, ...] = (
-    Lint(
-        "api-base-directories",
-        True,
-        "/",
-        "create /dev /proc /sys /run /tmp /var as real directories (not links) in the image",
-        _api_base_directories,
-    ),
-    Lint(
-        "baseimage-composefs",
-        False,
-        "/usr/lib/ostree/prepare-root.conf",
-        'ship /usr/lib/ostree/prepare-root.conf with "[composefs]\\nenabled = yes" (bootc baseimage/base)',
-        _baseimage_composefs,
-    ),
-    Lint(
-        "baseimage-root",
-        True,
-        "/sysroot",
-        "create the /sysroot directory and the /ostree -> sysroot/ostree symlink (bootc baseimage/base)",
-        _baseimage_root,
-    ),
-    Lint(
-        "bootc-kargs",
-        True,
-        KARGS_DIR,
-        'each kargs.d/*.toml holds kargs = ["..."] and optionally match-architectures = ["x86_64"]',
-        _bootc_kargs,
-    ),
-    Lint(
-        "buildah-injected",
-        False,
-        "/etc",
-        "remove the empty /etc/hostname and /etc/resolv.conf the build runtime left behind",
-        _buildah_injected,
-    ),
-    Lint(
-        "etc-usretc",
-        True,
-        "/usr/etc",
-        "keep configuration in /etc only and remove /usr/etc from the image",
-        _etc_usretc,
-    ),
-    Lint(
-        "kernel",
-        True,
-        MODULES,
-        "keep one kernel: remove the other /usr/lib/modules/<kver> directories (dnf remove the old kernel)",
-        _kernel,
-    ),
-    Lint(
-        "nonempty-boot",
-        False,
-        "/boot",
-        "keep /boot empty: the kernel and initramfs belong in /usr/lib/modules/<kver>/",
-        _nonempty_boot,
-    ),
-    Lint(
-        "nonempty-run-tmp",
-        False,
-        "/run",
-        "clean /run and /tmp at the end of the build (or mount tmpfs there during RUN steps)",
-        _nonempty_run_tmp,
-    ),
-    Lint(
-        "sysusers",
-        False,
-        "/etc/passwd",
-        "declare these users and groups in /usr/lib/sysusers.d/*.conf (u NAME ... / g NAME ...)",
-        _sysusers,
-    ),
-    Lint(
-        "utf8",
-        True,
-        "/",
-        "rename the files (and link targets) to valid UTF-8: the ostree backend cannot store others",
-        _utf8,
-    ),
-    Lint(
-        "var-log",
-        False,
-        "/var/log",
-        "delete log files at the end of the build (find /var/log -type f -delete)",
-        _var_log,
-    ),
-    Lint(
-        "var-run",
-        True,
-        "/var/run",
-        "replace the /var/run directory with a symlink: ln -sfn ../run /var/run",
-        _var_run,
-    ),
-)
-LINT_NAMES = (*(lint.name for lint in LINTS), "var-tmpfiles")
-
-
-def _run_lint(ctx: CheckContext, lint: Lint) -> Result:
-    try:
-        outcome = lint.check(ctx)
-    except _CannotRun as exc:
-        return Result(Outcome.ERROR, f"{lint.name}: could not run: {exc}", lint.path, (), None, lint.severity)
-    if outcome is None or isinstance(outcome, str):
-        evidence = (outcome,) if outcome else ()
-        return Result(Outcome.PASS, f"{lint.name}: passed", lint.path, evidence, None, lint.severity)
-    return Result(
-        Outcome.FAIL,
-        f"{lint.name}: {outcome.message}",
-        outcome.path or lint.path,
-        outcome.evidence,
-        lint.hint,
-        outcome.severity or lint.severity,
-    )
-
-
 @rule(
     "BTC-002",
     "bootc container lint",
@@ -588,7 +68,7 @@ def bootc_lints(ctx: CheckContext) -> Iterable[Result]:
     root only, resolving owners through the host's name service), and sysusers.d lines need no
     GECOS field (systemd's grammar; bootc's parser wants one)."""
     for lint in LINTS:
-        yield _run_lint(ctx, lint)
+        yield run_lint(ctx, lint)
     yield skipped(
         "var-tmpfiles: not run: bootc runs this lint on a running root only (RootType::Running); "
         "an image is checked as an alternative root",
@@ -657,15 +137,21 @@ def bootc_kernel(ctx: CheckContext) -> Iterable[Result]:
     """bootc boots `/usr/lib/modules/<kver>/vmlinuz` of the one kernel directory, or a sealed UKI
     (the first `/boot/EFI/Linux/*.efi`).  Stricter than the `kernel` lint: zero kernels fail, and
     the file must be a kernel by content (d.1)."""
-    ukis = _ukis(ctx)
-    dirs = _kernel_dirs(ctx)
-    if ukis:
-        info = ctx.artifact(ukis[0]).kernel
-        evidence = [f"{ukis[0]}: {info.description if info else 'not analysed'}"]
+    found_ukis = ukis(ctx)
+    dirs = kernel_dirs(ctx)
+    if found_ukis:
+        info = ctx.artifact(found_ukis[0]).kernel
+        evidence = [f"{found_ukis[0]}: {info.description if info else 'not analysed'}"]
         if info is not None and info.format is KernelFormat.UKI and info.ok:
-            yield passed(f"UKI {ukis[0]}" + (f" ({info.version})" if info.version else ""), ukis[0], evidence)
+            yield passed(
+                f"UKI {found_ukis[0]}" + (f" ({info.version})" if info.version else ""),
+                found_ukis[0],
+                evidence,
+            )
         else:
-            yield failed(f"{ukis[0]} is not a unified kernel image", ukis[0], evidence, hint=_UKI_HINT)
+            yield failed(
+                f"{found_ukis[0]} is not a unified kernel image", found_ukis[0], evidence, hint=_UKI_HINT
+            )
         return
     if len(dirs) != 1:
         found = sample(dirs) or [f"no {MODULES}/<kver>/vmlinuz and no {UKI_DIR}/*.efi"]
@@ -707,9 +193,9 @@ _UKI_HINT = (
 
 def _initramfs_subjects(ctx: CheckContext) -> tuple[list[tuple[str, str]], Result | None]:
     """(kver, initramfs path) per bootc kernel directory, or why there is nothing to check."""
-    dirs = _kernel_dirs(ctx)
+    dirs = kernel_dirs(ctx)
     if not dirs:
-        why = "a UKI carries its own initrd" if _ukis(ctx) else f"no {MODULES}/<kver>/vmlinuz (BTC-003)"
+        why = "a UKI carries its own initrd" if ukis(ctx) else f"no {MODULES}/<kver>/vmlinuz (BTC-003)"
         return [], skipped(f"no initramfs to check: {why}")
     return [(posixpath.basename(d), f"{d}/initramfs.img") for d in dirs], None
 
@@ -866,10 +352,10 @@ def bootc_root_fs(ctx: CheckContext) -> Iterable[Result]:
     ("no default root filesystem type specified in container, please use --rootfs") or with one
     it cannot make.  A warning: `--rootfs` overrides it.  A drop-in that is not valid TOML makes
     every `bootc install` fail, so that one is an error."""
-    names = _files(ctx, INSTALL_DIR, ".toml")
+    names = matching_files(ctx, INSTALL_DIR, ".toml")
     try:
-        texts = [(name, _read(ctx, f"{INSTALL_DIR}/{name}")) for name in names]
-    except _CannotRun as exc:
+        texts = [(name, read_text(ctx, f"{INSTALL_DIR}/{name}")) for name in names]
+    except CannotRun as exc:
         yield not_run(str(exc), INSTALL_DIR)
         return
     try:
@@ -968,12 +454,12 @@ def bootc_uefi_vendor(ctx: CheckContext) -> Iterable[Result]:
 def bootc_empty_boot(ctx: CheckContext) -> Iterable[Result]:
     """bootc masks the image's `/boot` at runtime: anything there but `EFI` (the UKI location) is
     dead weight or a kernel in the wrong place (the `nonempty-boot` lint)."""
-    entries = _boot_entries(ctx)
+    entries = boot_entries(ctx)
     if entries is None:
         yield failed("Missing /boot directory", "/boot", hint="create an empty /boot directory")
     elif entries:
         yield failed(
-            _listing("Found non-empty /boot", entries),
+            listing("Found non-empty /boot", entries),
             "/boot",
             sample(entries),
             hint="keep /boot empty: the kernel and initramfs belong in /usr/lib/modules/<kver>/",
