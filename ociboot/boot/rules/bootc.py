@@ -155,7 +155,7 @@ def bootc_kernel(ctx: CheckContext) -> Iterable[Result]:
         return
     if len(dirs) != 1:
         found = sample(dirs) or [f"no {MODULES}/<kver>/vmlinuz and no {UKI_DIR}/*.efi"]
-        boot = [p for p in ctx.glob("/boot/vmlinuz*")]
+        boot = ctx.glob("/boot/vmlinuz*")
         if boot:
             found.append(f"kernels in /boot are masked at runtime: {', '.join(sample(boot))}")
         yield failed(
