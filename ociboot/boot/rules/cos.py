@@ -783,7 +783,7 @@ def _bootloader_result(ctx: CheckContext, what: str, patterns: tuple[str, ...], 
     other = foreign_arch(found.resolved, arch)
     if other:
         return failed(
-            f"Elemental picks {found.chain} for {what}, built for {other}, on a {arch} image",
+            f"Elemental picks {found.chain} for {what}, built for {other}, on this {arch} image",
             found.resolved,
             [f"{found.pattern} matched first"],
             hint=f"remove the {other} files or install the {arch} {what} package",
