@@ -147,14 +147,16 @@ def read_file(loaded: ImageTree, path: str, options: Options) -> tuple[str, byte
 
 def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Report:
     """One pass over the layers capturing what the rules want, then the rules of the profile."""
-    extra = [p for p in (policy.kernel, policy.initrd) if p]
     capture = CaptureSpec(scan.capture_globs(rules.CAPTURE))
-    analyze = AnalyzeSpec(scan.analyze_globs(extra))
+    analyze = AnalyzeSpec(
+        scan.analyze_globs([policy.kernel] if policy.kernel else [], [policy.initrd] if policy.initrd else [])
+    )
     loaded = load_tree(image, capture, options, analyze)
 
-    def fetch(layer: int, member: str) -> object:
+    def fetch(layer: int, member: str, as_initrd: bool) -> object:
+        analyzer = scan.analyze_initrd if as_initrd else scan.analyze_kernel_file
         (again,) = index_layers(
-            image, None, options, only=[layer], analyze=AnalyzeSpec.exact(member, scan.analyze_boot_file)
+            image, None, options, only=[layer], analyze=AnalyzeSpec.exact(member, analyzer)
         )
         return again.analyses.get(member)
 

@@ -24,9 +24,10 @@ from .pkgdb import Package
 from .pkgdb.roles import Family, Role, roles_of
 from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
 
-#: fetch(layer index, member path) -> analysis: the pipeline re-reads one layer for a file that
-#: was not analyzed on the first pass (a link pointing somewhere unexpected, a --kernel path).
-Fetch = Callable[[int, str], Any]
+#: fetch(layer index, member path, as_initrd) -> analysis: the pipeline re-reads one layer for a
+#: file that was not analyzed on the first pass (a link pointing somewhere unexpected, a --kernel
+#: path) or was analyzed as the wrong kind (an --initrd path not named like an initrd).
+Fetch = Callable[[int, str, bool], Any]
 
 #: boot-requirements KRN-001 / INI-001 candidate locations, in report order.
 KERNEL_GLOBS = (
@@ -139,7 +140,7 @@ class CheckContext:
         self.policy = policy or Policy()
         self.compressed_size = compressed_size
         self._fetch = fetch
-        self._fetched: dict[tuple[int, str], Any] = {}
+        self._fetched: dict[tuple[int, str, bool], Any] = {}
 
     # --- files -------------------------------------------------------------------------------
 
@@ -198,14 +199,22 @@ class CheckContext:
                 return candidate
         return None
 
-    def analysis(self, path: str) -> Any:
-        """What the streaming analyzers found in a file, re-reading its layer if needed."""
+    def analysis(self, path: str, *, as_initrd: bool | None = None) -> Any:
+        """What the streaming analyzers found in a file, re-reading its layer if needed.
+
+        `as_initrd` asks for a specific reading (True: initrd, False: kernel) when the name alone
+        would pick the other one (a custom --initrd path named `boot.cpio.xz`).
+        """
         res = self.tree.lookup(path)
         if not res.ok or res.node is None or res.node.kind is not Kind.FILE:
             return None
         found = self.tree.analysis(path)
-        if found is None and self._fetch is not None:
-            key = (res.node.layer, res.node.entry.path)
+        wrong_kind = (
+            as_initrd is not None and found is not None and isinstance(found, InitrdInfo) != as_initrd
+        )
+        if (found is None or wrong_kind) and self._fetch is not None:
+            initrd = is_initrd_name(path) if as_initrd is None else as_initrd
+            key = (res.node.layer, res.node.entry.path, initrd)
             if key not in self._fetched:
                 self._fetched[key] = self._fetch(*key)
             found = self._fetched[key]
@@ -213,8 +222,8 @@ class CheckContext:
 
     # --- boot artifacts ----------------------------------------------------------------------
 
-    def artifact(self, path: str) -> Artifact:
-        return Artifact(path, self.tree.lookup(path), self.analysis(path))
+    def artifact(self, path: str, *, as_initrd: bool | None = None) -> Artifact:
+        return Artifact(path, self.tree.lookup(path), self.analysis(path, as_initrd=as_initrd))
 
     def _candidates(self, globs: Iterable[str], want_initrd: bool) -> list[Artifact]:
         seen: set[str] = set()
@@ -251,7 +260,7 @@ class CheckContext:
         """The kernel this profile boots: --kernel, else the profile's default path, else the
         first real kernel found."""
         if self.policy.kernel:
-            return self.artifact(self.policy.kernel)
+            return self.artifact(self.policy.kernel, as_initrd=False)
         default = {"bootc": None}.get(self.profile, "/boot/vmlinuz")
         if default and self.exists(default):
             return self.artifact(default)
@@ -264,7 +273,7 @@ class CheckContext:
     @cached_property
     def initrd(self) -> Artifact | None:
         if self.policy.initrd:
-            return self.artifact(self.policy.initrd)
+            return self.artifact(self.policy.initrd, as_initrd=True)
         kernel = self.kernel
         if self.profile == "bootc" and kernel is not None:
             beside = posixpath.join(posixpath.dirname(kernel.path), "initramfs.img")

@@ -11,6 +11,7 @@ own small files to CAPTURE through `wants()`.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -84,7 +85,15 @@ def is_initrd_name(path: str) -> bool:
 def analyze_boot_file(entry: _Entry, reader: _Reader) -> KernelInfo | InitrdInfo:
     """A candidate kernel or initrd, judged by content (the name only decides which question)."""
     if is_initrd_name(entry.path):
-        return inspect_initrd(_Stream(reader), cap=INITRD_CAP)
+        return analyze_initrd(entry, reader)
+    return analyze_kernel_file(entry, reader)
+
+
+def analyze_initrd(entry: _Entry, reader: _Reader) -> InitrdInfo:
+    return inspect_initrd(_Stream(reader), cap=INITRD_CAP)
+
+
+def analyze_kernel_file(entry: _Entry, reader: _Reader) -> KernelInfo:
     return analyze_kernel(reader, entry.size)
 
 
@@ -114,14 +123,13 @@ class _Stream:
         return len(data)
 
 
-def boot_file_globs(extra: Iterable[str] = ()) -> list[str]:
+def boot_file_globs() -> list[str]:
     """Where kernels and initrds are looked for (boot-requirements KRN-001, INI-001), as members."""
     names = (*KERNEL_NAMES, *INITRD_NAMES)
     globs = [f"boot/{n}" for n in names]
     globs += ["boot/EFI/Linux/*.efi", "efi/EFI/Linux/*.efi", "boot/efi/EFI/Linux/*.efi"]
     for base in ("usr/lib/modules/*/", "lib/modules/*/"):
         globs += [base + "vmlinuz", base + "Image", base + "image", base + "initramfs.img"]
-    globs += [p.lstrip("/") for p in extra]
     return globs
 
 
@@ -132,7 +140,15 @@ def capture_globs(extra: Iterable[str] = ()) -> dict[str, int | None]:
     return out
 
 
-def analyze_globs(extra_boot_files: Iterable[str] = ()) -> dict[str, Any]:
-    out: dict[str, Any] = {p: analyze_boot_file for p in boot_file_globs(extra_boot_files)}
+def analyze_globs(kernels: Iterable[str] = (), initrds: Iterable[str] = ()) -> dict[str, Any]:
+    """Analyzers by member glob; custom --kernel/--initrd paths get the reading they ask for."""
+    out: dict[str, Any] = {p: analyze_boot_file for p in boot_file_globs()}
     out.update({p: analyze_pkgdb for p in PKGDB_PATHS})
+    out.update({_literal(p): analyze_kernel_file for p in kernels})
+    out.update({_literal(p): analyze_initrd for p in initrds})
     return out
+
+
+def _literal(path: str) -> str:
+    """A path as a glob matching only itself."""
+    return re.sub(r"([*?\[])", r"[\1]", path.lstrip("/"))
