@@ -164,7 +164,7 @@ def _named_types(annotations: Iterable[Any]) -> Iterator[type]:
         yield from _named_types(typing.get_args(annotation))
 
 
-class _Codec:
+class AnalysisCodec:
     """Tagged JSON for analyzer results.  Every JSON object is a tag, so none is ambiguous:
     {"b": base64}, {"t": tuple}, {"s": frozenset}, {"m": [[key, value], ...]},
     {"e": enum type, "v": value}, {"d": dataclass type, "f": {field: value}}."""
@@ -234,7 +234,7 @@ class _Codec:
 _KINDS = {k.value: k for k in Kind}
 
 
-def encode_index(index: LayerIndex, key: str, codec: _Codec) -> bytes:
+def encode_index(index: LayerIndex, key: str, codec: AnalysisCodec) -> bytes:
     """One cache file's bytes (see the module docstring)."""
     rows = []
     for e in index.entries:
@@ -280,7 +280,7 @@ class CorruptEntry(Exception):
     """A cache file that is not a complete, valid entry of this format (never shown to users)."""
 
 
-def decode_index(data: bytes, codec: _Codec) -> tuple[str, LayerIndex]:
+def decode_index(data: bytes, codec: AnalysisCodec) -> tuple[str, LayerIndex]:
     """(spec key, index) from a cache file's bytes; CorruptEntry if they are not valid."""
     if len(data) < _HEAD.size:
         raise CorruptEntry(f"{len(data)} bytes, shorter than the header")
@@ -363,7 +363,7 @@ class LayerCache:
     ) -> None:
         self.root = Path(root)
         self.salt = salt
-        self._codec = _Codec(analysis_types)
+        self._codec = AnalysisCodec(analysis_types)
         self._warn = warn or log.warning
         self._writable = True
         self._lock = threading.Lock()
@@ -572,6 +572,7 @@ def _remove_empty_dirs(root: Path) -> None:
 
 __all__ = [
     "FORMAT_VERSION",
+    "AnalysisCodec",
     "CacheInfo",
     "CorruptEntry",
     "LayerCache",

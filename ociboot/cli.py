@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__, pipeline, views
+from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
 from .report import Report, render_json, render_junit, render_sarif, render_text
@@ -70,6 +72,13 @@ TlsOpt = Annotated[
 ]
 CertDirOpt = Annotated[str | None, typer.Option("--cert-dir", help="directory with *.crt CAs, *.cert/*.key")]
 PlainHttpOpt = Annotated[bool, typer.Option("--plain-http", help="use http:// even for non-loopback hosts")]
+CacheDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-dir", help="layer index cache; default $XDG_CACHE_HOME/ociboot or ~/.cache/ociboot"
+    ),
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="neither read nor write the layer index cache")]
 
 
 def _options(
@@ -80,6 +89,8 @@ def _options(
     tls_verify: bool,
     cert_dir: str | None,
     plain_http: bool,
+    cache_dir: str | None = None,
+    no_cache: bool = True,  # commands without the cache options (cat) run uncached
 ) -> pipeline.Options:
     try:
         wanted = Platform.parse(platform) if platform else None
@@ -92,7 +103,26 @@ def _options(
         cert_dir=cert_dir,
         plain_http=True if plain_http else None,
     )
-    return pipeline.Options(source=source, platform=wanted, progress=None if quiet else _progress_factory())
+    progress = None if quiet else _progress_factory()
+    return pipeline.Options(
+        source=source, platform=wanted, progress=progress, cache=_open_cache(cache_dir, no_cache)
+    )
+
+
+def _open_cache(cache_dir: str | None, no_cache: bool) -> LayerCache | None:
+    if no_cache:
+        return None
+    from .boot.initrd import InitrdInfo
+    from .boot.kernel import KernelInfo
+    from .boot.scan import PackageDbResult
+
+    return LayerCache(
+        cache_dir or default_cache_dir(),
+        # What the check analyzers return (boot/scan.py): the only classes a cache file may name.
+        analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
+        salt=__version__,
+        warn=lambda message: err.print(f"ociboot: warning: {message}", markup=False),
+    )
 
 
 _live: Progress | None = None
@@ -110,12 +140,8 @@ def _progress_factory() -> pipeline.ProgressFactory | None:
     return factory
 
 
-class _Unreadable(Exception):
-    """One image of several could not be read; its error line is already printed."""
-
-
 @contextmanager
-def _running(options: pipeline.Options, *, exit_on_error: bool = True) -> Iterator[None]:
+def _running(options: pipeline.Options) -> Iterator[None]:
     """Show progress bars while the body runs (terminal only); map errors to exit code 3."""
     global _live
     try:
@@ -133,8 +159,6 @@ def _running(options: pipeline.Options, *, exit_on_error: bool = True) -> Iterat
             yield
     except OcibootError as exc:
         err.print(f"ociboot: error: {exc}", markup=False)
-        if not exit_on_error:
-            raise _Unreadable() from None
         raise typer.Exit(exc.exit_code) from None
     finally:
         _live = None
@@ -161,9 +185,13 @@ def inspect(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Manifest digest, platforms, config summary and layers of an image."""
-    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    options = _options(
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+    )
     with _running(options), pipeline.opened(image, options) as source:
         if raw:
             top = source.get_manifest()
@@ -192,9 +220,13 @@ def ls_(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """List a directory of the image's final filesystem (symlinks shown with where they resolve)."""
-    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    options = _options(
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+    )
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         rows = views.listing(loaded, path, recursive=recursive)
@@ -235,9 +267,13 @@ def stat(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Type, mode, owner, size, link chain and the layer that supplied a path."""
-    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    options = _options(
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+    )
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.stat_data(loaded, path)
@@ -257,9 +293,13 @@ def layers(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """What each layer adds, changes and removes, with its sizes."""
-    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    options = _options(
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+    )
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.layers_data(loaded)
@@ -283,7 +323,16 @@ class ProfileName(StrEnum):
 
 @app.command()
 def check(
-    images: Annotated[list[str], typer.Argument(help="one or more images (see `ociboot ls --help`)")],
+    images: Annotated[
+        list[str] | None, typer.Argument(help="one or more images (see `ociboot ls --help`)")
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option("--from", help="FILE with one image per line (blank lines and # comments ignored)"),
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="images checked at once; default min(4, images)")
+    ] = None,
     profile: Annotated[
         ProfileName, typer.Option("--profile", help="rule set; auto detects it")
     ] = ProfileName.auto,
@@ -313,13 +362,17 @@ def check(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Will this image boot?  Exit 0 bootable, 1 not bootable, 3 an image could not be read."""
     from .boot.context import Policy
     from .boot.profiles import load_policy
     from .boot.rules import rule_ids
 
-    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    options = _options(
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+    )
     policy = Policy()
     try:
         if policy_file:
@@ -339,21 +392,42 @@ def check(
             f"unknown rule id(s) {', '.join(unknown)}; see `ociboot rules`", param_hint="--skip"
         )
 
-    reports = []
-    unreadable = 0
-    for text in images:
+    texts = [*(images or ()), *(_image_list(from_file) if from_file else ())]
+    if not texts:
+        raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
+
+    def one(text: str) -> list[Report] | None:
+        """The reports of one image, or None (its error line printed) if it could not be read."""
         try:
-            with _running(options, exit_on_error=False), pipeline.opened(text, options) as source:
+            with pipeline.opened(text, options) as source:
                 resolved = (
                     pipeline.open_all(source) if all_platforms else [pipeline.open_image(source, options)]
                 )
-                reports += [pipeline.check_image(image, policy, options) for image in resolved]
-        except _Unreadable:
-            unreadable += 1
+                return [pipeline.check_image(image, policy, options) for image in resolved]
+        except OcibootError as exc:
+            err.print(f"ociboot: error: {exc}", markup=False)
+            return None
+
+    workers = jobs or min(4, len(texts))
+    with _running(options):
+        if workers == 1:
+            results = [one(text) for text in texts]
+        else:
+            # Threads share the options, so the cache (and its per-layer build gate) too;
+            # map() keeps input order, so the reports do not depend on --jobs.
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool:
+                results = list(pool.map(one, texts))
+    reports = [r for result in results if result for r in result]
+    unreadable = sum(result is None for result in results)
+    summary = _summary(reports, unreadable, policy.fatal_warnings) if len(texts) > 1 else ""
     if fmt is CheckFormat.text and not output and sys.stdout.isatty():
         _print_tables(reports, policy.fatal_warnings, verbose)
+        if summary:
+            Console(highlight=False).print(summary, markup=False)
         raise typer.Exit(3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings))
     rendered = _render_reports(reports, fmt, policy.fatal_warnings, verbose)
+    if summary and fmt is CheckFormat.text:
+        rendered += f"\n{summary}\n"
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(rendered)
@@ -361,6 +435,20 @@ def check(
         sys.stdout.write(rendered)
     code = 3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings)
     raise typer.Exit(code)
+
+
+def _image_list(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line.strip() for line in fh]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--from") from None
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _summary(reports: list[Report], unreadable: int, fatal_warnings: bool) -> str:
+    bootable = sum(r.bootable(fatal_warnings=fatal_warnings) for r in reports)
+    return f"{bootable} bootable, {len(reports) - bootable} not bootable, {unreadable} unreadable"
 
 
 _MARKS = {
@@ -442,6 +530,73 @@ def rules(
         return "\n".join(lines)
 
     _emit(fmt, data, text)
+
+
+cache_app = typer.Typer(
+    help="The layer index cache: where it is, what it holds, pruning it.", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+
+
+def _human(size: int) -> str:
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+
+
+@cache_app.command("info")
+def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> None:
+    """Location, number of entries and total size of the cache."""
+    info = LayerCache(cache_dir or default_cache_dir()).info()
+    data = {"location": str(info.root), "entries": info.entries, "size": info.size, "obsolete": info.obsolete}
+    _emit(
+        fmt,
+        data,
+        lambda: (
+            f"location: {info.root}\nentries:  {info.entries}\nsize:     {_human(info.size)}"
+            + (
+                f"\nobsolete: {info.obsolete} files (removed by `ociboot cache prune`)"
+                if info.obsolete
+                else ""
+            )
+        ),
+    )
+
+
+@cache_app.command("prune")
+def cache_prune(
+    max_size: Annotated[
+        str | None,
+        typer.Option("--max-size", help="drop least recently used entries down to SIZE (500M, 2G)"),
+    ] = None,
+    older_than: Annotated[
+        float | None, typer.Option("--older-than", min=0, help="drop entries unused for DAYS days")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="empty the cache")] = False,
+    cache_dir: CacheDirOpt = None,
+    fmt: FormatOpt = Format.text,
+) -> None:
+    """Remove cache entries (always: other format versions and leftovers of interrupted writes)."""
+    try:
+        limit = parse_size(max_size) if max_size is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-size") from None
+    seconds = older_than * 86400 if older_than is not None else None
+    done = LayerCache(cache_dir or default_cache_dir()).prune(
+        max_size=limit, older_than=seconds, everything=everything
+    )
+    data = {"removed": done.removed, "freed": done.freed, "entries": done.entries, "size": done.size}
+    _emit(
+        fmt,
+        data,
+        lambda: (
+            f"removed {done.removed} files ({_human(done.freed)}); "
+            f"{done.entries} entries left ({_human(done.size)})"
+        ),
+    )
 
 
 def _version(value: bool) -> None:
