@@ -28,7 +28,8 @@ from bootimages import (
 )
 
 from ociboot.boot.rules import cos as rules
-from ociboot.boot.rules.cos import LEGACY_UNITS, _grub_path, parse_layout
+from ociboot.boot.rules._elemental import grub_path
+from ociboot.boot.rules.cos import LEGACY_UNITS, parse_layout
 from ociboot.report import Outcome, Report, Severity
 
 COS_IDS = [r.id for r in rules.RULES]
@@ -272,9 +273,9 @@ def test_bootargs_without_initramfs(tmp_path: Path) -> None:
 
 
 def test_grub_path_strips_variables_devices_and_quotes() -> None:
-    assert _grub_path("/${root_subpath}boot/vmlinuz") == "/boot/vmlinuz"
-    assert _grub_path('"($root)/boot/initrd"') == "/boot/initrd"
-    assert _grub_path("$kernel_path") is None
+    assert grub_path("/${root_subpath}boot/vmlinuz") == "/boot/vmlinuz"
+    assert grub_path('"($root)/boot/initrd"') == "/boot/initrd"
+    assert grub_path("$kernel_path") is None
 
 
 # --- COS-005 elemental binary ------------------------------------------------------------------
