@@ -55,8 +55,9 @@ def _base_dir(pattern: str) -> str:
 
 
 def walk_matches(ctx: CheckContext, pattern: str) -> Iterator[str]:
-    """Paths matching `pattern` in the order Elemental's WalkDir visits them: depth first, each
-    directory's entries sorted by name, symlinked directories listed but never entered."""
+    """Paths matching `pattern` in the order Elemental's WalkDirFs visits them: depth first, each
+    directory's entries sorted by name, symlinked directories listed but never entered (their
+    DirEntry is not a directory).  The base itself is stat'ed, so a linked /boot is walked."""
     base = _base_dir(pattern)
     rest = [p for p in pattern[len(base) :].split("/") if p]
     start = ctx.lookup(base)
