@@ -231,31 +231,86 @@ class AnalysisCodec:
 
 # --- the file format -----------------------------------------------------------------------------
 
-_KINDS = {k.value: k for k in Kind}
+# Entries are stored by column, not by row: one JSON string per text column and one list per
+# number column parse about 3x faster than 60k small lists (a warm run is mostly this decode).
+_KIND_CHARS = {
+    Kind.FILE: "f",
+    Kind.DIR: "d",
+    Kind.SYMLINK: "l",
+    Kind.HARDLINK: "h",
+    Kind.CHAR: "c",
+    Kind.BLOCK: "b",
+    Kind.FIFO: "p",
+}
+_CHAR_KINDS = {char: kind for kind, char in _KIND_CHARS.items()}
+_TEXT_COLUMNS = ("path", "linkname", "uname", "gname")
+_NUMBER_COLUMNS = ("mode", "uid", "gid", "size", "mtime", "devmajor", "devminor", "offset")
+
+
+def _text_column(values: list[str]) -> str | list[str]:
+    # NUL cannot be in a tar name (ustar fields are NUL-terminated); a pax record could carry
+    # one, so such a column falls back to a plain list.
+    return values if any("\0" in v for v in values) else "\0".join(values)
+
+
+def _split(column: str | list[str], count: int) -> list[str]:
+    values = column.split("\0") if isinstance(column, str) else column
+    if count == 0:
+        return []
+    if len(values) != count:
+        raise ValueError(f"column of {len(values)} values for {count} entries")
+    return values
+
+
+def _entry_columns(entries: tuple[Entry, ...]) -> dict[str, Any]:
+    columns: dict[str, Any] = {"count": len(entries), "kind": "".join(_KIND_CHARS[e.kind] for e in entries)}
+    for name in _TEXT_COLUMNS:
+        columns[name] = _text_column([getattr(e, name) for e in entries])
+    for name in _NUMBER_COLUMNS:
+        columns[name] = [getattr(e, name) for e in entries]
+    columns["xattrs"] = [
+        [i, {k: _b64(v) for k, v in e.xattrs.items()}] for i, e in enumerate(entries) if e.xattrs
+    ]
+    return columns
+
+
+def _entries(columns: dict[str, Any]) -> tuple[Entry, ...]:
+    count = columns["count"]
+    kinds = [_CHAR_KINDS[c] for c in columns["kind"]]
+    paths, links, unames, gnames = (_split(columns[name], count) for name in _TEXT_COLUMNS)
+    numbers = [columns[name] for name in _NUMBER_COLUMNS]
+    if len(kinds) != count:
+        raise ValueError(f"{len(kinds)} kinds for {count} entries")
+    xattrs: dict[int, dict[str, bytes]] = {
+        i: {k: base64.b64decode(v, validate=True) for k, v in values.items()}
+        for i, values in columns["xattrs"]
+    }
+    modes, uids, gids, sizes, mtimes, majors, minors, offsets = numbers
+    return tuple(
+        Entry(p, k, m, u, g, s, t, ln, un, gn, dma, dmi, xattrs.get(i) or {}, o)
+        for i, (p, k, m, u, g, s, t, ln, un, gn, dma, dmi, o) in enumerate(
+            zip(
+                paths,
+                kinds,
+                modes,
+                uids,
+                gids,
+                sizes,
+                mtimes,
+                links,
+                unames,
+                gnames,
+                majors,
+                minors,
+                offsets,
+                strict=True,
+            )
+        )
+    )
 
 
 def encode_index(index: LayerIndex, key: str, codec: AnalysisCodec) -> bytes:
     """One cache file's bytes (see the module docstring)."""
-    rows = []
-    for e in index.entries:
-        row: list[Any] = [
-            e.path,
-            e.kind.value,
-            e.mode,
-            e.uid,
-            e.gid,
-            e.size,
-            e.mtime,
-            e.linkname,
-            e.uname,
-            e.gname,
-            e.devmajor,
-            e.devminor,
-            e.offset,
-        ]
-        if e.xattrs:
-            row.append({name: _b64(value) for name, value in e.xattrs.items()})
-        rows.append(row)
     doc = {
         "key": key,
         "name": index.name,
@@ -265,7 +320,7 @@ def encode_index(index: LayerIndex, key: str, codec: AnalysisCodec) -> bytes:
         "compression": index.compression.value,
         "compressed_size": index.compressed_size,
         "size": index.size,
-        "entries": rows,
+        "entries": _entry_columns(index.entries),
         "captured": [[path, _b64(data)] for path, data in index.captured.items()],
         "complete": sorted(index.complete),
         "notes": list(index.notes),
@@ -292,26 +347,6 @@ def decode_index(data: bytes, codec: AnalysisCodec) -> tuple[str, LayerIndex]:
         raise CorruptEntry("body checksum mismatch (truncated or damaged)")
     try:
         doc = json.loads(zlib.decompress(body))
-        kinds = _KINDS
-        entries = tuple(
-            Entry(
-                r[0],
-                kinds[r[1]],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                {k: base64.b64decode(v) for k, v in r[13].items()} if len(r) > 13 else {},
-                r[12],
-            )
-            for r in doc["entries"]
-        )
         index = LayerIndex(
             name=doc["name"],
             digest=Digest.parse(doc["digest"]),
@@ -320,7 +355,7 @@ def decode_index(data: bytes, codec: AnalysisCodec) -> tuple[str, LayerIndex]:
             compression=Compression(doc["compression"]),
             compressed_size=doc["compressed_size"],
             size=doc["size"],
-            entries=entries,
+            entries=_entries(doc["entries"]),
             captured={path: base64.b64decode(b64) for path, b64 in doc["captured"]},
             complete=frozenset(doc["complete"]),
             notes=tuple(doc["notes"]),

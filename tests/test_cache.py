@@ -132,6 +132,15 @@ def test_round_trip_of_every_field() -> None:
     assert all(type(e.kind) is Kind for e in back.entries) and back.compression is Compression.ZSTD
 
 
+@pytest.mark.parametrize("count", [0, 1])
+def test_round_trip_of_few_entries_and_nul_in_a_name(count: int) -> None:
+    # An empty column and a one-value column are both "" joined: the count tells them apart.
+    entries = (Entry("a", Kind.SYMLINK, linkname="with\0nul"),)[:count]
+    index = dataclasses.replace(synthetic_index(), entries=entries, analyses={})
+    _, back = decode_index(encode_index(index, "k", CODEC), CODEC)
+    assert back.entries == entries
+
+
 def test_round_trip_of_real_analyses(tmp_path: Path) -> None:
     """Kernel, initrd and package database results of the real analyzers come back equal."""
     img = generic().file("/boot/initrd.img-x", initrd(files={"etc/x.conf": b"\x00bin"}))
