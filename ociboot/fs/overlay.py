@@ -45,6 +45,7 @@ link stays as a node of kind HARDLINK with nothing to read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ..errors import InvalidWhiteout, UnsafePath
@@ -57,6 +58,12 @@ META_PREFIX = ".wh..wh."
 # AUFS's own metadata directories (aufs: AUFS_WH_PLINKDIR, AUFS_WH_BASE, AUFS_WH_ORPHDIR); the
 # `..plnk` spelling is what peers' fixtures and moby/go-archive#54 show.
 AUFS_META = frozenset({".wh..wh.plnk", ".wh..wh..plnk", ".wh..wh.aufs", ".wh..wh.orph"})
+
+
+# A path none of whose components is empty, '.', '..' or starts with '.wh.': an ordinary entry.
+_plain_name = re.compile(
+    r"(?!\.wh\.)(?!\.{1,2}(?:/|$))[^/]+(?:/(?!\.wh\.)(?!\.{1,2}(?:/|$))[^/]+)*"
+).fullmatch
 
 
 def flatten(layers: Sequence[LayerContent]) -> FileTree:
@@ -76,6 +83,11 @@ class _Changeset:
         self.index = index
         self.name = name
         self.problems = problems
+        # Parent path as spelled in the layer -> the directory node it resolved to.  Tar order
+        # puts siblings together, so nearly every entry's parent is found here instead of by a
+        # walk from the root.  Entries only add children, except when one replaces an existing
+        # node: that could change what a cached path resolves to, so it clears the cache.
+        self.parents: dict[str, Node] = {}
 
     def where(self, path: str) -> str:
         return f"layer {self.index} ({self.name}): /{path}"
@@ -84,8 +96,10 @@ class _Changeset:
         whiteouts: list[Entry] = []
         opaque: list[str] = []
         regular: list[Entry] = []
+        plain = _plain_name
         for entry in entries:
-            role = self.classify(entry)
+            # Most entries are ordinary names: one regex call instead of the full classification.
+            role = "entry" if plain(entry.path) else self.classify(entry)
             if role == "whiteout":
                 whiteouts.append(entry)
             elif role == "opaque":
@@ -156,14 +170,20 @@ class _Changeset:
         return res.node
 
     def place(self, entry: Entry) -> None:
-        if not entry.path:
+        path = entry.path
+        if not path:
             self.replace_root(entry)
             return
-        parent = self.parent_of(entry.path)
+        directory, _, name = path.rpartition("/")
+        parent = self.parents.get(directory)
         if parent is None:
-            return
-        assert parent.children is not None
-        existing = parent.children.get(entry.name)
+            parent = self.parent_of(path)
+            if parent is None:
+                return
+            self.parents[directory] = parent
+        children = parent.children
+        assert children is not None
+        existing = children.get(name)
         if entry.kind is Kind.DIR and existing is not None and existing.children is not None:
             existing.entry, existing.layer, existing.hardlink, existing.implicit = (
                 entry,
@@ -176,7 +196,11 @@ class _Changeset:
             node = self.hardlink(entry)
         else:
             node = Node(entry, self.index, {} if entry.kind is Kind.DIR else None)
-        parent.children[entry.name] = node
+        if existing is not None:
+            self.parents.clear()
+        children[name] = node
+        if node.children is not None:
+            self.parents[path] = node
 
     def replace_root(self, entry: Entry) -> None:
         # umoci: "refusing to change type of root directory"; a link at / would redirect everything.
