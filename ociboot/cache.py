@@ -38,6 +38,7 @@ import base64
 import contextlib
 import dataclasses
 import enum
+import gc
 import hashlib
 import json
 import logging
@@ -275,6 +276,18 @@ def _entry_columns(entries: tuple[Entry, ...]) -> dict[str, Any]:
 
 
 def _entries(columns: dict[str, Any]) -> tuple[Entry, ...]:
+    # Tens of thousands of new acyclic objects make the cyclic GC run again and again for
+    # nothing (a third of the decode time): pause it meanwhile, as bulk loaders commonly do.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_entries(columns)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _build_entries(columns: dict[str, Any]) -> tuple[Entry, ...]:
     count = columns["count"]
     kinds = [_CHAR_KINDS[c] for c in columns["kind"]]
     paths, links, unames, gnames = (_split(columns[name], count) for name in _TEXT_COLUMNS)
