@@ -12,6 +12,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -346,6 +347,29 @@ def test_concurrent_writers_leave_a_valid_entry(tmp_path: Path) -> None:
     key, index = decode_index(path.read_bytes(), CODEC)
     assert key == "shared" and index.notes == ("x" * 39 * 5000,)
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_threads_asking_for_one_layer_build_it_once(
+    tmp_path: Path, one_layer: tuple[ResolvedImage, LayerIndex]
+) -> None:
+    image, layer = one_layer
+    ref = image.layers[0]
+    capture, analyze = check_specs()
+    cache = new_cache(tmp_path / "c")
+    calls: list[int] = []
+
+    def slow() -> LayerIndex:
+        calls.append(1)
+        time.sleep(0.3)  # long enough that the other threads arrive while it builds
+        return layer
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(
+            pool.map(lambda _: cache.layer(ref.descriptor, ref.diff_id, capture, analyze, slow), range(4))
+        )
+    assert len(calls) == 1
+    for index in got:
+        assert_same_index(index, layer)
 
 
 def test_an_unwritable_cache_dir_is_one_warning(
