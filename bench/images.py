@@ -407,7 +407,7 @@ def realistic(work: Path, shape: Shape, kernel: debkernel.Kernel, compression: s
 
 def one_layer(work: Path, size: int) -> Path:
     """One gzip (level 1) layer of a few large random files totalling `size` bytes."""
-    root = work / "images" / f"one-layer-{size}"
+    root = work / "images" / f"one-layer-r{REVISION}-{size}"
     if (root / "index.json").is_file():
         return root
     out = LayoutWriter(root)
@@ -422,7 +422,7 @@ def one_layer(work: Path, size: int) -> Path:
 
 
 def blob_paths(layout: Path) -> list[Path]:
-    """Every blob of the layout's one image: layers, config, manifest."""
+    """The layer blobs of the layout's one image, then its config."""
     index = json.loads((layout / "index.json").read_text())
     manifest_desc = index["manifests"][0]
     blobs = layout / "blobs" / "sha256"

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ class Variant:
 
 
 def layer_digests(layout: Path) -> set[str]:
-    return {str(x["digest"]) for x in json.loads((layout / "bench-layers.json").read_text())}
+    return {path.name.join(("sha256:", "")) for path in images.blob_paths(layout)[:-1]}
 
 
 def has_option(command: str, option: str) -> bool:
@@ -304,6 +305,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--smoke", action="store_true", help="tiny image, one round: checks the script works")
     args = ap.parse_args()
+    # A terminated run still stops its registry (the `finally` below) instead of orphaning it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         args.scale, args.repeat, args.warmup, args.memory_sizes = 0.01, 1, 0, "1M,8M"
     for tool in ("skopeo", "umoci", "file", "dpkg-query", "zstdcat", "cpio"):
