@@ -37,12 +37,13 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .compression import Compression, PeekableReader, Readable, open_decompressed, sniff
 from .digest import Digest, VerifyingReader
 from .errors import DigestMismatch, LayerError, TruncatedLayer, UnsafePath, UnsupportedMediaType
-from .fs.node import Entry, Kind
+from .fs.node import Entry, Kind, make_entry
 from .mediatypes import is_encrypted, layer_compression
 from .sources import ImageSource
 from .spec import Descriptor
@@ -52,7 +53,10 @@ _ZERO_BLOCK = bytes(BLOCK)
 #: pax records and GNU long names are read into memory: cap them (a path is at most PATH_MAX
 #: 4096 bytes on Linux, an xattr value 64 KiB).
 MAX_META_BYTES = 1 << 20
-_READ_AHEAD = 1 << 18
+# The walker reads the uncompressed stream in chunks of 1 MiB (isal does best with large reads).
+_CHUNK = 1 << 20
+# Memos of repeated header fields (owners, mtimes) are cleared past this many values.
+_MEMO_LIMIT = 4096
 #: CaptureSpec.cap() of a path no pattern matches.
 NOT_WANTED = -1
 
@@ -289,21 +293,24 @@ def _blame_blob(blob: VerifyingReader, exc: BaseException) -> None:
 
 
 class _Blocks:
-    """Read-ahead over the uncompressed stream; `offset` is the stream position of the next byte."""
+    """Read-ahead over the uncompressed stream; `offset` is the stream position of the next byte.
 
-    __slots__ = ("_buf", "_end", "_pos", "_src", "_view", "offset")
+    Works on the chunks `read()` returns without copying them into a buffer of its own: a header
+    is one slice of the current chunk.
+    """
+
+    __slots__ = ("_buf", "_end", "_pos", "_src", "offset")
 
     def __init__(self, src: Any) -> None:
         self._src = src
-        self._buf = bytearray(_READ_AHEAD)
-        self._view = memoryview(self._buf)
+        self._buf = b""
         self._pos = self._end = 0
         self.offset = 0
 
     def _fill(self) -> bool:
-        n: int = self._src.readinto(self._view)
-        self._pos, self._end = 0, n
-        return n > 0
+        self._buf = self._src.read(_CHUNK)
+        self._pos, self._end = 0, len(self._buf)
+        return self._end > 0
 
     def take(self, n: int) -> bytes:
         """`n` bytes, or fewer at EOF."""
@@ -311,19 +318,19 @@ class _Blocks:
         if avail >= n:
             self._pos = pos + n
             self.offset += n
-            return bytes(self._view[pos : pos + n])
-        parts, got = [bytes(self._view[pos : self._end])], avail
+            return self._buf[pos : pos + n]
+        parts, got = [self._buf[pos : self._end]], avail
         self._pos = self._end
         while got < n and self._fill():
             k = min(n - got, self._end)
-            parts.append(bytes(self._view[:k]))
+            parts.append(self._buf[:k])
             self._pos = k
             got += k
         self.offset += got
         return b"".join(parts)
 
     def skip(self, n: int) -> int:
-        """Skip `n` bytes (into the reusable buffer); returns how many there were."""
+        """Skip `n` bytes; returns how many there were."""
         avail = self._end - self._pos
         if avail >= n:
             self._pos += n
@@ -363,7 +370,9 @@ def _checksum_ok(hdr: bytes) -> bool:
 
 def _octal(field: bytes) -> int:
     try:
-        return int(field.rstrip(b"\0") or b"0", 8)  # the common case: digits, NUL-terminated
+        # The common case: digits (int() skips spaces around them), then NUL; the checksum field
+        # is usually "006620\0 ", which a rstrip of NULs alone would leave unparseable.
+        return int(field.split(b"\0", 1)[0] or b"0", 8)
     except ValueError:
         pass
     if field and field[0] & 0x80:
@@ -398,6 +407,8 @@ _KINDS = {
 _FILE, _DIR, _SYMLINK, _HARDLINK = Kind.FILE, Kind.DIR, Kind.SYMLINK, Kind.HARDLINK
 _HEADER_ONLY = frozenset({Kind.HARDLINK, Kind.SYMLINK, Kind.CHAR, Kind.BLOCK, Kind.DIR, Kind.FIFO})
 _POSIX_MAGIC = b"ustar\x0000"
+# Shared by every member without xattrs (nearly all): one read-only empty mapping, not a dict each.
+_NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
 _XATTR = b"SCHILY.xattr."
 
 
@@ -442,6 +453,8 @@ class _Walker:
         self.long_name: bytes | None = None
         self.long_link: bytes | None = None
         self.last = ""  # last member name, for messages
+        self.owner_names: dict[bytes, str] = {}
+        self.numbers: dict[bytes, Any] = {}  # raw header field(s) -> parsed value(s)
 
     def fail(self, message: str, *, named: bool = False) -> TruncatedLayer:
         after = f" (after member {self.last!r})" if self.last and not named else ""
@@ -493,11 +506,21 @@ class _Walker:
     def _member(self, hdr: bytes, start: int) -> None:
         (name_f, mode_f, uid_f, gid_f, size_f, mtime_f, _, typeflag, link_f, magic_f, uname_f, gname_f,
          major_f, minor_f, prefix_f) = _HEADER.unpack(hdr)  # fmt: skip
+        # mode, uid, gid and mtime repeat across a layer's members: each distinct field is parsed once.
+        numbers = self.numbers
+        owner, mtime = numbers.get(hdr[100:124]), numbers.get(mtime_f)
         try:
             size = _octal(size_f)
-            mode, uid, gid, mtime = _octal(mode_f) & 0o7777, _octal(uid_f), _octal(gid_f), _octal(mtime_f)
+            if owner is None or mtime is None:
+                if len(numbers) > _MEMO_LIMIT:
+                    numbers.clear()  # all distinct (real mtimes): the memo stays small anyway
+                if owner is None:
+                    owner = numbers[hdr[100:124]] = (_octal(mode_f) & 0o7777, _octal(uid_f), _octal(gid_f))
+                if mtime is None:
+                    mtime = numbers[mtime_f] = _octal(mtime_f)
         except ValueError:
             raise self.fail(f"invalid number in the tar header at offset {start}") from None
+        mode, uid, gid = owner
         if typeflag in b"xgLK":
             self._extended(typeflag, size, start)
             return
@@ -505,12 +528,23 @@ class _Walker:
         raw_name = name_f.split(b"\0", 1)[0]
         if magic_f == _POSIX_MAGIC and prefix_f[0]:  # GNU keeps atime/ctime where prefix would be
             raw_name = _cstr(prefix_f) + b"/" + raw_name
-        uname = uname_f.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if magic else ""
-        gname = gname_f.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if magic else ""
+        if magic:
+            # A layer has few owner names: decode each once, and share the strings.
+            names = self.owner_names
+            uname = names.get(uname_f)
+            if uname is None:
+                if len(names) > _MEMO_LIMIT:
+                    names.clear()
+                uname = names[uname_f] = _decode(_cstr(uname_f))
+            gname = names.get(gname_f)
+            if gname is None:
+                gname = names[gname_f] = _decode(_cstr(gname_f))
+        else:
+            uname = gname = ""
         raw_link = link_f.split(b"\0", 1)[0]
         kind = _KINDS.get(typeflag)
         sparse_real: int | None = None
-        xattrs: dict[str, bytes] = {}
+        xattrs: Mapping[str, bytes] = _NO_XATTRS
         if typeflag == b"S":
             sparse_real = self._old_gnu_sparse(hdr, start)
         if self.pax or self.global_pax or self.long_name is not None or self.long_link is not None:
@@ -528,7 +562,7 @@ class _Walker:
             mtime = self._mtime(pax[b"mtime"], start) if b"mtime" in pax else mtime
             uname = _decode(pax[b"uname"]) if b"uname" in pax else uname
             gname = _decode(pax[b"gname"]) if b"gname" in pax else gname
-            xattrs = _xattrs(pax)
+            xattrs = _xattrs(pax) or _NO_XATTRS
         name = raw_name.decode("utf-8", "surrogateescape")
         self.last = name
         if sparse_real is not None:
@@ -557,7 +591,7 @@ class _Walker:
                 major, minor = _octal(major_f), _octal(minor_f)
             except ValueError:
                 raise self.fail(f"invalid device number in the tar header at offset {start}") from None
-        entry = Entry(
+        entry = make_entry(
             path,
             kind,
             mode,
@@ -749,7 +783,7 @@ def read_tar(
     capture: CaptureSpec | None = None,
     analyze: AnalyzeSpec | None = None,
 ) -> TarListing:
-    """Walk a tar stream (anything with readinto) to its end-of-archive; see the module docstring.
+    """Walk a tar stream (anything with read) to its end-of-archive; see the module docstring.
 
     The stream is not drained past the archive's end: callers that verify digests drain it.
     """

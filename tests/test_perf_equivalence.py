@@ -2,18 +2,21 @@
 
 - overlay: the parent-directory cache of a changeset must never hand out a directory that a
   later entry of the same layer replaced (a dir turned into a file or a symlink).
+- tar walk: entries built by make_entry are ordinary frozen Entry values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ociboot.fs import overlay
-from ociboot.fs.node import Entry, Kind, Node
+from ociboot.fs.node import Entry, Kind, Node, make_entry
 from ociboot.fs.tree import FileTree
 
 
@@ -103,3 +106,16 @@ def test_cached_parents_equal_uncached(raw: list[tuple[Entry, ...]]) -> None:
     fast, plain = overlay.flatten(layers), _flatten_uncached(layers)
     assert _shape(fast) == _shape(plain)
     assert fast.problems == plain.problems
+
+
+# --- tar walker: the fast Entry constructor -----------------------
+
+
+def test_make_entry_is_an_ordinary_frozen_entry() -> None:
+    args = ("usr/bin/x", Kind.FILE, 0o755, 1, 2, 3, 4, "", "root", "wheel", 0, 0, {"user.a": b"\0"}, 512)
+    fast, plain = make_entry(*args), Entry(*args)
+    assert type(fast) is Entry
+    assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)
+    assert dataclasses.astuple(fast) == dataclasses.astuple(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.path = "elsewhere"  # type: ignore[misc]

@@ -10,7 +10,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 
 class Kind(StrEnum):
@@ -71,6 +71,73 @@ class Entry:
     def filemode(self) -> str:
         """`ls -l` style, e.g. `-rwxr-xr-x`."""
         return self.kind.ls_char + stat.filemode(self.mode & 0o7777 | stat.S_IFREG)[1:]
+
+
+class _EntryBuilder:
+    """Entry's slots without the frozen __setattr__: built here, then turned into an Entry.
+
+    A frozen dataclass's __init__ stores each field with object.__setattr__ (about 2.6 µs for
+    Entry's 14 fields, a quarter of the tar walk per member); plain slot stores then a class
+    switch cost a third of that, and the result is an ordinary frozen Entry.
+    """
+
+    __slots__ = Entry.__slots__
+
+    def __init__(
+        self,
+        path: str,
+        kind: Kind,
+        mode: int,
+        uid: int,
+        gid: int,
+        size: int,
+        mtime: int,
+        linkname: str,
+        uname: str,
+        gname: str,
+        devmajor: int,
+        devminor: int,
+        xattrs: Mapping[str, bytes],
+        offset: int,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.mtime = mtime
+        self.linkname = linkname
+        self.uname = uname
+        self.gname = gname
+        self.devmajor = devmajor
+        self.devminor = devminor
+        self.xattrs = xattrs
+        self.offset = offset
+
+
+def make_entry(
+    path: str,
+    kind: Kind,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    linkname: str,
+    uname: str,
+    gname: str,
+    devmajor: int,
+    devminor: int,
+    xattrs: Mapping[str, bytes],
+    offset: int,
+) -> Entry:
+    """`Entry(...)` with every field given positionally, faster (for the tar walker and the cache)."""
+    entry: Any = _EntryBuilder(
+        path, kind, mode, uid, gid, size, mtime, linkname, uname, gname, devmajor, devminor, xattrs, offset
+    )
+    entry.__class__ = Entry  # same slots, same layout: CPython allows the switch
+    return cast(Entry, entry)
 
 
 class LayerContent(Protocol):
