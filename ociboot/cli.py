@@ -37,6 +37,8 @@ from .spec import Platform
 
 app = typer.Typer(
     name="ociboot",
+    # Help texts are plain: `oci:DIR[:REF]` and `os/arch[/variant]` are grammar, not rich markup.
+    rich_markup_mode=None,
     help="Inspect OCI and Docker images without Docker and without unpacking them: will this image boot?",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -533,7 +535,9 @@ def rules(
 
 
 cache_app = typer.Typer(
-    help="The layer index cache: where it is, what it holds, pruning it.", no_args_is_help=True
+    help="The layer index cache: where it is, what it holds, pruning it.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(cache_app, name="cache")
 
