@@ -176,6 +176,22 @@ class CheckContext:
             return []
         return [name for name, _ in self.tree.listdir(path)]
 
+    @cached_property
+    def nodes(self) -> tuple[tuple[str, Node], ...]:
+        """Every path of the final tree with its node, walked once for all whole-tree rules."""
+        return tuple(self.tree.walk("/"))
+
+    @cached_property
+    def non_utf8(self) -> tuple[tuple[str, str], ...]:
+        """(path, "name" | "target") for each name or symlink target that is not valid UTF-8."""
+        out = []
+        for path, node in self.nodes:
+            if not is_utf8(path.rpartition("/")[2]):
+                out.append((path, "name"))
+            elif node.is_symlink and not is_utf8(node.entry.linkname):
+                out.append((path, "target"))
+        return tuple(out)
+
     def glob(self, pattern: str) -> list[str]:
         return self.tree.glob(pattern)
 
@@ -362,6 +378,18 @@ _FAMILIES: tuple[tuple[Family, set[str]], ...] = (
     (Family.DEBIAN, {"debian", "ubuntu", "raspbian", "pop", "linuxmint"}),
     (Family.ALPINE, {"alpine", "postmarketos"}),
 )
+
+
+def is_utf8(text: str) -> bool:
+    # Tar names were decoded with surrogateescape (layer.py): undecodable bytes became lone
+    # surrogates, which do not encode.  The ASCII test answers almost every name at C speed.
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_env_file(text: str) -> dict[str, str]:

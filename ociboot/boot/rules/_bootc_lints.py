@@ -405,21 +405,13 @@ def _sysusers(ctx: CheckContext) -> Problem | None:
 
 def _utf8(ctx: CheckContext) -> Problem | None:
     bad = []
-    for path, node in ctx.tree.walk("/"):
+    for path, what in ctx.non_utf8:
         parent, _, name = path.rpartition("/")
-        if not _is_utf8(name):
+        if what == "name":
             bad.append(f'{_shown(parent) or "/"}: Found non-utf8 filename "{_shown(name)}"')
-        elif node.is_symlink and not _is_utf8(node.entry.linkname):
+        else:
             bad.append(f"{_shown(path)}: Found non-utf8 symlink target")
     return Problem(bad[0], "/", tuple(sample(bad))) if bad else None
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _var_log(ctx: CheckContext) -> Problem | None:

@@ -293,11 +293,6 @@ def _printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _is_utf8(text: str) -> bool:
-    # Names were decoded with surrogateescape (layer.py): undecodable bytes became U+DC80..U+DCFF.
-    return not any("\udc80" <= ch <= "\udcff" for ch in text)
-
-
 #: Shown one by one; the rest are counted (bootc truncates to 5 the same way).
 MAX_LISTED = 20
 
@@ -319,14 +314,12 @@ MAX_LISTED = 20
 )
 def utf8_names(ctx: CheckContext) -> Iterable[Result]:
     bad = 0
-    for path, node in ctx.tree.walk("/"):
-        problem = None
-        if not _is_utf8(path.rsplit("/", 1)[-1]):
+    for path, what in ctx.non_utf8:
+        if what == "name":
             problem = "non-UTF-8 file name"
-        elif node.is_symlink and not _is_utf8(node.entry.linkname):
-            problem = f"non-UTF-8 symlink target {_printable(node.entry.linkname)}"
-        if problem is None:
-            continue
+        else:
+            node = ctx.node(path, follow=False)
+            problem = f"non-UTF-8 symlink target {_printable(node.entry.linkname if node else '')}"
         bad += 1
         if bad <= MAX_LISTED:
             yield failed(
@@ -531,7 +524,7 @@ def _mib(n: int) -> str:
     ),
 )
 def size(ctx: CheckContext) -> Iterable[Result]:
-    total, files = root_size(ctx.tree.walk("/"))
+    total, files = root_size(ctx.nodes)
     head = f"root is {_mib(total)} in {files} files"
     checks = size_checks(total, ctx.compressed_size, ctx.profile)
     evidence = [c.describe(total) for c in checks]
