@@ -2,22 +2,29 @@
 
 - overlay: the parent-directory cache of a changeset must never hand out a directory that a
   later entry of the same layer replaced (a dir turned into a file or a symlink).
-- tar walk: entries built by make_entry are ordinary frozen Entry values.
+- tar walk: entries built by make_entry are ordinary frozen Entry values; a walk over the
+  read-ahead thread equals a walk over the same bytes in memory, and the thread hands over
+  errors in stream order and stops when asked.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imagebuilder import LayerBuilder
 
+from ociboot.errors import DigestMismatch, TruncatedLayer
 from ociboot.fs import overlay
 from ociboot.fs.node import Entry, Kind, Node, make_entry
 from ociboot.fs.tree import FileTree
+from ociboot.layer import CaptureSpec, ReadAhead, read_tar
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ def test_cached_parents_equal_uncached(raw: list[tuple[Entry, ...]]) -> None:
     assert fast.problems == plain.problems
 
 
-# --- tar walker: the fast Entry constructor -----------------------
+# --- tar walker: the fast Entry constructor and the read-ahead thread -----------------------
 
 
 def test_make_entry_is_an_ordinary_frozen_entry() -> None:
@@ -119,3 +126,79 @@ def test_make_entry_is_an_ordinary_frozen_entry() -> None:
     assert dataclasses.astuple(fast) == dataclasses.astuple(plain)
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.path = "elsewhere"  # type: ignore[misc]
+
+
+class _Chunks:
+    """A stream that returns the given chunks, then raises `error` (if any) instead of EOF."""
+
+    def __init__(self, chunks: list[bytes], error: BaseException | None = None) -> None:
+        self.chunks = list(chunks)
+        self.error = error
+        self.reads = 0
+
+    def read(self, n: int = -1) -> bytes:
+        self.reads += 1
+        if self.chunks:
+            return self.chunks.pop(0)
+        if self.error is not None:
+            raise self.error
+        return b""
+
+
+def test_read_ahead_gives_the_bytes_in_order_then_the_error() -> None:
+    ahead = ReadAhead(_Chunks([b"abc", b"defg"], TruncatedLayer("layer X: cut")))
+    try:
+        assert ahead.read(2) == b"ab"
+        assert ahead.read(10) == b"c"
+        assert ahead.read(-1) == b"defg"
+        with pytest.raises(TruncatedLayer, match="cut"):
+            ahead.read(1)
+        assert ahead.read(1) == b""  # the error is raised once, then the stream is over
+    finally:
+        ahead.stop()
+
+
+def test_read_ahead_stop_releases_a_blocked_producer() -> None:
+    source = _Chunks([bytes([i]) * 10 for i in range(50)])
+    ahead = ReadAhead(source, chunk=10, depth=2)
+    assert ahead.read(10) == bytes(10)
+    ahead.stop()
+    assert not ahead._thread.is_alive()
+    assert source.reads < 50  # it stopped reading ahead, it did not drain the source
+
+
+def test_read_ahead_restores_the_switch_interval_when_the_last_one_stops() -> None:
+    before = sys.getswitchinterval()
+    first, second = ReadAhead(_Chunks([b"a"])), ReadAhead(_Chunks([b"b"]))
+    assert sys.getswitchinterval() < before
+    first.stop()
+    first.stop()  # stopping twice counts once
+    assert sys.getswitchinterval() < before
+    second.stop()
+    assert sys.getswitchinterval() == before
+
+
+def test_read_ahead_drain_raises_what_the_producer_raised() -> None:
+    ahead = ReadAhead(_Chunks([b"x" * 100], DigestMismatch("sha256:aa", "sha256:bb", "layer")))
+    with pytest.raises(DigestMismatch):
+        ahead.drain()
+    ahead.stop()
+
+
+def test_tar_walk_over_read_ahead_equals_walk_over_bytes() -> None:
+    layer = LayerBuilder()
+    for i in range(300):
+        layer.file(
+            f"usr/share/d{i % 7}/f{i}", bytes([i % 251]) * (i * 37 % 3000), uid=i % 3, mode=0o600 + i % 2
+        )
+    tar = layer.tar()
+    capture = CaptureSpec({"usr/share/d1/*": 100})
+    plain = read_tar(io.BytesIO(tar), capture=capture)
+    ahead = ReadAhead(_Chunks([tar[i : i + 1000] for i in range(0, len(tar), 1000)]), chunk=1000)
+    try:
+        threaded = read_tar(ahead, capture=capture)
+    finally:
+        ahead.stop()
+    assert threaded.entries == plain.entries and len(plain.entries) == 300
+    assert [e.offset for e in threaded.entries] == [e.offset for e in plain.entries]
+    assert threaded.captured == plain.captured and threaded.complete == plain.complete
