@@ -1,11 +1,13 @@
 """Index one layer in one pass: verify, decompress, walk the tar, keep only the bytes asked for.
 
-    compressed blob ──VerifyingReader(blob digest, size)──> sniff + decompress
-        ──VerifyingReader(diff_id)──> tar header walker ──> LayerIndex
+    [read-ahead thread]  compressed blob ──VerifyingReader(blob digest, size)──> sniff +
+        decompress ──VerifyingReader(diff_id)──> queue of 1 MiB chunks
+    [caller's thread]    ──> tar header walker ──> LayerIndex
 
 Both readers are drained to EOF (trailing zero blocks, padding, bytes after the archive), so a
 wrong blob digest or diff_id always surfaces (go-containerregistry's mutate.Extract does the same,
-ggcr#2303).  Memory holds one read-ahead buffer plus the captured bytes, never a whole layer.
+ggcr#2303).  Memory holds a few queued chunks plus the captured bytes, never a whole layer.
+Inflating and hashing release the GIL, so the thread overlaps them with the Python walk.
 
 The tar walker is our own (field-notes: tarfile costs ~46 µs per member, which dominates layers of
 many small files).  It reads POSIX ustar (+ prefix), GNU (base-256 numbers, 'L'/'K' long names)
