@@ -104,9 +104,22 @@ def test_module_entry_point_runs(archive: Path) -> None:
     assert done.returncode == 0 and done.stdout.strip() == "/etc/os-release"
 
 
-@pytest.mark.parametrize(
-    "command", ["", "inspect", "ls", "cat", "stat", "layers", "check", "rules", "cache", "cache info", "cache prune"]
-)
+COMMANDS = [
+    "",
+    "inspect",
+    "ls",
+    "cat",
+    "stat",
+    "layers",
+    "check",
+    "rules",
+    "cache",
+    "cache info",
+    "cache prune",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_help_text_renders(command: str) -> None:
     # The reference grammar (`oci:DIR[:REF]`, `os/arch[/variant]`) once broke rich's markup.
     result = runner.invoke(app, [*command.split(), "--help"])
