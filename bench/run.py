@@ -10,6 +10,7 @@ round by round, and writes the medians and the issue-4 targets to --out.  See be
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -320,6 +321,13 @@ def main() -> None:
     kernel = debkernel.fetch(work, args.kernel_deb)
     layout = images.realistic(work, images.Shape().scaled(args.scale), kernel)
     mem_layouts = {"small": images.one_layer(work, small_size), "large": images.one_layer(work, large_size)}
+
+    # `pip install` compiles a package to bytecode; an editable checkout under
+    # PYTHONDONTWRITEBYTECODE (set on this kind of machine) would recompile ociboot at every start.
+    import ociboot
+
+    compileall.compile_dir(str(Path(ociboot.__file__).parent), quiet=1)
+    notes.append("ociboot's modules were compiled to bytecode first, as `pip install` does")
 
     cache_dir = has_option("check", "--cache-dir")
     no_cache = cache_dir and has_option("check", "--no-cache")
