@@ -76,11 +76,16 @@ CertDirOpt = Annotated[str | None, typer.Option("--cert-dir", help="directory wi
 PlainHttpOpt = Annotated[bool, typer.Option("--plain-http", help="use http:// even for non-loopback hosts")]
 CacheDirOpt = Annotated[
     str | None,
+    typer.Option("--cache-dir", help="keep layer indexes in DIR (implies --cache)"),
+]
+# Opt-in: without it nothing is ever written to disk (DESIGN.md; issue 4's cold run writes 0 bytes).
+CacheOpt = Annotated[
+    bool,
     typer.Option(
-        "--cache-dir", help="layer index cache; default $XDG_CACHE_HOME/ociboot or ~/.cache/ociboot"
+        "--cache/--no-cache",
+        help="reuse layer indexes from the cache in $XDG_CACHE_HOME/ociboot (~/.cache/ociboot)",
     ),
 ]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="neither read nor write the layer index cache")]
 
 
 def _options(
@@ -92,7 +97,7 @@ def _options(
     cert_dir: str | None,
     plain_http: bool,
     cache_dir: str | None = None,
-    no_cache: bool = True,  # commands without the cache options (cat) run uncached
+    use_cache: bool = False,
 ) -> pipeline.Options:
     try:
         wanted = Platform.parse(platform) if platform else None
@@ -107,12 +112,12 @@ def _options(
     )
     progress = None if quiet else _progress_factory()
     return pipeline.Options(
-        source=source, platform=wanted, progress=progress, cache=_open_cache(cache_dir, no_cache)
+        source=source, platform=wanted, progress=progress, cache=_open_cache(cache_dir, use_cache)
     )
 
 
-def _open_cache(cache_dir: str | None, no_cache: bool) -> LayerCache | None:
-    if no_cache:
+def _open_cache(cache_dir: str | None, use_cache: bool) -> LayerCache | None:
+    if not use_cache and cache_dir is None:
         return None
     from .boot.initrd import InitrdInfo
     from .boot.kernel import KernelInfo
@@ -188,11 +193,11 @@ def inspect(
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
     cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    use_cache: CacheOpt = False,
 ) -> None:
     """Manifest digest, platforms, config summary and layers of an image."""
     options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
     with _running(options), pipeline.opened(image, options) as source:
         if raw:
@@ -223,11 +228,11 @@ def ls_(
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
     cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    use_cache: CacheOpt = False,
 ) -> None:
     """List a directory of the image's final filesystem (symlinks shown with where they resolve)."""
     options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
@@ -270,11 +275,11 @@ def stat(
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
     cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    use_cache: CacheOpt = False,
 ) -> None:
     """Type, mode, owner, size, link chain and the layer that supplied a path."""
     options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
@@ -296,11 +301,11 @@ def layers(
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
     cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    use_cache: CacheOpt = False,
 ) -> None:
     """What each layer adds, changes and removes, with its sizes."""
     options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
@@ -365,7 +370,7 @@ def check(
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
     cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    use_cache: CacheOpt = False,
 ) -> None:
     """Will this image boot?  Exit 0 bootable, 1 not bootable, 3 an image could not be read."""
     from .boot.context import Policy
@@ -373,7 +378,7 @@ def check(
     from .boot.rules import rule_ids
 
     options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, no_cache
+        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
     policy = Policy()
     try:

@@ -416,12 +416,14 @@ def test_a_warm_check_fetches_no_layer_blob(registry: RegistryServer, tmp_path: 
     assert blob_gets(registry, "cache/warm", [built.config.digest]) >= 2
 
 
-def test_no_cache_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without --cache or --cache-dir nothing is written to disk (DESIGN.md: opt-in).
     ref = layout_of(tmp_path, generic().build())
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert runner.invoke(app, ["check", ref, "--no-cache"]).exit_code == 0
+    assert runner.invoke(app, ["check", ref]).exit_code == 0
+    assert runner.invoke(app, ["ls", ref, "/boot", "--no-cache"]).exit_code == 0
     assert not (tmp_path / "xdg").exists()
-    assert runner.invoke(app, ["ls", ref, "/boot"]).exit_code == 0
+    assert runner.invoke(app, ["ls", ref, "/boot", "--cache"]).exit_code == 0
     assert len(list((tmp_path / "xdg" / "ociboot").rglob("*.idx"))) == 1
     assert (tmp_path / "xdg" / "ociboot" / "CACHEDIR.TAG").read_bytes().startswith(b"Signature: 8a477f59")
 
