@@ -58,7 +58,7 @@ from typing import Any
 
 from .compression import Compression
 from .digest import Digest
-from .fs.node import Entry, Kind
+from .fs.node import NO_XATTRS, Entry, Kind, make_entry
 from .layer import AnalysisFailed, AnalyzeSpec, CaptureSpec, LayerIndex
 from .spec import Descriptor
 
@@ -300,7 +300,7 @@ def _build_entries(columns: dict[str, Any]) -> tuple[Entry, ...]:
     }
     modes, uids, gids, sizes, mtimes, majors, minors, offsets = numbers
     return tuple(
-        Entry(p, k, m, u, g, s, t, ln, un, gn, dma, dmi, xattrs.get(i) or {}, o)
+        make_entry(p, k, m, u, g, s, t, ln, un, gn, dma, dmi, xattrs.get(i) or NO_XATTRS, o)
         for i, (p, k, m, u, g, s, t, ln, un, gn, dma, dmi, o) in enumerate(
             zip(
                 paths,

@@ -42,13 +42,12 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from .compression import Compression, PeekableReader, Readable, open_decompressed, sniff
 from .digest import Digest, VerifyingReader
 from .errors import DigestMismatch, LayerError, TruncatedLayer, UnsafePath, UnsupportedMediaType
-from .fs.node import Entry, Kind, make_entry
+from .fs.node import NO_XATTRS, Entry, Kind, make_entry
 from .mediatypes import is_encrypted, layer_compression
 from .sources import ImageSource
 from .spec import Descriptor
@@ -515,7 +514,6 @@ _FILE, _DIR, _SYMLINK, _HARDLINK = Kind.FILE, Kind.DIR, Kind.SYMLINK, Kind.HARDL
 _HEADER_ONLY = frozenset({Kind.HARDLINK, Kind.SYMLINK, Kind.CHAR, Kind.BLOCK, Kind.DIR, Kind.FIFO})
 _POSIX_MAGIC = b"ustar\x0000"
 # Shared by every member without xattrs (nearly all): one read-only empty mapping, not a dict each.
-_NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
 _XATTR = b"SCHILY.xattr."
 
 
@@ -651,7 +649,7 @@ class _Walker:
         raw_link = link_f.split(b"\0", 1)[0]
         kind = _KINDS.get(typeflag)
         sparse_real: int | None = None
-        xattrs: Mapping[str, bytes] = _NO_XATTRS
+        xattrs: Mapping[str, bytes] = NO_XATTRS
         if typeflag == b"S":
             sparse_real = self._old_gnu_sparse(hdr, start)
         if self.pax or self.global_pax or self.long_name is not None or self.long_link is not None:
@@ -669,7 +667,7 @@ class _Walker:
             mtime = self._mtime(pax[b"mtime"], start) if b"mtime" in pax else mtime
             uname = _decode(pax[b"uname"]) if b"uname" in pax else uname
             gname = _decode(pax[b"gname"]) if b"gname" in pax else gname
-            xattrs = _xattrs(pax) or _NO_XATTRS
+            xattrs = _xattrs(pax) or NO_XATTRS
         name = raw_name.decode("utf-8", "surrogateescape")
         self.last = name
         if sparse_real is not None:

@@ -10,7 +10,11 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Protocol, cast
+
+#: The xattrs of the (many) entries without any: one shared read-only mapping, not a dict each.
+NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
 
 
 class Kind(StrEnum):
