@@ -15,3 +15,14 @@ def test_example_image_is_reproducible(tmp_path: Path) -> None:
         [sys.executable, str(REPO / "fixtures/make_example.py"), str(out)], check=True, capture_output=True
     )
     assert out.read_bytes() == (REPO / "fixtures/example-cos.tar").read_bytes()
+
+
+def test_boot_fixtures_are_what_their_generator_writes() -> None:
+    sys.path.insert(0, str(REPO / "fixtures"))
+    import make_boot_fixtures as boot
+
+    files = {**boot.kernels(), **boot.initrds()}
+    committed = {
+        p.name: p.read_bytes() for p in (REPO / "fixtures" / "boot").iterdir() if p.name != "README.md"
+    }
+    assert committed == files
