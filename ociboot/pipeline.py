@@ -42,7 +42,19 @@ def locate(text: str) -> ImageRef:
             raise ImageNotFound(f"{text}: not an OCI layout, oci-archive or docker-archive")
         # Built directly: the path may contain ':' which the transport grammar would split at.
         return ImageRef(transport, path=text)
+    if not text.startswith(_PREFIXES) and _looks_like_a_path(text):
+        # A mistyped file name would otherwise be asked of Docker Hub as `library/<name>`.
+        raise ImageNotFound(
+            f"{text}: no such file or directory (for a registry image, write docker://{text})"
+        )
     return parse_ref(text)
+
+
+def _looks_like_a_path(text: str) -> bool:
+    return text.startswith(("/", "./", "../", "~")) or text.endswith(_ARCHIVE_SUFFIXES)
+
+
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".oci")
 
 
 @dataclass(frozen=True, slots=True)

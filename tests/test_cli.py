@@ -124,3 +124,10 @@ def test_every_help_text_renders(command: str) -> None:
     # The reference grammar (`oci:DIR[:REF]`, `os/arch[/variant]`) once broke rich's markup.
     result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_a_missing_file_is_not_asked_of_docker_hub(tmp_path: Path) -> None:
+    code, _, err = run("ls", str(tmp_path / "typo.tar"))
+    assert code == 3 and "no such file or directory" in err and "docker.io" not in err
+    code, _, err = run("ls", "image.tar")
+    assert code == 3 and "image.tar: no such file or directory" in err
