@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .fs.node import Kind, Node
-from .fs.overlay import flatten
+from .fs.overlay import empty_tree, flatten_steps
 from .image import ResolvedImage
 from .layer import LayerIndex
 from .pipeline import ImageTree
@@ -245,23 +245,15 @@ def stat_text(data: dict[str, Any]) -> str:
 # --- layers ----------------------------------------------------------------------------------
 
 
-def _paths(layers: Sequence[LayerIndex]) -> dict[str, tuple[str, int]]:
-    tree = flatten(layers)
-    return {p: (str(n.kind), n.layer) for p, n in tree.walk("/")}
-
-
 def layers_data(loaded: ImageTree) -> dict[str, Any]:
+    """Per layer, the paths it adds, changes and removes: the tree is rebuilt once, layer by
+    layer, and each intermediate filesystem compared with the one before."""
     rows = []
     before: dict[str, tuple[str, int]] = {}
-    for i, layer in enumerate(loaded.layers):
-        after = (
-            _paths(loaded.layers[: i + 1])
-            if i + 1 < len(loaded.layers)
-            else {p: (str(n.kind), n.layer) for p, n in loaded.tree.walk("/")}
-        )
-        added = sorted(p for p in after if p not in before)
-        removed = sorted(p for p in before if p not in after)
-        changed = sorted(p for p in after if p in before and after[p][1] == i)
+    tree = empty_tree(loaded.layers)
+    for i in flatten_steps(tree):
+        layer = loaded.layers[i]
+        after = {p: (str(n.kind), n.layer) for p, n in tree.walk("/")}
         ref = loaded.image.layers[i]
         rows.append(
             {
@@ -272,9 +264,9 @@ def layers_data(loaded: ImageTree) -> dict[str, Any]:
                 "size": ref.descriptor.size,
                 "uncompressedSize": layer.size,
                 "entries": len(layer.entries),
-                "added": added,
-                "changed": changed,
-                "removed": removed,
+                "added": sorted(p for p in after if p not in before),
+                "changed": sorted(p for p in after if p in before and after[p][1] == i),
+                "removed": sorted(p for p in before if p not in after),
             }
         )
         before = after

@@ -291,3 +291,16 @@ def test_missing_tag_in_a_registry_is_image_not_found(registry: RegistryServer) 
     ref = ImageRef(Transport.DOCKER, registry=registry.host, repository="example/overlay", tag="nope")
     with pytest.raises(ImageNotFound), pipeline.opened(str(ref), pipeline.Options(SourceOptions())) as source:
         pipeline.open_image(source, pipeline.Options())
+
+
+def test_layers_view_reports_what_each_layer_adds_changes_and_removes(conformance: Path) -> None:
+    ref = ImageRef(
+        Transport.DOCKER_ARCHIVE, path=str(conformance / "go-containerregistry/v1-mutate/whiteout_dir.tar")
+    )
+    rows = views.layers_data(load(ref))["layers"]
+    assert [(r["added"], r["changed"], r["removed"]) for r in rows] == [
+        (["/a", "/a/foo"], [], []),
+        (["/b", "/b/bar"], [], []),
+        ([], [], ["/a", "/a/foo"]),
+        (["/a", "/a/baz"], [], []),
+    ]

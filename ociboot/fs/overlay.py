@@ -46,7 +46,7 @@ link stays as a node of kind HARDLINK with nothing to read.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ..errors import InvalidWhiteout, UnsafePath
 from .node import Entry, Kind, LayerContent, Node
@@ -68,11 +68,25 @@ _plain_name = re.compile(
 
 def flatten(layers: Sequence[LayerContent]) -> FileTree:
     """The filesystem the layers make, base (index 0) first."""
-    root = Node(Entry(path="", kind=Kind.DIR, mode=0o755), 0, children={}, implicit=True)
-    problems: list[str] = []
-    for index, layer in enumerate(layers):
-        _Changeset(root, index, layer.name, problems).apply(layer.entries)
-    return FileTree(root, layers, problems)
+    tree = empty_tree(layers)
+    for _ in flatten_steps(tree):
+        pass
+    return tree
+
+
+def flatten_steps(tree: FileTree) -> Iterator[int]:
+    """Apply `tree.layers` to `tree` one at a time, yielding each layer's index once applied, so
+    that callers can look at every intermediate filesystem (`ociboot layers`) in one pass."""
+    for index, layer in enumerate(tree.layers):
+        _Changeset(tree.root, index, layer.name, tree.problems).apply(layer.entries)
+        yield index
+
+
+def empty_tree(layers: Sequence[LayerContent]) -> FileTree:
+    """A tree with only the root, ready for flatten_steps()."""
+    return FileTree(
+        Node(Entry(path="", kind=Kind.DIR, mode=0o755), 0, children={}, implicit=True), layers, []
+    )
 
 
 class _Changeset:
