@@ -18,7 +18,7 @@ from .boot.check import run_checks
 from .boot.context import CheckContext, Policy
 from .cache import LayerCache
 from .errors import ContentError, ImageNotFound
-from .fs.overlay import flatten
+from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
 from .image import ResolvedImage, resolve, resolve_all
 from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
@@ -98,6 +98,16 @@ def index_layers(
     analyze: AnalyzeSpec | None = None,
 ) -> list[LayerIndex]:
     """Index the image's layers (or the positions in `only`), concurrently, in base-to-top order."""
+    return list(index_layers_iter(image, capture, options, only, analyze))
+
+
+def index_layers_iter(
+    image: ResolvedImage,
+    capture: CaptureSpec | None,
+    options: Options,
+    only: Sequence[int] | None = None,
+    analyze: AnalyzeSpec | None = None,
+) -> Iterator[LayerIndex]:
     positions = list(range(len(image.layers))) if only is None else list(only)
 
     def one(i: int) -> LayerIndex:
@@ -118,18 +128,33 @@ def index_layers(
         # Keyed by the verified manifest's descriptor; the cache checks the config's diff_id.
         return options.cache.layer(ref.descriptor, ref.diff_id, capture, analyze, build)
 
+    return _indexed(positions, one, options)
+
+
+def _indexed(
+    positions: list[int], one: Callable[[int], LayerIndex], options: Options
+) -> Iterator[LayerIndex]:
+    """Layers in base-to-top order as each is ready, indexed concurrently (inflate and hashing
+    release the GIL)."""
     workers = options.jobs or min(4, max(1, len(positions)))
     if workers == 1 or len(positions) <= 1:
-        return [one(i) for i in positions]
+        yield from (one(i) for i in positions)
+        return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="layer") as pool:
-        return list(pool.map(one, positions))
+        yield from pool.map(one, positions)
 
 
 def load_tree(
     image: ResolvedImage, capture: CaptureSpec | None, options: Options, analyze: AnalyzeSpec | None = None
 ) -> ImageTree:
-    layers = index_layers(image, capture, options, analyze=analyze)
-    return ImageTree(image, tuple(layers), flatten(layers))
+    """Index every layer and flatten them; each layer is applied as soon as it and the ones below
+    it are indexed, so the base layer's overlay work overlaps the upper layers' streaming."""
+    layers: list[LayerIndex] = []
+    tree = empty_tree(layers)
+    for layer in index_layers_iter(image, capture, options, analyze=analyze):
+        layers.append(layer)
+        apply_layer(tree, len(layers) - 1)
+    return ImageTree(image, tuple(layers), tree)
 
 
 def read_file(loaded: ImageTree, path: str, options: Options) -> tuple[str, bytes]:

@@ -77,9 +77,15 @@ def flatten(layers: Sequence[LayerContent]) -> FileTree:
 def flatten_steps(tree: FileTree) -> Iterator[int]:
     """Apply `tree.layers` to `tree` one at a time, yielding each layer's index once applied, so
     that callers can look at every intermediate filesystem (`ociboot layers`) in one pass."""
-    for index, layer in enumerate(tree.layers):
-        _Changeset(tree.root, index, layer.name, tree.problems).apply(layer.entries)
+    for index in range(len(tree.layers)):
+        apply_layer(tree, index)
         yield index
+
+
+def apply_layer(tree: FileTree, index: int) -> None:
+    """Apply `tree.layers[index]` on top of the tree (layers below it must already be applied)."""
+    layer = tree.layers[index]
+    _Changeset(tree.root, index, layer.name, tree.problems).apply(layer.entries)
 
 
 def empty_tree(layers: Sequence[LayerContent]) -> FileTree:
