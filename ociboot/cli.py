@@ -256,7 +256,9 @@ def cat(
     options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
     with _running(options), pipeline.opened(image, options) as source:
         resolved = pipeline.open_image(source, options)
-        loaded = pipeline.load_tree(resolved, CaptureSpec.exact(path.lstrip("/")), options)
+        loaded = pipeline.load_tree(
+            resolved, CaptureSpec.exact(path.lstrip("/"), pipeline.CAT_FIRST_PASS_CAP), options
+        )
         _, data = pipeline.read_file(loaded, path, options)
     sys.stdout.buffer.write(data)
     sys.stdout.flush()

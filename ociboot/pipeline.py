@@ -157,11 +157,18 @@ def load_tree(
     return ImageTree(image, tuple(layers), tree)
 
 
+#: `cat` keeps a file in memory until its layer has verified (bytes are never shown before):
+#: the first pass keeps small files outright; a file is refused above the second cap.
+CAT_FIRST_PASS_CAP = 64 << 20
+CAT_MAX_BYTES = 1 << 30
+
+
 def read_file(loaded: ImageTree, path: str, options: Options) -> tuple[str, bytes]:
     """The bytes of the regular file at `path` (links followed), read from the layer holding them.
 
     Only that one layer is streamed again, with only that member captured; the bytes are
-    returned after the layer's digests verified, never before.
+    returned after the layer's digests verified, never before, so the file is held in memory:
+    files over CAT_MAX_BYTES are refused.
     """
     res = loaded.tree.lookup(path)
     if res.node is None or not res.ok:
@@ -172,6 +179,11 @@ def read_file(loaded: ImageTree, path: str, options: Options) -> tuple[str, byte
     member = node.entry.path
     if member in loaded.layers[node.layer].complete:
         return res.path, loaded.layers[node.layer].captured[member]
+    if node.entry.size > CAT_MAX_BYTES:
+        raise ContentError(
+            f"{res.path} is {node.entry.size} bytes, over the {CAT_MAX_BYTES} byte limit of cat "
+            "(a file is held in memory until its layer's digests verify)"
+        )
     (layer,) = index_layers(loaded.image, CaptureSpec.exact(member), options, only=[node.layer])
     data = layer.captured.get(member)
     if data is None or member not in layer.complete:
