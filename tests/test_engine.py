@@ -15,7 +15,7 @@ from registry_push import Pusher
 from registry_server import RegistryServer
 
 from ociboot import pipeline, views
-from ociboot.errors import DigestMismatch, ImageNotFound, TruncatedLayer
+from ociboot.errors import ContentError, DigestMismatch, ImageNotFound, TruncatedLayer
 from ociboot.layer import CaptureSpec
 from ociboot.ref import ImageRef, Transport
 from ociboot.sources import SourceOptions
@@ -304,3 +304,13 @@ def test_layers_view_reports_what_each_layer_adds_changes_and_removes(conformanc
         ([], [], ["/a", "/a/foo"]),
         (["/a", "/a/baz"], [], []),
     ]
+
+
+def test_cat_refuses_files_over_its_memory_limit(
+    media: dict[str, ImageRef], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load(media["oci"])
+    monkeypatch.setattr(pipeline, "CAT_MAX_BYTES", 100)
+    with pytest.raises(ContentError, match="over the 100 byte limit"):
+        pipeline.read_file(loaded, "/boot/vmlinuz", pipeline.Options())
+    assert pipeline.read_file(loaded, "/etc/motd", pipeline.Options())[1] == b"top motd\n"
