@@ -625,6 +625,10 @@ class _Walker:
                     mtime = numbers[mtime_f] = _octal(mtime_f)
         except ValueError:
             raise self.fail(f"invalid number in the tar header at offset {start}") from None
+        if size < 0:
+            # GNU base-256 can say -512; skipping that would walk back onto this header forever.
+            # Go's archive/tar refuses negative sizes too (ErrHeader).
+            raise self.fail(f"negative size {size} in the tar header at offset {start}")
         mode, uid, gid = owner
         if typeflag in b"xgLK":
             self._extended(typeflag, size, start)
@@ -661,7 +665,10 @@ class _Walker:
                 real = pax.get(b"GNU.sparse.realsize") or pax[b"GNU.sparse.size"]
                 sparse_real = self._pax_int(real, b"GNU.sparse.realsize", start)
                 raw_name = pax.get(b"GNU.sparse.name") or raw_name
-            size = self._pax_int(pax[b"size"], b"size", start) if b"size" in pax else size
+            if b"size" in pax:
+                size = self._pax_int(pax[b"size"], b"size", start)
+                if size < 0:
+                    raise self.fail(f"negative pax size {size} for the member at offset {start}")
             uid = self._pax_int(pax[b"uid"], b"uid", start) if b"uid" in pax else uid
             gid = self._pax_int(pax[b"gid"], b"gid", start) if b"gid" in pax else gid
             mtime = self._mtime(pax[b"mtime"], start) if b"mtime" in pax else mtime

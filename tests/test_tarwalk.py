@@ -339,6 +339,22 @@ def test_malformed_pax_record() -> None:
         walk(tar + bytes(1024))
 
 
+@pytest.mark.parametrize("size", [-1, -512, -1024])
+def test_negative_sizes_are_refused_not_walked_backwards(size: int) -> None:
+    # A base-256 size of -512 once sent the walker back onto the same header, forever.
+    hdr = bytearray(_raw_header(b"g", b"0", 0))
+    hdr[124:136] = size.to_bytes(12, "big", signed=True)
+    hdr[148:156] = b"        "
+    hdr[148:156] = b"%06o\0 " % sum(hdr)
+    with pytest.raises(TruncatedLayer, match=f"negative size {size} in the tar header at offset 0"):
+        walk(bytes(hdr) + LayerBuilder().file("a", "x").tar())
+    record = b" size=%d\n" % size
+    body = b"%d" % (len(record) + 2) + record  # the length counts its own two digits
+    pax = _raw_header(b"././@PaxHeader", b"x", len(body)) + body.ljust(512, b"\0")
+    with pytest.raises(TruncatedLayer, match=f"negative pax size {size} for the member at offset 1024"):
+        walk(pax + _raw_header(b"f", b"0", 0) + bytes(1024), CaptureSpec({"f": None}))
+
+
 # --- captures --------------------------------------------------------------------------------
 
 
