@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bootimages import bootable, generic
+from bootimages import KVER, bootable, generic, kernel
 from imagebuilder import build_index, write_oci_archive, write_oci_layout
 from typer.testing import CliRunner
 
+from ociboot import pipeline
 from ociboot.boot.context import Policy
 from ociboot.boot.profiles import PolicyError, load_policy
 from ociboot.boot.rules import ALL_RULES
 from ociboot.cli import app
+from ociboot.errors import OcibootError
+from ociboot.ref import ImageRef, Transport
+from ociboot.spec import Platform
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -143,3 +148,32 @@ def test_rules_listing_is_stable_json() -> None:
 
 def test_readme_example_is_bootable() -> None:
     assert run(str(REPO / "fixtures/example-cos.tar"))[0] == 0
+
+
+def test_a_layer_that_fails_when_read_again_is_an_error_not_a_finding(tmp_path: Path) -> None:
+    # /boot/vmlinuz points outside the kernel globs, so the rules re-read its layer (Fetch); the
+    # blob changes on disk before that second read.  "Could not read the image" raises
+    # (DESIGN §3-4): it must not become a rule's "internal error" finding.
+    img = generic().drop(f"/boot/vmlinuz-{KVER}").file(f"/opt/k/vmlinuz-{KVER}", kernel())
+    img.link("/boot/vmlinuz", f"/opt/k/vmlinuz-{KVER}")
+    built = img.build()
+    layout = tmp_path / "layout"
+    write_oci_layout(layout, {"latest": built})
+    blob = layout / "blobs" / "sha256" / built.layers[0].digest.split(":")[1]
+    reads: list[str] = []
+
+    def progress(name: str, total: int) -> Callable[[int], None]:
+        reads.append(name)
+        if len(reads) == 2:  # the re-read: the bytes on disk no longer match the manifest
+            data = bytearray(blob.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            blob.write_bytes(bytes(data))
+        return lambda n: None
+
+    options = pipeline.Options(platform=Platform("linux", "amd64"), progress=progress)
+    ref = str(ImageRef(Transport.OCI, path=str(layout), name="latest"))
+    with pipeline.opened(ref, options) as source:
+        image = pipeline.open_image(source, options)
+        with pytest.raises(OcibootError):
+            pipeline.check_image(image, Policy(profile="generic"), options)
+    assert len(reads) == 2  # read again once, not once per rule that asked

@@ -4,7 +4,9 @@ Results, and `run_checks` turns them into report Findings for one profile.
 Rules never raise for "the image is not bootable": that is a Result with Outcome.FAIL.  A rule
 that cannot decide (a cap was hit, a database format is unknown) yields Outcome.ERROR, which
 never counts as a pass.  An exception escaping a rule is a bug; it is caught and reported as
-that rule's ERROR so one broken rule cannot hide the others.
+that rule's ERROR so one broken rule cannot hide the others.  An OcibootError is not a broken
+rule but an image that could not be read (a layer re-read for a rule failed): it propagates, as
+DESIGN §3 says ("could not read the image" raises).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import OcibootError
 from ..report import Finding, Outcome, RuleInfo, Severity
 
 if TYPE_CHECKING:
@@ -113,6 +116,8 @@ def run_checks(
             continue
         try:
             results = list(r.run(ctx))
+        except OcibootError:
+            raise
         except Exception as exc:
             results = [not_run(f"{r.title}: internal error while checking: {type(exc).__name__}: {exc}")]
         if not results:
