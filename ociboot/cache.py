@@ -517,10 +517,23 @@ class LayerCache:
 
     # -- maintenance
 
-    def _files(self) -> Iterator[tuple[Path, os.stat_result]]:
+    def _our_dirs(self) -> list[Path]:
+        # Only what this cache writes: a --cache-dir pointed at the wrong directory must never
+        # let prune touch the files that were there.
         if not self.root.is_dir():
-            return
-        for dirpath, _, names in os.walk(self.root):
+            return []
+        return sorted(p for p in self.root.glob("layers-v*") if p.is_dir() and not p.is_symlink())
+
+    def _files(self) -> Iterator[tuple[Path, os.stat_result]]:
+        tag = self.root / "CACHEDIR.TAG"
+        with contextlib.suppress(OSError):
+            yield tag, tag.lstat()
+        for top in self._our_dirs():
+            yield from self._walk(top)
+
+    @staticmethod
+    def _walk(top: Path) -> Iterator[tuple[Path, os.stat_result]]:
+        for dirpath, _, names in os.walk(top):
             for name in names:
                 path = Path(dirpath) / name
                 try:
@@ -555,7 +568,8 @@ class LayerCache:
     ) -> PruneResult:
         """Remove entries unused for `older_than` seconds, then the least recently used until the
         cache holds at most `max_size` bytes; always files of other format versions and
-        leftovers of dead writers; `everything` empties the cache."""
+        leftovers of dead writers; `everything` empties the cache.  Only the cache's own files
+        (layers-v*/ and CACHEDIR.TAG) are ever touched, whatever else the directory holds."""
         now = time.time() if now is None else now
         removed = freed = 0
         kept: list[tuple[float, Path, int]] = []
@@ -580,10 +594,14 @@ class LayerCache:
                 _, path, size = kept.pop(0)
                 if _unlink(path):
                     removed, freed, total = removed + 1, freed + size, total - size
+        for top in self._our_dirs():
+            if everything:
+                shutil.rmtree(top, ignore_errors=True)
+            else:
+                _remove_empty_dirs(top)
         if everything:
-            shutil.rmtree(self.root, ignore_errors=True)
-        else:
-            _remove_empty_dirs(self.root)
+            with contextlib.suppress(OSError):
+                self.root.rmdir()  # only if nothing else lives there
         return PruneResult(removed, freed, len(kept), total)
 
 
@@ -613,9 +631,8 @@ def _remove_empty_dirs(root: Path) -> None:
     if not root.is_dir():
         return
     for dirpath, _, _ in sorted(os.walk(root), key=lambda item: -len(item[0])):
-        if dirpath != str(root):
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)  # fails, as wanted, unless empty
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)  # fails, as wanted, unless empty
 
 
 __all__ = [

@@ -501,6 +501,22 @@ def test_prune_older_than_max_size_and_all(tmp_path: Path) -> None:
     assert code == 2 and "not a size" in err
 
 
+def test_prune_touches_only_the_caches_own_files(tmp_path: Path) -> None:
+    # --cache-dir pointed at a directory in use: prune used to delete everything in it.
+    root = tmp_path / "home"
+    paths = fill(root, 2)
+    (root / "notes.txt").write_text("mine")
+    (root / "empty-dir").mkdir()
+    (root / "layers-notes").write_text("also mine")
+    assert LayerCache(root).info().obsolete == 0
+    assert LayerCache(root).prune(older_than=0).entries == 0
+    assert not any(p.exists() for p in paths)
+    code, _, _ = cli("cache", "prune", "--all", "--cache-dir", str(root))
+    assert code == 0 and not (root / f"layers-v{FORMAT_VERSION}").exists()
+    assert not (root / "CACHEDIR.TAG").exists()
+    assert sorted(p.name for p in root.iterdir()) == ["empty-dir", "layers-notes", "notes.txt"]
+
+
 def test_a_hit_counts_as_use_for_prune(tmp_path: Path, one_layer: tuple[ResolvedImage, LayerIndex]) -> None:
     image, layer = one_layer
     ref = image.layers[0]
