@@ -711,7 +711,7 @@ def cloud_config(ctx: CheckContext) -> Iterator[Result]:
 
 
 LAYOUT_KEYS = ("PERSISTENT_STATE_PATHS", "RW_PATHS")
-_LAYOUT = re.compile(r"^(\s*)(?:-\s+)?(PERSISTENT_STATE_PATHS|RW_PATHS)\s*[:=]\s*(.*)$")
+_LAYOUT = re.compile(rf"^(\s*)(?:-\s+)?({'|'.join(LAYOUT_KEYS)})\s*[:=]\s*(.*)$")
 _BLOCK = re.compile(r"^[>|][+-]?\d*$")
 
 
