@@ -337,12 +337,8 @@ class CheckContext:
 
     @cached_property
     def packages(self) -> Packages:
-        dbs: list[PackageDbResult] = []
-        seen: set[str] = set()
-        for path, node in self._files_with_analysis(PackageDbResult):
-            if path not in seen:
-                seen.add(path)
-                dbs.append(node)
+        # One per path: only the layer whose member is visible in the final tree counts.
+        dbs = [db for _, db in self._files_with_analysis(PackageDbResult)]
         ids = {self.os_release.get("ID", ""), *self.os_release.get("ID_LIKE", "").split()}
         family = next((f for f, names in _FAMILIES if ids & names), None)
         if family is None and any(db.path.endswith("luet.db") for db in dbs):
