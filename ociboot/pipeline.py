@@ -18,6 +18,7 @@ from .boot.check import run_checks
 from .boot.context import CheckContext, Policy
 from .cache import LayerCache
 from .errors import ContentError, ImageNotFound
+from .fs.node import Kind
 from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
 from .image import ResolvedImage, resolve, resolve_all
@@ -176,6 +177,10 @@ def read_file(loaded: ImageTree, path: str, options: Options) -> tuple[str, byte
     node = res.node
     if node.is_dir:
         raise ContentError(f"{res.path}: is a directory in {loaded.image.ref}")
+    if node.kind is not Kind.FILE:
+        # A device, a fifo or a dangling hardlink has no bytes: say so instead of streaming its
+        # layer again only to find nothing captured.
+        raise ContentError(f"{res.path}: is a {node.kind}, not a regular file, in {loaded.image.ref}")
     member = node.entry.path
     if member in loaded.layers[node.layer].complete:
         return res.path, loaded.layers[node.layer].captured[member]

@@ -314,3 +314,21 @@ def test_cat_refuses_files_over_its_memory_limit(
     with pytest.raises(ContentError, match="over the 100 byte limit"):
         pipeline.read_file(loaded, "/boot/vmlinuz", pipeline.Options())
     assert pipeline.read_file(loaded, "/etc/motd", pipeline.Options())[1] == b"top motd\n"
+
+
+def test_cat_of_a_device_or_fifo_says_so_without_streaming_again(tmp_path: Path) -> None:
+    layer = LayerBuilder().device("dev/null").fifo("run/pipe").file("etc/motd", "hi\n")
+    write_oci_layout(tmp_path / "l", {"v1": ImageBuilder().add_layer(layer, "gzip").build()})
+    loaded = load(ImageRef(Transport.OCI, path=str(tmp_path / "l"), name="v1"))
+    streamed: list[str] = []
+
+    def progress(name: str, total: int) -> Any:
+        streamed.append(name)
+        return lambda n: None
+
+    options = pipeline.Options(progress=progress)
+    for path, kind in [("/dev/null", "char"), ("/run/pipe", "fifo")]:
+        with pytest.raises(ContentError, match=f"{path}: is a {kind}, not a regular file"):
+            pipeline.read_file(loaded, path, options)
+    assert streamed == []
+    assert pipeline.read_file(loaded, "/etc/motd", options)[1] == b"hi\n"
