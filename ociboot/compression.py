@@ -172,10 +172,14 @@ class DecompressedReader:
         self._inner.close()
 
 
-def open_decompressed(raw: Readable, compression: Compression, what: str = "stream") -> Readable:
+def open_decompressed(
+    raw: Readable, compression: Compression, what: str = "stream", *, zero_padding_ends: bool = False
+) -> Readable:
     """A stream of the decompressed bytes of `raw` (which the caller keeps and closes).
 
     Reads return at most the requested size, so memory stays bounded whatever the ratio.
+    `zero_padding_ends`: zero bytes after a complete zstd frame end the stream instead of being
+    read as a bad frame (Linux's initramfs unpacker skips such padding; layers never have it).
     """
     compression = Compression(compression)
     if compression is Compression.NONE:
@@ -187,12 +191,16 @@ def open_decompressed(raw: Readable, compression: Compression, what: str = "stre
     if compression is Compression.GZIP:
         inner = _GzipFile(fileobj=source, mode="rb")
     elif compression is Compression.ZSTD:
-        frames = _ZstdFrames(raw, what)
+        frames = _ZstdFrames(raw, what, zero_padding_ends=zero_padding_ends)
         clean_end = frames.check_end
         inner = zstandard.ZstdDecompressor().stream_reader(
             cast(IO[bytes], frames), read_across_frames=True, closefd=False
         )
     elif compression is Compression.XZ:
+        if zero_padding_ends:
+            # An xz stream ends with its footer magic "YZ", never with a zero byte, so zeros
+            # at the very end are padding; liblzma reads 4 of them as a truncated next stream.
+            source = cast(IO[bytes], _TrailingZerosDropped(raw))
         inner = lzma.LZMAFile(source, format=lzma.FORMAT_XZ)  # noqa: SIM115 - returned open
     elif compression is Compression.LZMA:
         inner = lzma.LZMAFile(source, format=lzma.FORMAT_ALONE)  # noqa: SIM115 - returned open
@@ -209,6 +217,31 @@ def _nothing() -> None:
     pass
 
 
+class _TrailingZerosDropped:
+    """`raw` without the zero bytes at its very end: a run of zeros is held back until a
+    non-zero byte follows it (then passed on whole) or the stream ends (then dropped)."""
+
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self._zeros = 0  # held back
+        self._out = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._out:
+            data = self._raw.read(n if n and n > 0 else 1 << 16)
+            if not data:
+                return b""  # the held-back zeros were trailing: dropped
+            body = data.rstrip(b"\0")
+            if body:
+                self._out = b"\0" * self._zeros + body
+                self._zeros = len(data) - len(body)
+            else:
+                self._zeros += len(data)
+        want = len(self._out) if n is None or n < 0 else n
+        out, self._out = self._out[:want], self._out[want:]
+        return out
+
+
 # --- zstd frame tracking ---------------------------------------------------------------------
 
 _SKIPPABLE_MAGIC_LOW = 0x184D2A50  # RFC 8878 §3.1.2: 0x184D2A50..0x184D2A5F
@@ -221,9 +254,11 @@ class _ZstdFrames:
     Only headers are looked at (one per block of up to 128 KiB), so the cost is negligible.
     """
 
-    def __init__(self, raw: Readable, what: str) -> None:
+    def __init__(self, raw: Readable, what: str, *, zero_padding_ends: bool = False) -> None:
         self._raw = raw
         self._what = what
+        self._padding_ends = zero_padding_ends
+        self._padded = False  # zero padding seen after a complete frame: nothing more is read
         self._lost = False  # an unknown magic: zstandard itself reports the bad frame
         self._state = _ST_MAGIC
         self._need = 4
@@ -233,14 +268,29 @@ class _ZstdFrames:
         self.frames = 0
 
     def read(self, n: int = -1) -> bytes:
+        if self._padded:
+            return b""
         data = self._raw.read(n)
         if not self._lost:
-            self._feed(data)
+            stop = self._feed(data)
+            if stop is not None:
+                self._padded = True
+                return data[:stop]
         return data
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes) -> int | None:
+        """Track headers; returns where zero padding starts when that ends the stream."""
         i, end = 0, len(data)
         while i < end and not self._lost:
+            if (
+                self._padding_ends
+                and self.frames
+                and self._state == _ST_MAGIC
+                and not self._buf
+                and not self._skip
+                and data[i] == 0
+            ):
+                return i
             if self._skip:
                 k = min(self._skip, end - i)
                 self._skip -= k
@@ -252,6 +302,7 @@ class _ZstdFrames:
             if len(self._buf) == self._need:
                 self._advance(bytes(self._buf))
                 self._buf.clear()
+        return None
 
     def _advance(self, field: bytes) -> None:
         if self._state == _ST_MAGIC:

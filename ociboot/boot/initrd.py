@@ -292,7 +292,7 @@ class _Walk:
         before = len(self.members)
         what = f"{compression} segment at offset {start}"
         where = f"offset {{}} of the {what}"
-        inner = _Reader(open_decompressed(reader, compression, what))
+        inner = _Reader(open_decompressed(reader, compression, what, zero_padding_ends=True))
         fmt: CpioFormat | None = None
         archives = 0
         problem = None
