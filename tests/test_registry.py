@@ -426,3 +426,31 @@ def test_tls_unknown_ca_is_a_clear_error(tls_registry: RegistryServer, tls_image
 def test_tls_verify_off(tls_registry: RegistryServer, tls_image: BuiltImage) -> None:
     source = open_source(tls_registry.host, "x/tls", plain_http=False, tls_verify=False)
     assert source.get_manifest().data == tls_image.manifest.data
+
+
+def test_sources_of_one_thread_share_their_connection_pool_per_registry(registry: RegistryServer) -> None:
+    # A batch of checks against one registry reuses its connections (issue 4: shared connections);
+    # oras's client is not thread-safe, so another thread gets its own.
+    def ref(repo: str) -> ImageRef:
+        return ImageRef(Transport.DOCKER, registry=registry.host, repository=repo, tag="v1")
+
+    image = ImageBuilder().add_layer(LayerBuilder().file("a", "x")).build()
+    for repo in ("share/one", "share/two"):
+        Pusher(registry.url).push(repo, image, tag="v1")
+    first, second = (
+        RegistrySource(ref("share/one"), SourceOptions()),
+        RegistrySource(ref("share/two"), SourceOptions()),
+    )
+    assert first.get_manifest().data == second.get_manifest().data == image.manifest.data
+    first.close()
+    assert second._client().session is first._client().session  # closing one source keeps it open
+    assert second.get_manifest().data == image.manifest.data
+    other: list[object] = []
+    thread = threading.Thread(
+        target=lambda: other.append(RegistrySource(ref("share/one"), SourceOptions())._client())
+    )
+    thread.start()
+    thread.join()
+    assert other[0] is not first._client()
+    strict = RegistrySource(ref("share/one"), SourceOptions(timeout=5.0))
+    assert strict._client() is not first._client()  # other transport settings, other pool

@@ -158,6 +158,10 @@ def _identity(creds: Credentials | None) -> str:
 # --- the source ------------------------------------------------------------------------------
 
 
+#: Per thread: (scheme, host, TLS settings, timeout) -> an oras Registry with its session.
+_SHARED = threading.local()
+
+
 class RegistrySource:
     def __init__(self, ref: ImageRef, options: SourceOptions) -> None:
         self._ref = ref
@@ -167,7 +171,6 @@ class RegistrySource:
         self.scheme = "http" if plain else "https"
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._clients: list[oras.provider.Registry] = []
         self._creds: Credentials | None = None
         self._creds_loaded = False
         self._basic = False  # the registry asked for Basic: send it pre-emptively from now on
@@ -218,10 +221,9 @@ class RegistrySource:
         return io.BufferedReader(_BlobStream(self, descriptor), buffer_size=CHUNK)
 
     def close(self) -> None:
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.session.close()
+        # Clients are shared by every source of this thread that talks to the same registry
+        # with the same transport settings (a batch of checks reuses its connections): they
+        # stay open for the next source, and close with the process.
         self._local = threading.local()
 
     # --- transport ---------------------------------------------------------------------------
@@ -254,8 +256,21 @@ class RegistrySource:
         return options.tls_verify, adapter, cert
 
     def _client(self) -> oras.provider.Registry:
-        """One oras Registry (and requests session) per thread: oras's are not thread-safe."""
+        """One oras Registry (and requests session) per thread and registry: oras's are not
+        thread-safe, and sources of the same thread share connections to the same registry."""
         client = getattr(self._local, "client", None)
+        if client is None:
+            shared: dict[tuple[object, ...], oras.provider.Registry] = _SHARED.__dict__.setdefault(
+                "clients", {}
+            )
+            key = (
+                self.scheme,
+                self.host,
+                self._options.tls_verify,
+                self._options.cert_dir,
+                self._options.timeout,
+            )
+            client = shared.get(key)
         if client is None:
             client = oras.provider.Registry(
                 hostname=self.host, insecure=self.scheme == "http", tls_verify=self._verify
@@ -267,9 +282,8 @@ class RegistrySource:
             session.cert = self._cert
             client.session = session
             client.auth = _OwnAuth()
-            self._local.client = client
-            with self._lock:
-                self._clients.append(client)
+            shared[key] = client
+        self._local.client = client
         return client
 
     def _get(
