@@ -56,15 +56,6 @@ class Digest:
         return f"{self.algorithm}:{self.hex}"
 
 
-def verify_bytes(data: bytes, expected: Digest, what: str, size: int | None = None) -> None:
-    """Check a whole in-memory object (manifest, config) against its descriptor."""
-    if size is not None and len(data) != size:
-        raise DigestMismatch(f"{size} bytes", f"{len(data)} bytes", what)
-    actual = hashlib.new(expected.algorithm, data).hexdigest()
-    if actual != expected.hex:
-        raise DigestMismatch(str(expected), f"{expected.algorithm}:{actual}", what)
-
-
 class VerifyingReader:
     """A read-only binary stream that checks size and digest when the underlying stream ends.
 

@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from .digest import Digest, VerifyingReader, verify_bytes
-from .errors import InvalidManifest, NoMatchingPlatform, UnsupportedMediaType
+from .digest import Digest, VerifyingReader
+from .errors import DigestMismatch, InvalidManifest, NoMatchingPlatform, UnsupportedMediaType
 from .mediatypes import CONFIG_TYPES, MediaType, is_encrypted, is_index, is_layer, is_manifest
 from .ref import ImageRef
 from .sources import ImageSource, RawManifest
@@ -355,12 +355,19 @@ class _Resolver:
         where = f"manifest {desc.digest} at {raw.where}" if desc else f"manifest at {raw.where}"
         if len(raw.data) > MAX_MANIFEST_BYTES:
             raise InvalidManifest(f"{where} is {len(raw.data)} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
-        if desc is not None:
-            verify_bytes(raw.data, desc.digest, where, desc.size)
-        for digest in expected:
-            verify_bytes(raw.data, digest, where)
+        if desc is not None and len(raw.data) != desc.size:
+            raise DigestMismatch(f"{desc.size} bytes", f"{len(raw.data)} bytes", where)
+        # Every claim (descriptor, reference, Docker-Content-Digest) against one hash per algorithm.
+        claims = ([desc.digest] if desc is not None else []) + list(expected)
+        hashed: dict[str, Digest] = {}
+        for claim in claims:
+            if claim.algorithm not in hashed:
+                hashed[claim.algorithm] = Digest.of(raw.data, claim.algorithm)
+            actual = hashed[claim.algorithm]
+            if actual != claim:
+                raise DigestMismatch(str(claim), str(actual), where)
         algorithm = expected[0].algorithm if expected else "sha256"
-        digest = Digest.of(raw.data, algorithm)
+        digest = hashed.get(algorithm) or Digest.of(raw.data, algorithm)
         media_type = sniff_manifest_type(raw.data, content_type, self._what("manifest", digest))
         return _Fetched(raw.data, digest, media_type)
 
