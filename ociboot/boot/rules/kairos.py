@@ -356,7 +356,7 @@ def initrd_renesas(ctx: CheckContext) -> Iterable[Result]:
     if _is_uki(ctx):
         yield skipped("the kernel is a UKI: its initrd is inside it (trusted boot)")
         return
-    kver = ctx.kernel_version if ctx.kernel_version in ctx.modules_dirs else _kairos_kver(ctx)
+    kver = ctx.kernel_version if ctx.kernel_version in ctx.modules_dirs else kairos_kver(ctx)
     if kver is None or kver not in ctx.modules_dirs:
         yield skipped("no modules directory for the kernel")
         return
@@ -589,7 +589,8 @@ def _modules_entries(ctx: CheckContext) -> list[tuple[str, bool]] | None:
     return [(name, node.is_dir) for name, node in ctx.tree.listdir("/lib/modules")]
 
 
-def _kairos_kver(ctx: CheckContext) -> str | None:
+def kairos_kver(ctx: CheckContext) -> str | None:
+    """The kernel release Kairos picks from /lib/modules (K13), None without one."""
     entries = _modules_entries(ctx)
     model = (_release(ctx) or {}).get("KAIROS_MODEL", "")
     return kairos_kernel_version(entries, model) if entries else None

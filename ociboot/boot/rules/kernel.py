@@ -13,13 +13,13 @@ from ..check import Result, Rule, failed, not_run, passed, rule, skipped
 from ..context import KERNEL_GLOBS, Artifact, CheckContext
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat, KernelInfo, kernel_version_of_name
+from .kairos import kairos_kver
 from .links import (
     V1_KERNEL_PREFIXES,
     V2_KERNEL_PATTERNS,
     Pick,
     elemental_v1_pick,
     elemental_v2_pick,
-    kairos_kver,
 )
 
 _INSTALL_HINT = "install the distribution's kernel package and link /boot/vmlinuz to it"

@@ -10,7 +10,6 @@ tools differ from that, because those differences are the bugs users hit.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -100,31 +99,6 @@ def elemental_v1_pick(
             continue
         return Pick(tool, joined, res.path, notes=tuple(notes))
     return Pick(tool, None, None, f"no /boot entry starting with {', '.join(prefixes)}", tuple(notes))
-
-
-_SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
-
-
-def _semver_key(name: str) -> tuple[tuple[int, int, int], int, tuple[tuple[int, int, str], ...]] | None:
-    # Semantic Versioning 2.0.0 §11: a pre-release sorts before its release; numeric
-    # identifiers compare numerically and below alphanumeric ones.
-    m = _SEMVER.fullmatch(name)
-    if m is None:
-        return None
-    core = (int(m[1]), int(m[2]), int(m[3]))
-    if m[4] is None:
-        return core, 1, ()
-    ids = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in m[4].split("."))
-    return core, 0, ids
-
-
-def kairos_kver(ctx: CheckContext) -> str | None:
-    """K13: the highest semver directory of /lib/modules, else its first entry."""
-    names = ctx.listdir("/lib/modules")
-    versions = [(key, n) for n in names if (key := _semver_key(n)) is not None]
-    if versions:
-        return max(versions)[1]
-    return names[0] if names else None
 
 
 def climbs_above_root(res: Resolution) -> list[str]:
