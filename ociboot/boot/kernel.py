@@ -22,9 +22,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
-from ..compression import Compression, open_decompressed, sniff
+from ..compression import Compression, PeekableReader, Readable, open_decompressed, sniff
 from ..errors import TruncatedLayer, UnsupportedCompression
 from . import _sniff
 
@@ -416,38 +415,34 @@ BANNER_SCAN_LIMIT = 256 << 20
 _CHUNK = 1 << 20
 
 
-class _Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
-
-
-def analyze_kernel(reader: _Readable, size: int) -> KernelInfo:
+def analyze_kernel(reader: Readable, size: int) -> KernelInfo:
     """Identify a kernel from a stream of its bytes (a layer member as it passes).
 
     The head decides the format; when the header holds no version (arm64, RISC-V, ARM Images,
-    plain or wrapped), the rest of the stream is scanned for the `Linux version` banner.
+    plain or wrapped), the whole stream is scanned for the `Linux version` banner.
     """
-    head = _read_up_to(reader, KERNEL_HEAD_BYTES)
+    stream = PeekableReader(reader)
+    head = stream.peek(KERNEL_HEAD_BYTES)
     info = identify_kernel(head, total_size=size)
     if not info.is_kernel or info.version is not None or len(head) >= size:
         return info
     if info.compression and info.format is not KernelFormat.EFI_ZBOOT:
-        version = _banner_in_compressed(head, reader, sniff(head))
+        version = _scan(_chunks(open_decompressed(stream, sniff(head), "kernel image")))
     elif info.format in (KernelFormat.ARM64_IMAGE, KernelFormat.RISCV_IMAGE, KernelFormat.ARM_ZIMAGE):
-        version = _banner_in_stream(head, reader)
+        version = _scan(_chunks(stream))
     else:
         version = None
     return dataclasses.replace(info, version=version) if version else info
 
 
-def _read_up_to(reader: _Readable, n: int) -> bytes:
-    parts, got = [], 0
-    while got < n:
-        chunk = reader.read(n - got)
-        if not chunk:
-            break
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
+def _chunks(stream: Readable) -> Iterator[bytes]:
+    """The stream in pieces until its end, or until it turns out damaged (the version is then
+    whatever was found before)."""
+    try:
+        while chunk := stream.read(_CHUNK):
+            yield chunk
+    except (TruncatedLayer, UnsupportedCompression):
+        return
 
 
 def _scan(chunks: Iterator[bytes]) -> str | None:
@@ -462,68 +457,3 @@ def _scan(chunks: Iterator[bytes]) -> str | None:
         if seen > BANNER_SCAN_LIMIT:
             return None
     return None
-
-
-def _banner_in_stream(head: bytes, reader: _Readable) -> str | None:
-    def chunks() -> Iterator[bytes]:
-        yield head
-        while chunk := reader.read(_CHUNK):
-            yield chunk
-
-    return _scan(chunks())
-
-
-def _banner_in_compressed(head: bytes, reader: _Readable, compression: Compression) -> str | None:
-    if compression is not Compression.GZIP:
-        stream = open_decompressed(_Prefixed(head, reader), compression, "kernel image")
-
-        def inflated() -> Iterator[bytes]:
-            try:
-                while chunk := stream.read(_CHUNK):
-                    yield chunk
-            except (TruncatedLayer, UnsupportedCompression):
-                return
-
-        return _scan(inflated())
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
-
-    def gunzipped() -> Iterator[bytes]:
-        data = head
-        while data:
-            try:
-                out = inflater.decompress(data, _CHUNK)
-                while out:
-                    yield out
-                    out = (
-                        inflater.decompress(inflater.unconsumed_tail, _CHUNK)
-                        if inflater.unconsumed_tail
-                        else b""
-                    )
-            except zlib.error:
-                return
-            if inflater.eof:
-                return
-            data = reader.read(_CHUNK)
-
-    return _scan(gunzipped())
-
-
-class _Prefixed:
-    """`head` then the rest of `reader`: the head was already read to identify the format."""
-
-    def __init__(self, head: bytes, reader: _Readable) -> None:
-        self._head = head
-        self._reader = reader
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            out, self._head = (
-                (self._head, b"") if n < 0 or n >= len(self._head) else (self._head[:n], self._head[n:])
-            )
-            return out
-        return self._reader.read(n)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
+from ..compression import Readable
 from .initrd import InitrdInfo, inspect_initrd
 from .kernel import KernelInfo, analyze_kernel
 from .pkgdb import PKGDB_PATHS, Package, PackageDbError, read_packages
@@ -58,10 +59,6 @@ BASE_CAPTURE: tuple[str, ...] = (
 )
 
 
-class _Reader(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
-
-
 class _Entry(Protocol):
     @property
     def path(self) -> str: ...
@@ -82,22 +79,22 @@ def is_initrd_name(path: str) -> bool:
     return base == "initramfs.img" or any(fnmatchcase(base, p) for p in INITRD_NAMES)
 
 
-def analyze_boot_file(entry: _Entry, reader: _Reader) -> KernelInfo | InitrdInfo:
+def analyze_boot_file(entry: _Entry, reader: Readable) -> KernelInfo | InitrdInfo:
     """A candidate kernel or initrd, judged by content (the name only decides which question)."""
     if is_initrd_name(entry.path):
         return analyze_initrd(entry, reader)
     return analyze_kernel_file(entry, reader)
 
 
-def analyze_initrd(entry: _Entry, reader: _Reader) -> InitrdInfo:
-    return inspect_initrd(_Stream(reader), cap=INITRD_CAP)
+def analyze_initrd(entry: _Entry, reader: Readable) -> InitrdInfo:
+    return inspect_initrd(reader, cap=INITRD_CAP)
 
 
-def analyze_kernel_file(entry: _Entry, reader: _Reader) -> KernelInfo:
+def analyze_kernel_file(entry: _Entry, reader: Readable) -> KernelInfo:
     return analyze_kernel(reader, entry.size)
 
 
-def analyze_pkgdb(entry: _Entry, reader: _Reader) -> PackageDbResult:
+def analyze_pkgdb(entry: _Entry, reader: Readable) -> PackageDbResult:
     path = "/" + entry.path
     if entry.size > PKGDB_CAP:
         return PackageDbResult(path, error=f"{entry.size} bytes, over the {PKGDB_CAP} byte cap: not read")
@@ -106,21 +103,6 @@ def analyze_pkgdb(entry: _Entry, reader: _Reader) -> PackageDbResult:
         return PackageDbResult(path, tuple(read_packages(entry.path, data)))
     except PackageDbError as exc:
         return PackageDbResult(path, error=exc.reason)
-
-
-class _Stream:
-    """Adds readinto() to a reader that only has read() (inspect_initrd uses both)."""
-
-    def __init__(self, reader: _Reader) -> None:
-        self._reader = reader
-
-    def read(self, n: int = -1) -> bytes:
-        return self._reader.read(n)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self._reader.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def boot_file_globs() -> list[str]:
