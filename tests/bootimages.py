@@ -121,7 +121,7 @@ class BootImage:
             del self.paths[p]
         return self
 
-    def build(self) -> Any:
+    def base_layer(self) -> LayerBuilder:
         base = LayerBuilder()
         for path in sorted(self.paths):
             kind, *rest = self.paths[path]
@@ -132,12 +132,21 @@ class BootImage:
                 base.dir(rel, mode=rest[0])
             else:
                 base.symlink(rel, rest[0])
-        builder = ImageBuilder(arch=self.arch, labels=self.labels).add_layer(base, "gzip")
-        if self.removed:
-            top = LayerBuilder()
-            for path in self.removed:
-                top.whiteout(path.lstrip("/"))
-            builder.add_layer(top, "none")
+        return base
+
+    def upper_layers(self) -> list[tuple[LayerBuilder, str]]:
+        """(layer, compression) above the base: the whiteouts of removed paths."""
+        if not self.removed:
+            return []
+        top = LayerBuilder()
+        for path in self.removed:
+            top.whiteout(path.lstrip("/"))
+        return [(top, "none")]
+
+    def build(self) -> Any:
+        builder = ImageBuilder(arch=self.arch, labels=self.labels).add_layer(self.base_layer(), "gzip")
+        for layer, compression in self.upper_layers():
+            builder.add_layer(layer, compression)
         return builder.build()
 
     def check(self, tmp_path: Path, **policy: Any) -> Report:

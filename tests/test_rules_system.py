@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from bootimages import BootImage, bootable, failed, findings, passed
-from imagebuilder import ImageBuilder, LayerBuilder
+from imagebuilder import LayerBuilder
 
 from ociboot.boot.rules.system import (
     COS_IMAGE_SIZE,
@@ -45,21 +45,8 @@ class Layered(BootImage):
     def of(cls, img: BootImage, *layers: LayerBuilder) -> Layered:
         return cls(img.arch, img.labels, img.paths, img.removed, list(layers))
 
-    def build(self) -> Any:
-        base = LayerBuilder()
-        for path in sorted(self.paths):
-            kind, *rest = self.paths[path]
-            rel = path.lstrip("/")
-            if kind == "file":
-                base.file(rel, rest[0], mode=rest[1])
-            elif kind == "dir":
-                base.dir(rel, mode=rest[0])
-            else:
-                base.symlink(rel, rest[0])
-        builder = ImageBuilder(arch=self.arch, labels=self.labels).add_layer(base, "gzip")
-        for layer in self.upper:
-            builder.add_layer(layer, "gzip")
-        return builder.build()
+    def upper_layers(self) -> list[tuple[LayerBuilder, str]]:
+        return [(layer, "gzip") for layer in self.upper]
 
 
 def _sev(report: Any, rule: str) -> set[Severity]:
