@@ -27,6 +27,8 @@ from typing import Any, BinaryIO
 import debkernel
 import zstandard
 
+from ociboot.boot.rules.cos import ELEMENTAL2_UNITS  # the units COS-007 wants enabled
+
 MTIME = 1700000000
 MEDIA = {
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -244,16 +246,6 @@ IMAGE_TAG="v1"
 """
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GRUB_MODULES = ("part_gpt", "fat", "ext2", "linux", "normal", "loopback", "squash4", "xzio", "gzio", "search")
-ELEMENTAL_UNITS = (
-    "elemental-setup-boot.service",
-    "elemental-setup-network.service",
-    "elemental-setup-fs.service",
-    "elemental-setup-initramfs.service",
-    "elemental-setup-rootfs.service",
-    "elemental-setup-reconcile.service",
-    "elemental-setup-reconcile.timer",
-    "elemental-rootfs.service",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +365,7 @@ def top_layer(layer: Layer, kver: str) -> None:
         layer.file(f"usr/lib/elemental/bootloader/{name}", b"MZ" + random.Random(name).randbytes(60_000))
     layer.dir("usr/lib/systemd/system").dir("etc/systemd").dir("etc/systemd/system")
     layer.dir("etc/systemd/system/multi-user.target.wants")
-    for unit in ELEMENTAL_UNITS:
+    for unit in ELEMENTAL2_UNITS:
         layer.file(
             f"usr/lib/systemd/system/{unit}",
             f"[Unit]\nDescription={unit}\n[Install]\nWantedBy=multi-user.target\n",

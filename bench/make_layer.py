@@ -18,25 +18,9 @@ import random
 import tarfile
 from pathlib import Path
 
+from images import HashingWriter  # bench/ is the script directory
+
 MTIME = 1700000000
-
-
-class HashingWriter(io.RawIOBase):
-    def __init__(self, raw: io.BufferedWriter | gzip.GzipFile) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.count
-
-    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self.hash.update(b)
-        self.count += len(b)
-        return self.raw.write(b)
 
 
 def write_tar(out: io.RawIOBase, files: int, seed: int) -> None:
