@@ -406,6 +406,16 @@ class _Lz4Legacy:
         pass
 
 
+def _lz4_length(src: bytes, i: int, length: int) -> tuple[int, int]:
+    """A length field's extension bytes (255 means "more follow"): the length and the next index."""
+    while True:
+        b = src[i]
+        i += 1
+        length += b
+        if b != 255:
+            return length, i
+
+
 def lz4_block_decompress(src: bytes, limit: int = _LZ4_MAX_BLOCK) -> bytes:
     """Decode one LZ4 block (lz4 doc/lz4_Block_format.md): literal runs and back-references."""
     out = bytearray()
@@ -415,12 +425,7 @@ def lz4_block_decompress(src: bytes, limit: int = _LZ4_MAX_BLOCK) -> bytes:
         i += 1
         run = token >> 4
         if run == 15:
-            while True:
-                b = src[i]
-                i += 1
-                run += b
-                if b != 255:
-                    break
+            run, i = _lz4_length(src, i, run)
         out += src[i : i + run]
         i += run
         if i >= n:
@@ -429,12 +434,7 @@ def lz4_block_decompress(src: bytes, limit: int = _LZ4_MAX_BLOCK) -> bytes:
         i += 2
         length = token & 15
         if length == 15:
-            while True:
-                b = src[i]
-                i += 1
-                length += b
-                if b != 255:
-                    break
+            length, i = _lz4_length(src, i, length)
         length += 4  # minmatch
         if offset == 0 or offset > len(out):
             raise ValueError(f"lz4 back-reference {offset} outside the {len(out)} bytes decoded")

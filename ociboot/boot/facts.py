@@ -10,14 +10,16 @@ from typing import Any
 from .context import Artifact, CheckContext
 
 
+def _where(a: Artifact) -> dict[str, Any]:
+    return {"path": a.path, "resolved": a.real if a.ok else None, "chain": a.chain}
+
+
 def _kernel(a: Artifact | None) -> dict[str, Any] | None:
     if a is None:
         return None
     info = a.kernel
     return {
-        "path": a.path,
-        "resolved": a.real if a.ok else None,
-        "chain": a.chain,
+        **_where(a),
         "format": str(info.format) if info else None,
         "version": info.version if info else None,
         "arch": info.arch if info else None,
@@ -31,9 +33,7 @@ def _initrd(a: Artifact | None) -> dict[str, Any] | None:
         return None
     info = a.initrd
     return {
-        "path": a.path,
-        "resolved": a.real if a.ok else None,
-        "chain": a.chain,
+        **_where(a),
         "compression": str(info.compression) if info and info.compression else None,
         "members": info.member_count if info else None,
         "kernelVersions": list(info.kernel_versions) if info else [],
