@@ -133,6 +133,12 @@ def resolve(source: ImageSource, platform: Platform | None = None) -> ResolvedIm
 
 def resolve_all(source: ImageSource) -> list[ResolvedImage]:
     """Every image an index lists (nested indexes included), in index order; one for a manifest."""
+    return resolve_index(source)[1]
+
+
+def resolve_index(source: ImageSource) -> tuple[IndexListing, list[ResolvedImage]]:
+    """`resolve_all` with the listing it walked, which tells what was skipped as not an image;
+    one walk, so the images are the ones that listing names."""
     return _Resolver(source).resolve_all()
 
 
@@ -184,12 +190,12 @@ class _Resolver:
             self._what("index", listing.digest),
         )
 
-    def resolve_all(self) -> list[ResolvedImage]:
+    def resolve_all(self) -> tuple[IndexListing, list[ResolvedImage]]:
         listing = self.listing()
         if listing.index is None:
-            return [self._image(listing, None, None)]
+            return listing, [self._image(listing, None, None)]
         self._no_image(listing)
-        return [self._image(listing, e.descriptor, e.platform) for e in listing.images]
+        return listing, [self._image(listing, e.descriptor, e.platform) for e in listing.images]
 
     # --- index walking -----------------------------------------------------------------------
 
