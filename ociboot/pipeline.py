@@ -199,6 +199,11 @@ def read_file(loaded: ImageTree, path: str, options: Options) -> tuple[str, byte
 # --- the boot verdict ----------------------------------------------------------------------------
 
 
+#: Image manifests of one index judged by `check` (each streams its layers; real multi-arch
+#: indexes list about ten).  Over it the reference is unreadable; `--platform` judges one.
+MAX_INDEX_IMAGES = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Checked:
     """What `check` found for one reference: a report per image platform judged, and what could
@@ -223,7 +228,7 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             if options.platform is not None:
                 images = [open_image(source, options)]
             else:
-                listing, images = resolve_index(source)
+                listing, images = resolve_index(source, MAX_INDEX_IMAGES)
                 skipped = _not_images(listing)
             reports: list[Report] = []
             unreadable: list[Unreadable] = []

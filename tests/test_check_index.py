@@ -14,12 +14,21 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from bootimages import bootable, generic
-from imagebuilder import BuiltImage, BuiltIndex, attestation, build_index, write_oci_layout
+from imagebuilder import (
+    BuiltImage,
+    BuiltIndex,
+    ImageBuilder,
+    LayerBuilder,
+    attestation,
+    build_index,
+    write_oci_layout,
+)
 from registry_push import Pusher
 from registry_server import RegistryServer
 from typer.testing import CliRunner
 
 from ociboot.cli import app
+from ociboot.pipeline import MAX_INDEX_IMAGES
 from ociboot.spec import Platform
 
 runner = CliRunner()
@@ -169,3 +178,23 @@ def test_one_unreadable_platform_fails_the_index_and_the_others_are_still_judged
     (unreadable,) = doc["unreadable"]
     assert (unreadable["image"], unreadable["platform"]) == (image, "linux/arm64")
     assert err.startswith(f"ociboot: error: {image} [linux/arm64]: ") and err.count("\n") == 1
+
+
+def test_an_index_listing_one_manifest_twice_is_judged_once(tmp_path: Path, multi: Multi) -> None:
+    root = write_oci_layout(tmp_path / "twice", {"v1": build_index([multi.amd, multi.amd])})
+    code, out, _ = check(f"oci:{root}:v1", "--format", "json")
+    assert code == 0 and [r["digest"] for r in json.loads(out)["reports"]] == [multi.amd.digest]
+
+
+def test_an_index_of_too_many_images_is_refused_before_any_is_read(tmp_path: Path) -> None:
+    """Each image judged streams its layers: an index of many small manifests over shared layers
+    would multiply the work.  Over the cap the reference is unreadable; --platform picks one."""
+    base = LayerBuilder().file("etc/os-release", "ID=test\n")
+    many = [ImageBuilder(labels={"n": str(n)}).add_layer(base).build() for n in range(MAX_INDEX_IMAGES + 1)]
+    root = write_oci_layout(tmp_path / "many", {"v1": build_index(many)})
+    for layer in many[0].layers:  # shared by all: were any image judged, this would be missed
+        (root / "blobs" / "sha256" / layer.digest.split(":")[1]).unlink()
+    code, out, err = check(f"oci:{root}:v1", "--format", "json")
+    assert code == 3 and json.loads(out)["bootable"] is False
+    assert f"lists {MAX_INDEX_IMAGES + 1} images, more than the {MAX_INDEX_IMAGES}" in err
+    assert "not found" not in err and err.count("\n") == 1
