@@ -9,10 +9,10 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -30,10 +30,21 @@ from . import __version__, pipeline, views
 from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
-from .report import Report, render_json, render_junit, render_sarif, render_text
+from .report import (
+    Report,
+    Unreadable,
+    index_lines,
+    render_json,
+    render_junit,
+    render_sarif,
+    render_text,
+)
 from .report import exit_code as report_exit_code
 from .sources import SourceOptions
 from .spec import Platform
+
+if TYPE_CHECKING:
+    from .boot.context import Policy
 
 app = typer.Typer(
     name="ociboot",
@@ -360,10 +371,20 @@ def check(
     fatal_warnings: Annotated[
         bool, typer.Option("--fatal-warnings", help="warnings fail the check too")
     ] = False,
-    all_platforms: Annotated[bool, typer.Option("--all-platforms", help="one report per platform")] = False,
+    all_platforms: Annotated[
+        bool,
+        typer.Option(
+            "--all-platforms",
+            help="judge every image platform of an index, one report each (the default; "
+            "--platform narrows to one)",
+        ),
+    ] = False,
     output: Annotated[str | None, typer.Option("--output", "-o", help="write the report to FILE")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
-    platform: PlatformOpt = None,
+    platform: Annotated[
+        str | None,
+        typer.Option("--platform", help="os/arch[/variant]: judge only this platform of an index"),
+    ] = None,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
     quiet: QuietOpt = False,
     creds: CredsOpt = None,
@@ -379,6 +400,10 @@ def check(
     from .boot.profiles import load_policy
     from .boot.rules import rule_ids
 
+    if all_platforms and platform:
+        raise typer.BadParameter(
+            "--all-platforms and --platform contradict each other", param_hint="--platform"
+        )
     options = _options(
         platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
@@ -405,45 +430,96 @@ def check(
     if not texts:
         raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
 
-    def one(text: str) -> list[Report] | None:
-        """The reports of one image, or None (its error line printed) if it could not be read."""
-        try:
-            with pipeline.opened(text, options) as source:
-                resolved = (
-                    pipeline.open_all(source) if all_platforms else [pipeline.open_image(source, options)]
-                )
-                return [pipeline.check_image(image, policy, options) for image in resolved]
-        except OcibootError as exc:
-            err.print(f"ociboot: error: {exc}", markup=False)
-            return None
+    # Opened before any image is read: a report that cannot be written fails now, not after the check.
+    sink = _open_output(output) if output else None
+    try:
+        code = _check_all(texts, policy, options, jobs, sink, fmt, verbose)
+    finally:
+        if sink is not None:
+            sink.close()
+    raise typer.Exit(code)
 
-    workers = jobs or min(4, len(texts))
+
+def _open_output(path: str) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="--output") from None
+
+
+def _check_all(
+    texts: list[str],
+    policy: Policy,
+    options: pipeline.Options,
+    jobs: int | None,
+    sink: TextIO | None,
+    fmt: CheckFormat,
+    verbose: bool,
+) -> int:
+    """Check each image, printing its text report and error lines as it finishes; the machine
+    formats are one document, written at the end in input order.  Returns the exit code.
+
+    `sink` None is stdout, looked up at each write: while progress bars are drawn, rich
+    redirects it so that lines appear above the bars."""
+    fatal = policy.fatal_warnings
+    tables = sink is None and fmt is CheckFormat.text and sys.stdout.isatty()
+    results: dict[int, pipeline.Checked] = {}
+
+    def write(text: str) -> None:
+        out = sink or sys.stdout
+        out.write(text)
+        out.flush()
+
+    def one(text: str) -> pipeline.Checked:
+        return pipeline.check_reference(text, policy, options)
+
     with _running(options):
-        if workers == 1:
-            results = [one(text) for text in texts]
-        else:
-            # Threads share the options, so the cache (and its per-layer build gate) too;
-            # map() keeps input order, so the reports do not depend on --jobs.
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool:
-                results = list(pool.map(one, texts))
-    reports = [r for result in results if result for r in result]
-    unreadable = sum(result is None for result in results)
-    summary = _summary(reports, unreadable, policy.fatal_warnings) if len(texts) > 1 else ""
-    if fmt is CheckFormat.text and not output and sys.stdout.isatty():
-        _print_tables(reports, policy.fatal_warnings, verbose)
+        for i, checked in _finished(texts, one, jobs):
+            results[i] = checked
+            for u in checked.unreadable:
+                err.print(f"ociboot: error: {_named(u)}", markup=False)
+            if tables:
+                _print_tables(checked, fatal, verbose)
+            elif fmt is CheckFormat.text:
+                write(("\n" if len(results) > 1 else "") + _text(checked, fatal, verbose))
+    ordered = [results[i] for i in range(len(texts))]
+    reports = [r for c in ordered for r in c.reports]
+    unreadable = [u for c in ordered for u in c.unreadable]
+    summary = _summary(reports, len(unreadable), fatal) if len(texts) > 1 else ""
+    if tables:
         if summary:
             Console(highlight=False).print(summary, markup=False)
-        raise typer.Exit(3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings))
-    rendered = _render_reports(reports, fmt, policy.fatal_warnings, verbose)
-    if summary and fmt is CheckFormat.text:
-        rendered += f"\n{summary}\n"
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(rendered)
+    elif fmt is CheckFormat.text:
+        write(f"\n{summary}\n" if summary else "")
     else:
-        sys.stdout.write(rendered)
-    code = 3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings)
-    raise typer.Exit(code)
+        write(_render_reports(reports, unreadable, fmt, fatal))
+    return report_exit_code(reports, fatal_warnings=fatal, unreadable=unreadable)
+
+
+def _finished(
+    texts: list[str], one: Callable[[str], pipeline.Checked], jobs: int | None
+) -> Iterator[tuple[int, pipeline.Checked]]:
+    """(input position, result) as each image finishes: a slow image holds back no other's report."""
+    workers = jobs or min(4, len(texts))
+    if workers == 1:
+        yield from ((i, one(text)) for i, text in enumerate(texts))
+        return
+    # Threads share the options, so the cache (and its per-layer build gate) too.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool:
+        futures = {pool.submit(one, text): i for i, text in enumerate(texts)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _named(u: Unreadable) -> str:
+    """The error line names the image, once (most errors already start with the reference)."""
+    return u.error if u.error.startswith(u.label) else f"{u.label}: {u.error}"
+
+
+def _text(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool) -> str:
+    return render_text(
+        checked.reports, fatal_warnings=fatal_warnings, verbose=verbose, unreadable=checked.unreadable
+    )
 
 
 def _image_list(path: str) -> list[str]:
@@ -469,12 +545,14 @@ _MARKS = {
 _SEVERITY = {"error": "[red]error[/]", "warning": "[yellow]warning[/]", "info": "[blue]info[/]"}
 
 
-def _print_tables(reports: list[Report], fatal_warnings: bool, verbose: bool) -> None:
+def _print_tables(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool) -> None:
     """A table per image on a terminal; the same content as the plain text renderer."""
     out = Console(highlight=False)
-    for r in reports:
+    for r in checked.reports:
         bootable = r.bootable(fatal_warnings=fatal_warnings)
         out.print(f"[bold]{escape(r.image)}[/]  [dim]{r.digest}  {r.platform}[/]")
+        for line in index_lines(r):
+            out.print(f"[dim]{escape(line)}[/]")
         out.print(f"profile [bold]{r.profile}[/] [dim]({escape(r.profile_reason)})[/]")
         table = Table(show_lines=False, expand=False)
         for column in ("", "severity", "rule", "finding"):
@@ -494,16 +572,19 @@ def _print_tables(reports: list[Report], fatal_warnings: bool, verbose: bool) ->
         out.print(
             f"{verdict}: {c['fail']} failed, {c['error']} not run, {c['pass']} passed, {c['skip']} skipped\n"
         )
+    for u in checked.unreadable:
+        out.print(f"[bold]{escape(u.label)}[/]\n[bold magenta]UNREADABLE[/]: {escape(u.error)}\n")
 
 
-def _render_reports(reports: list[Report], fmt: CheckFormat, fatal_warnings: bool, verbose: bool) -> str:
-    if fmt is CheckFormat.text:
-        return render_text(reports, fatal_warnings=fatal_warnings, verbose=verbose)
+def _render_reports(
+    reports: list[Report], unreadable: list[Unreadable], fmt: CheckFormat, fatal_warnings: bool
+) -> str:
+    """One document for the machine formats; an unreadable image is a failure in each of them."""
     if fmt is CheckFormat.json:
-        return render_json(reports, fatal_warnings=fatal_warnings)
+        return render_json(reports, fatal_warnings=fatal_warnings, unreadable=unreadable)
     if fmt is CheckFormat.sarif:
-        return render_sarif(reports, tool_version=__version__)
-    return render_junit(reports, fatal_warnings=fatal_warnings)
+        return render_sarif(reports, tool_version=__version__, unreadable=unreadable)
+    return render_junit(reports, fatal_warnings=fatal_warnings, unreadable=unreadable)
 
 
 @app.command()

@@ -133,7 +133,14 @@ def resolve(source: ImageSource, platform: Platform | None = None) -> ResolvedIm
 
 def resolve_all(source: ImageSource) -> list[ResolvedImage]:
     """Every image an index lists (nested indexes included), in index order; one for a manifest."""
-    return _Resolver(source).resolve_all()
+    return _Resolver(source).resolve_all()[1]
+
+
+def resolve_index(source: ImageSource, limit: int) -> tuple[IndexListing, list[ResolvedImage]]:
+    """`resolve_all` with the listing it walked, which tells what was skipped as not an image;
+    one walk, so the images are the ones that listing names.  Each manifest once (an index may
+    list one twice), and more than `limit` of them is an error before any is resolved."""
+    return _Resolver(source).resolve_all(limit)
 
 
 def describe_index(source: ImageSource) -> IndexListing:
@@ -184,12 +191,23 @@ class _Resolver:
             self._what("index", listing.digest),
         )
 
-    def resolve_all(self) -> list[ResolvedImage]:
+    def resolve_all(self, limit: int | None = None) -> tuple[IndexListing, list[ResolvedImage]]:
         listing = self.listing()
         if listing.index is None:
-            return [self._image(listing, None, None)]
+            return listing, [self._image(listing, None, None)]
         self._no_image(listing)
-        return [self._image(listing, e.descriptor, e.platform) for e in listing.images]
+        entries = listing.images
+        if limit is not None:
+            first: dict[Digest, IndexEntry] = {}
+            for entry in entries:
+                first.setdefault(entry.descriptor.digest, entry)
+            entries = tuple(first.values())
+            if len(entries) > limit:
+                raise InvalidManifest(
+                    f"{self._what('index', listing.digest)} lists {len(entries)} images, "
+                    f"more than the {limit} judged at once; choose a platform"
+                )
+        return listing, [self._image(listing, e.descriptor, e.platform) for e in entries]
 
     # --- index walking -----------------------------------------------------------------------
 

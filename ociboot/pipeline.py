@@ -11,20 +11,20 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .boot import facts, profiles, rules, scan
 from .boot.check import run_checks
 from .boot.context import CheckContext, Policy
 from .cache import LayerCache
-from .errors import ContentError, ImageNotFound
+from .errors import ContentError, ImageNotFound, OcibootError
 from .fs.node import Kind
 from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
-from .image import ResolvedImage, resolve, resolve_all
+from .image import EntryKind, IndexListing, ResolvedImage, resolve, resolve_all, resolve_index
 from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
 from .ref import ImageRef, Transport, parse_ref
-from .report import Report, Severity
+from .report import Report, Severity, Skipped, Unreadable
 from .sources import ImageSource, SourceOptions, open_source
 from .sources._store import sniff_path
 from .spec import Platform
@@ -199,6 +199,74 @@ def read_file(loaded: ImageTree, path: str, options: Options) -> tuple[str, byte
 # --- the boot verdict ----------------------------------------------------------------------------
 
 
+#: Image manifests of one index judged by `check` (each streams its layers; real multi-arch
+#: indexes list about ten).  Over it the reference is unreadable; `--platform` judges one.
+MAX_INDEX_IMAGES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What `check` found for one reference: a report per image platform judged, and what could
+    not be read (the whole reference, or one platform of its index)."""
+
+    image: str
+    reports: tuple[Report, ...]
+    unreadable: tuple[Unreadable, ...]
+
+
+def check_reference(text: str, policy: Policy, options: Options) -> Checked:
+    """Judge every image platform `text` names, or only `options.platform` when one is given.
+
+    A promotion copies a whole index, so a verdict on one platform of it would vouch for the
+    others unseen.  Nothing raises out of here: an error, and anything unexpected (a bug,
+    MemoryError, RecursionError), becomes an Unreadable naming the image, so one image never
+    takes down a batch and is never counted as a pass.
+    """
+    try:
+        with opened(text, options) as source:
+            skipped: tuple[Skipped, ...] = ()
+            if options.platform is not None:
+                images = [open_image(source, options)]
+            else:
+                listing, images = resolve_index(source, MAX_INDEX_IMAGES)
+                skipped = _not_images(listing)
+            reports: list[Report] = []
+            unreadable: list[Unreadable] = []
+            for image in images:
+                if image.index_digest is None:
+                    reports.append(check_image(image, policy, options))
+                    continue
+                try:
+                    reports.append(replace(check_image(image, policy, options), skipped=skipped))
+                except Exception as exc:  # one platform of an index: the others are still judged
+                    unreadable.append(Unreadable(text, _failure(exc), str(image.platform)))
+            return Checked(text, tuple(reports), tuple(unreadable))
+    except Exception as exc:
+        return Checked(text, (), (Unreadable(text, _failure(exc)),))
+
+
+def _not_images(listing: IndexListing) -> tuple[Skipped, ...]:
+    return tuple(
+        Skipped(str(e.descriptor.digest), e.kind.value, str(e.platform) if e.platform else None)
+        for e in listing.entries
+        if e.kind not in (EntryKind.IMAGE, EntryKind.INDEX)
+    )
+
+
+#: An unexpected exception's text is shown up to this length (it may quote the image's bytes).
+_DETAIL_CHARS = 200
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, OcibootError):
+        return str(exc)
+    text = str(exc)
+    if len(text) > _DETAIL_CHARS:
+        text = text[:_DETAIL_CHARS] + "…"
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"internal error ({detail}); the image was not judged (please report this ociboot bug)"
+
+
 def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Report:
     """One pass over the layers capturing what the rules want, then the rules of the profile."""
     capture = CaptureSpec(scan.capture_globs(rules.CAPTURE))
@@ -232,6 +300,7 @@ def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Repor
     return Report(
         image=str(image.ref),
         digest=str(image.manifest_digest),
+        index_digest=str(image.index_digest) if image.index_digest is not None else None,
         platform=str(image.platform),
         profile=profile,
         profile_reason=reason,

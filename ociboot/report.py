@@ -15,7 +15,9 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 #: bumped when a key of the JSON output changes meaning or disappears (adding keys is compatible).
-JSON_SCHEMA_VERSION = 1
+#: 2: `bootable` is false when an image could not be read (listed under `unreadable`), and every
+#: image platform of an index is judged, each report naming its `index`.
+JSON_SCHEMA_VERSION = 2
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
@@ -73,6 +75,37 @@ class RuleInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """An index entry that is not an image (an attestation, an artifact, an unknown type): not judged."""
+
+    digest: str
+    kind: str
+    platform: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": self.digest, "kind": self.kind, "platform": self.platform}
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.digest}" + (f" ({self.platform})" if self.platform else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An image, or one platform of an index, that could not be read: never a pass."""
+
+    image: str
+    error: str
+    platform: str | None = None  # set for one platform of an index
+
+    @property
+    def label(self) -> str:
+        return f"{self.image} [{self.platform}]" if self.platform else self.image
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image": self.image, "platform": self.platform, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     image: str
     digest: str
@@ -82,6 +115,10 @@ class Report:
     findings: tuple[Finding, ...]
     rules: Mapping[str, RuleInfo] = field(default_factory=dict)
     facts: Mapping[str, Any] = field(default_factory=dict)
+    #: the index the reference named (`digest` is then this platform's manifest), and its
+    #: entries that are not images
+    index_digest: str | None = None
+    skipped: tuple[Skipped, ...] = ()
 
     def failures(self, *, fatal_warnings: bool = False) -> list[Finding]:
         out = [f for f in self.findings if f.blocking]
@@ -117,7 +154,13 @@ class Report:
             "counts": self.counts(),
             "findings": [f.to_json() for f in _ordered(self.findings)],
             "facts": dict(self.facts),
+            "index": self._index_json(),
         }
+
+    def _index_json(self) -> dict[str, Any] | None:
+        if self.index_digest is None:
+            return None
+        return {"digest": self.index_digest, "skipped": [s.to_json() for s in self.skipped]}
 
 
 def _ordered(findings: Iterable[Finding]) -> list[Finding]:
@@ -125,19 +168,31 @@ def _ordered(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (outcome_rank[f.outcome], f.severity.rank, f.rule, f.path or ""))
 
 
-def exit_code(reports: Sequence[Report], *, fatal_warnings: bool = False) -> int:
+def exit_code(
+    reports: Sequence[Report], *, fatal_warnings: bool = False, unreadable: Sequence[Unreadable] = ()
+) -> int:
+    """0 bootable, 1 not bootable, 3 something could not be read (DESIGN.md §4)."""
+    if unreadable:
+        return 3
     return 0 if all(r.bootable(fatal_warnings=fatal_warnings) for r in reports) else 1
 
 
 # --- renderers -------------------------------------------------------------------------------
 
 
-def render_text(reports: Sequence[Report], *, fatal_warnings: bool = False, verbose: bool = False) -> str:
+def render_text(
+    reports: Sequence[Report],
+    *,
+    fatal_warnings: bool = False,
+    verbose: bool = False,
+    unreadable: Sequence[Unreadable] = (),
+) -> str:
     """Plain text for people and logs; passes are listed only with `verbose`."""
     out: list[str] = []
     for r in reports:
         verdict = "BOOTABLE" if r.bootable(fatal_warnings=fatal_warnings) else "NOT BOOTABLE"
         out.append(f"{r.image}  {r.digest}  {r.platform}")
+        out.extend(f"  {line}" for line in index_lines(r))
         out.append(f"  profile: {r.profile} ({r.profile_reason})")
         for f in _ordered(r.findings):
             if f.outcome is Outcome.PASS and not verbose:
@@ -155,14 +210,29 @@ def render_text(reports: Sequence[Report], *, fatal_warnings: bool = False, verb
             f"  {verdict}: {c['fail']} failed, {c['error']} not run, {c['pass']} passed, {c['skip']} skipped"
         )
         out.append("")
+    for u in unreadable:
+        out += [u.label, f"  UNREADABLE: {u.error}", ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def render_json(reports: Sequence[Report], *, fatal_warnings: bool = False) -> str:
+def index_lines(report: Report) -> list[str]:
+    """Which index a platform's report belongs to, and what in it was not judged."""
+    if report.index_digest is None:
+        return []
+    lines = [f"index: {report.index_digest}"]
+    if report.skipped:
+        lines.append("not images, not checked: " + ", ".join(s.describe() for s in report.skipped))
+    return lines
+
+
+def render_json(
+    reports: Sequence[Report], *, fatal_warnings: bool = False, unreadable: Sequence[Unreadable] = ()
+) -> str:
     doc = {
         "schemaVersion": JSON_SCHEMA_VERSION,
-        "bootable": exit_code(reports, fatal_warnings=fatal_warnings) == 0,
+        "bootable": exit_code(reports, fatal_warnings=fatal_warnings, unreadable=unreadable) == 0,
         "reports": [r.to_json(fatal_warnings=fatal_warnings) for r in reports],
+        "unreadable": [u.to_json() for u in unreadable],
     }
     return json.dumps(doc, indent=2) + "\n"
 
@@ -170,8 +240,11 @@ def render_json(reports: Sequence[Report], *, fatal_warnings: bool = False) -> s
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
 
-def render_sarif(reports: Sequence[Report], *, tool_version: str = "0") -> str:
-    """SARIF 2.1.0: one run; rules from the reports' rule tables; results for fail/error only."""
+def render_sarif(
+    reports: Sequence[Report], *, tool_version: str = "0", unreadable: Sequence[Unreadable] = ()
+) -> str:
+    """SARIF 2.1.0: one run; rules from the reports' rule tables; results for fail/error only.
+    An image that could not be read makes the invocation unsuccessful, with a notification naming it."""
     rules: dict[str, RuleInfo] = {}
     for r in reports:
         rules.update(r.rules)
@@ -209,6 +282,7 @@ def render_sarif(reports: Sequence[Report], *, tool_version: str = "0") -> str:
                     "properties": {
                         "image": r.image,
                         "digest": r.digest,
+                        **({"indexDigest": r.index_digest} if r.index_digest else {}),
                         "platform": r.platform,
                         "profile": r.profile,
                         "evidence": list(f.evidence),
@@ -243,6 +317,12 @@ def render_sarif(reports: Sequence[Report], *, tool_version: str = "0") -> str:
                         ],
                     }
                 },
+                "invocations": [
+                    {
+                        "executionSuccessful": not unreadable,
+                        "toolExecutionNotifications": [_sarif_unreadable(u) for u in unreadable],
+                    }
+                ],
                 "originalUriBaseIds": {"IMAGEROOT": {"uri": "file:///"}},
                 "results": results,
             }
@@ -251,12 +331,36 @@ def render_sarif(reports: Sequence[Report], *, tool_version: str = "0") -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render_junit(reports: Sequence[Report], *, fatal_warnings: bool = False) -> str:
-    """JUnit XML: a testsuite per image, a testcase per finding (failure / error / skipped)."""
+def _sarif_unreadable(u: Unreadable) -> dict[str, Any]:
+    return {
+        "level": "error",
+        "message": {"text": f"{u.label}: could not be read: {u.error}"},
+        "locations": [{"logicalLocations": [{"name": u.image, "kind": "module"}]}],
+        "properties": {"image": u.image, "platform": u.platform, "error": u.error},
+    }
+
+
+def render_junit(
+    reports: Sequence[Report], *, fatal_warnings: bool = False, unreadable: Sequence[Unreadable] = ()
+) -> str:
+    """JUnit XML: a testsuite per image, a testcase per finding (failure / error / skipped), and an
+    `<error>` testcase per image that could not be read."""
     suites = ET.Element("testsuites", name="ociboot")
     total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for u in unreadable:
+        suite = ET.SubElement(suites, "testsuite", name=u.label, tests="1", failures="0", errors="1")
+        suite.set("skipped", "0")
+        case = ET.SubElement(suite, "testcase", classname="ociboot.read", name=f"read {u.label}")
+        ET.SubElement(case, "error", message=u.error, type="unreadable").text = u.error
+        total["tests"] += 1
+        total["errors"] += 1
     for r in reports:
         suite = ET.SubElement(suites, "testsuite", name=f"{r.image} [{r.platform}]")
+        props = ET.SubElement(suite, "properties")
+        named = {"digest": r.digest, "indexDigest": r.index_digest, "platform": r.platform}
+        for prop, text in named.items():
+            if text:
+                ET.SubElement(props, "property", name=prop, value=text)
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         for f in _ordered(r.findings):
             case = ET.SubElement(

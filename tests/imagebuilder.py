@@ -192,6 +192,7 @@ class BuiltImage:
     layers: list[Blob]
     diff_ids: list[str]
     platform: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)  # on its descriptor in an index
 
     @property
     def blobs(self) -> dict[str, bytes]:
@@ -205,6 +206,8 @@ class BuiltImage:
         return self.manifest.digest
 
     def descriptor(self, **extra: Any) -> dict[str, Any]:
+        if self.annotations:
+            extra = {"annotations": self.annotations, **extra}
         return self.manifest.descriptor(platform=self.platform, **extra)
 
 
@@ -282,6 +285,29 @@ class ImageBuilder:
         }
         manifest = Blob(manifest_obj["mediaType"], canonical_json(manifest_obj))
         return BuiltImage(manifest, config, list(self._layers), list(self._diff_ids), platform)
+
+
+def attestation(target: BuiltImage) -> BuiltImage:
+    """A BuildKit attestation manifest for `target`, as `docker buildx build --provenance` lists
+    it in an index: platform unknown/unknown, an in-toto payload as its one "layer"."""
+    payload = Blob(
+        "application/vnd.in-toto+json", canonical_json({"_type": "https://in-toto.io/Statement/v0.1"})
+    )
+    config = Blob(OCI_CONFIG, b"{}")
+    obj = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [payload.descriptor()],
+    }
+    return BuiltImage(
+        Blob(OCI_MANIFEST, canonical_json(obj)),
+        config,
+        [payload],
+        [],
+        {"architecture": "unknown", "os": "unknown"},
+        {"vnd.docker.reference.digest": target.digest, "vnd.docker.reference.type": "attestation-manifest"},
+    )
 
 
 def build_index(children: Iterable[BuiltImage | BuiltIndex], *, docker: bool = False) -> BuiltIndex:

@@ -68,6 +68,12 @@ def test_policy_file(tmp_path: Path) -> None:
         ("skip = 'LAY-004'", "skip must be a list"),
         ("[severity]\nKRN-005 = 'fatal'", "must be error, warning or info"),
         ("profile = ", "not valid TOML"),
+        ("[severity]\nKRN-005 = ['error']", "must be error, warning or info, not a list"),
+        ("[severity]\nKRN-005 = {level = 'error'}", "must be error, warning or info, not a table"),
+        ("[severity.KRN-005]\nlevel = 'error'", "must be error, warning or info, not a table"),
+        ("[severity]\nNOPE-1 = 'error'", "unknown rule id NOPE-1"),
+        pytest.param("skip = " + "[" * 5000 + "]" * 5000, "nested too deeply", id="deep-arrays"),
+        pytest.param("kernel = " + "{a = " * 5000 + "1" + "}" * 5000, "nested too deeply", id="deep-tables"),
     ],
 )
 def test_bad_policy_files_are_usage_errors(tmp_path: Path, text: str, needle: str) -> None:
@@ -76,6 +82,9 @@ def test_bad_policy_files_are_usage_errors(tmp_path: Path, text: str, needle: st
     with pytest.raises(PolicyError, match=needle) as info:
         load_policy(path)
     assert info.value.exit_code == 2
+    code, _, err = run("--policy", str(path), str(tmp_path / "never-read.tar"))
+    assert code == 2 and needle in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("Error: Invalid value for --policy: ")
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +122,18 @@ def test_json_output_to_a_file(images: dict[str, Path], tmp_path: Path) -> None:
     assert code == 1 and stdout == ""
     doc = json.loads(out.read_text())
     assert doc["bootable"] is False and doc["reports"][0]["facts"]["kernel"] is None
+
+
+@pytest.mark.parametrize("where", ["no-such-dir/report.json", "."])
+def test_an_unwritable_output_is_a_usage_error_before_any_image_is_read(
+    images: dict[str, Path], tmp_path: Path, where: str
+) -> None:
+    missing = tmp_path / "never-read.tar"  # if it were read, its error line would be printed
+    code, out, err = run(
+        str(images["good"]), str(missing), "--format", "json", "--output", str(tmp_path / where)
+    )
+    assert code == 2 and out == "" and "--output" in err
+    assert "Traceback" not in err and "never-read" not in err
 
 
 def test_all_platforms_gives_one_report_each(images: dict[str, Path]) -> None:

@@ -12,6 +12,7 @@ from ociboot.report import (
     Report,
     RuleInfo,
     Severity,
+    Unreadable,
     exit_code,
     render_json,
     render_junit,
@@ -76,7 +77,9 @@ def test_json_is_versioned_and_has_the_documented_keys() -> None:
         "counts",
         "findings",
         "facts",
+        "index",
     }
+    assert r["index"] is None and doc["unreadable"] == []
     assert r["counts"] == {"pass": 1, "fail": 2, "skip": 0, "error": 0}
     first = r["findings"][0]  # failures first, errors before warnings
     assert first == {
@@ -128,3 +131,26 @@ def test_text_lists_failures_with_evidence_and_hint() -> None:
     assert "NOT BOOTABLE" in text and "looked in /boot/initrd*" in text and "fix: run dracut" in text
     assert "1 kernel found" not in text  # passes only with verbose
     assert "1 kernel found" in render_text([report(OK, BAD)], verbose=True)
+
+
+GONE = Unreadable("oci:gone:v1", "oci:gone:v1: no such file or directory")
+
+
+def test_unreadable_images_fail_every_format() -> None:
+    assert exit_code([report(OK)], unreadable=[GONE]) == 3 and exit_code([], unreadable=[GONE]) == 3
+    doc = json.loads(render_json([], unreadable=[GONE]))
+    assert doc["bootable"] is False
+    assert doc["unreadable"] == [{"image": "oci:gone:v1", "platform": None, "error": GONE.error}]
+    run = json.loads(render_sarif([report(OK)], unreadable=[GONE]))["runs"][0]
+    (invocation,) = run["invocations"]
+    assert invocation["executionSuccessful"] is False
+    (note,) = invocation["toolExecutionNotifications"]
+    assert note["level"] == "error" and "oci:gone:v1" in note["message"]["text"]
+    clean = json.loads(render_sarif([report(OK)]))["runs"][0]["invocations"]
+    assert clean == [{"executionSuccessful": True, "toolExecutionNotifications": []}]
+    root = ET.fromstring(render_junit([], unreadable=[GONE]))
+    assert (root.get("tests"), root.get("errors")) == ("1", "1")
+    error = root.find("testsuite/testcase/error")
+    assert error is not None and error.get("type") == "unreadable" and error.text == GONE.error
+    text = render_text([], unreadable=[Unreadable("oci:multi:v1", "layer gone", "linux/arm64")])
+    assert text == "oci:multi:v1 [linux/arm64]\n  UNREADABLE: layer gone\n"

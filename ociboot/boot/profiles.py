@@ -17,6 +17,7 @@ from ..report import Severity
 from ..spec import ImageConfig
 from .check import PROFILES
 from .context import Policy
+from .rules import rule_ids
 
 BOOTC_LABELS = ("containers.bootc", "ostree.bootable")
 
@@ -68,6 +69,9 @@ def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
         raise PolicyError(f"cannot read policy {where}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PolicyError(f"policy {where} is not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise PolicyError(f"policy {where}: arrays or tables nested too deeply") from None
     unknown = set(data) - _KEYS
     if unknown:
         raise PolicyError(
@@ -86,13 +90,23 @@ def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
     policy.require_packages = (*policy.require_packages, *_strings(data, "require-packages", where))
     policy.skip = (*policy.skip, *_strings(data, "skip", where))
     policy.fatal_warnings = bool(_typed(data, "fatal-warnings", bool, where)) or policy.fatal_warnings
+    known = rule_ids()
     for rule_id, level in (_typed(data, "severity", dict, where) or {}).items():
-        if level not in {s.value for s in Severity}:
+        if rule_id not in known:
             raise PolicyError(
-                f"policy {where}: severity of {rule_id} must be error, warning or info, not {level!r}"
+                f"policy {where}: [severity] names unknown rule id {rule_id}; see `ociboot rules`"
             )
-        policy.severity[str(rule_id)] = str(level)
+        if not isinstance(level, str) or level not in {s.value for s in Severity}:
+            shown = repr(level) if isinstance(level, str) else f"a {_TOML_TYPES.get(type(level), 'value')}"
+            raise PolicyError(
+                f"policy {where}: severity of {rule_id} must be error, warning or info, not {shown}"
+            )
+        policy.severity[rule_id] = level
     return policy
+
+
+#: How a value that is not a string is named in a message (its repr could be a huge nested list).
+_TOML_TYPES = {list: "list", dict: "table", bool: "boolean", int: "integer", float: "float"}
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
