@@ -34,6 +34,8 @@ from .report import Report, render_json, render_junit, render_sarif, render_text
 from .report import exit_code as report_exit_code
 from .sources import SourceOptions
 from .spec import Platform
+from .textsafe import clean
+from .textsafe import escape as escape_text
 
 app = typer.Typer(
     name="ociboot",
@@ -45,7 +47,13 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: `:skull:` in a file name is text, not a picture.
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+def _say(level: str, message: object) -> None:
+    """Every error and warning line: its text may hold an image's or a registry's bytes."""
+    err.print(f"ociboot: {level}: {escape_text(str(message))}", markup=False)
 
 
 class Format(StrEnum):
@@ -128,7 +136,7 @@ def _open_cache(cache_dir: str | None, use_cache: bool) -> LayerCache | None:
         # What the check analyzers return (boot/scan.py): the only classes a cache file may name.
         analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
         salt=__version__,
-        warn=lambda message: err.print(f"ociboot: warning: {message}", markup=False),
+        warn=lambda message: _say("warning", message),
     )
 
 
@@ -165,14 +173,16 @@ def _running(options: pipeline.Options) -> Iterator[None]:
         else:
             yield
     except OcibootError as exc:
-        err.print(f"ociboot: error: {exc}", markup=False)
+        _say("error", exc)
         raise typer.Exit(exc.exit_code) from None
     finally:
         _live = None
 
 
-def _emit(fmt: Format, data: Any, text: Callable[[], str]) -> None:
-    out = json.dumps(data, indent=2, sort_keys=False) if fmt is Format.json else text()
+def _emit(fmt: Format, data: Any, text: Callable[[Any], str]) -> None:
+    """Print `data` as JSON or through `text`, both from the same escaped copy (textsafe)."""
+    safe = clean(data)
+    out = json.dumps(safe, indent=2, sort_keys=False) if fmt is Format.json else text(safe)
     sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
 
 
@@ -210,7 +220,7 @@ def inspect(
             return
         layers = pipeline.index_layers(resolved, None, options) if sizes else None
         data = views.inspect_data(resolved, layers)
-        _emit(fmt, data, lambda: views.inspect_text(data))
+        _emit(fmt, data, views.inspect_text)
 
 
 @app.command("ls")
@@ -237,7 +247,7 @@ def ls_(
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         rows = views.listing(loaded, path, recursive=recursive)
-        _emit(fmt, rows, lambda: views.listing_text(rows, long=long))
+        _emit(fmt, rows, lambda safe: views.listing_text(safe, long=long))
 
 
 @app.command()
@@ -286,7 +296,7 @@ def stat(
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.stat_data(loaded, path)
-        _emit(fmt, data, lambda: views.stat_text(data))
+        _emit(fmt, data, views.stat_text)
     if not data.get("exists"):
         raise typer.Exit(3)
 
@@ -312,7 +322,7 @@ def layers(
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.layers_data(loaded)
-        _emit(fmt, data, lambda: views.layers_text(data))
+        _emit(fmt, data, views.layers_text)
 
 
 class CheckFormat(StrEnum):
@@ -414,7 +424,7 @@ def check(
                 )
                 return [pipeline.check_image(image, policy, options) for image in resolved]
         except OcibootError as exc:
-            err.print(f"ociboot: error: {exc}", markup=False)
+            _say("error", exc)
             return None
 
     workers = jobs or min(4, len(texts))
@@ -432,7 +442,7 @@ def check(
     if fmt is CheckFormat.text and not output and sys.stdout.isatty():
         _print_tables(reports, policy.fatal_warnings, verbose)
         if summary:
-            Console(highlight=False).print(summary, markup=False)
+            Console(highlight=False, emoji=False).print(summary, markup=False)
         raise typer.Exit(3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings))
     rendered = _render_reports(reports, fmt, policy.fatal_warnings, verbose)
     if summary and fmt is CheckFormat.text:
@@ -469,25 +479,30 @@ _MARKS = {
 _SEVERITY = {"error": "[red]error[/]", "warning": "[yellow]warning[/]", "info": "[blue]info[/]"}
 
 
+def _shown(text: str) -> str:
+    """Image text for rich: control characters escaped (textsafe), then rich markup escaped."""
+    return escape(escape_text(text))
+
+
 def _print_tables(reports: list[Report], fatal_warnings: bool, verbose: bool) -> None:
     """A table per image on a terminal; the same content as the plain text renderer."""
-    out = Console(highlight=False)
+    out = Console(highlight=False, emoji=False)
     for r in reports:
         bootable = r.bootable(fatal_warnings=fatal_warnings)
-        out.print(f"[bold]{escape(r.image)}[/]  [dim]{r.digest}  {r.platform}[/]")
-        out.print(f"profile [bold]{r.profile}[/] [dim]({escape(r.profile_reason)})[/]")
+        out.print(f"[bold]{_shown(r.image)}[/]  [dim]{_shown(r.digest)}  {_shown(r.platform)}[/]")
+        out.print(f"profile [bold]{_shown(r.profile)}[/] [dim]({_shown(r.profile_reason)})[/]")
         table = Table(show_lines=False, expand=False)
         for column in ("", "severity", "rule", "finding"):
             table.add_column(column, overflow="fold")
         for f in r.findings_ordered():
             if f.outcome.value in ("pass", "skip") and not verbose:
                 continue
-            detail = escape(f.message)
+            detail = _shown(f.message)
             for ev in f.evidence:
-                detail += f"\n[dim]{escape(ev)}[/]"
+                detail += f"\n[dim]{_shown(ev)}[/]"
             if f.hint and f.outcome.value in ("fail", "error"):
-                detail += f"\n[cyan]fix:[/] {escape(f.hint)}"
-            table.add_row(_MARKS[f.outcome.value], _SEVERITY[f.severity.value], f.rule, detail)
+                detail += f"\n[cyan]fix:[/] {_shown(f.hint)}"
+            table.add_row(_MARKS[f.outcome.value], _SEVERITY[f.severity.value], _shown(f.rule), detail)
         out.print(table)
         c = r.counts()
         verdict = "[bold green]BOOTABLE[/]" if bootable else "[bold red]NOT BOOTABLE[/]"
@@ -531,7 +546,7 @@ def rules(
         ],
     }
 
-    def text() -> str:
+    def text(data: dict[str, Any]) -> str:
         lines = []
         for r in data["rules"]:
             sev = " ".join(f"{p}={s[0].upper()}" for p, s in r["severity"].items())
@@ -566,8 +581,8 @@ def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> N
     _emit(
         fmt,
         data,
-        lambda: (
-            f"location: {info.root}\nentries:  {info.entries}\nsize:     {_human(info.size)}"
+        lambda safe: (
+            f"location: {safe['location']}\nentries:  {info.entries}\nsize:     {_human(info.size)}"
             + (
                 f"\nobsolete: {info.obsolete} files (removed by `ociboot cache prune`)"
                 if info.obsolete
@@ -603,7 +618,7 @@ def cache_prune(
     _emit(
         fmt,
         data,
-        lambda: (
+        lambda _: (
             f"removed {done.removed} files ({_human(done.freed)}); "
             f"{done.entries} entries left ({_human(done.size)})"
         ),

@@ -2,7 +2,9 @@
 
 A failed check is data, not an exception: each rule that ran yields one Finding per subject
 with an outcome.  "Could not run" (`Outcome.ERROR`: a cap hit, an unknown database format) is
-its own outcome and never counts as a pass.  stdlib only (import level 0).
+its own outcome and never counts as a pass.  Findings hold names as the image has them
+(undecodable bytes as surrogates); every renderer escapes what it writes through textsafe, so
+no output holds a control character or a lone surrogate.  stdlib only (import level 0).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 from xml.etree import ElementTree as ET
+
+from .textsafe import clean, escape, raw
 
 #: bumped when a key of the JSON output changes meaning or disappears (adding keys is compatible).
 JSON_SCHEMA_VERSION = 1
@@ -155,7 +160,8 @@ def render_text(reports: Sequence[Report], *, fatal_warnings: bool = False, verb
             f"  {verdict}: {c['fail']} failed, {c['error']} not run, {c['pass']} passed, {c['skip']} skipped"
         )
         out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
+    # Escaping is per character, so escaping each whole line escapes every field in it.
+    return "\n".join(escape(line) for line in out).rstrip("\n") + "\n"
 
 
 def render_json(reports: Sequence[Report], *, fatal_warnings: bool = False) -> str:
@@ -164,7 +170,7 @@ def render_json(reports: Sequence[Report], *, fatal_warnings: bool = False) -> s
         "bootable": exit_code(reports, fatal_warnings=fatal_warnings) == 0,
         "reports": [r.to_json(fatal_warnings=fatal_warnings) for r in reports],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return json.dumps(clean(doc), indent=2) + "\n"
 
 
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
@@ -184,7 +190,8 @@ def render_sarif(reports: Sequence[Report], *, tool_version: str = "0") -> str:
         for f in _ordered(r.findings):
             if f.outcome not in (Outcome.FAIL, Outcome.ERROR):
                 continue
-            uri = (f.path or "/").lstrip("/") or "."
+            # A URI holds bytes percent-encoded (RFC 3986): exact for any name, UTF-8 or not.
+            uri = quote(raw((f.path or "/").lstrip("/")), safe="/") or "."
             results.append(
                 {
                     "ruleId": f.rule,
@@ -248,7 +255,12 @@ def render_sarif(reports: Sequence[Report], *, tool_version: str = "0") -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return json.dumps(clean(doc, raw_keys=frozenset()), indent=2) + "\n"
+
+
+def _lines(*parts: str) -> str:
+    """Lines of an XML element's text, each escaped (a newline inside a part is data)."""
+    return "\n".join(escape(part) for part in parts)
 
 
 def render_junit(reports: Sequence[Report], *, fatal_warnings: bool = False) -> str:
@@ -266,7 +278,7 @@ def render_junit(reports: Sequence[Report], *, fatal_warnings: bool = False) -> 
                 name=f"{f.rule} {f.path or ''}".strip(),
             )
             counts["tests"] += 1
-            detail = "\n".join([f.message, *f.evidence, *([f"fix: {f.hint}"] if f.hint else [])])
+            detail = _lines(f.message, *f.evidence, *([f"fix: {f.hint}"] if f.hint else []))
             gating = f.severity is Severity.ERROR or (fatal_warnings and f.severity is Severity.WARNING)
             if f.outcome is Outcome.FAIL and gating:
                 el = ET.SubElement(case, "failure", message=f.message, type=str(f.severity))
@@ -287,6 +299,10 @@ def render_junit(reports: Sequence[Report], *, fatal_warnings: bool = False) -> 
             total[key] += value
     for key, value in total.items():
         suites.set(key, str(value))
+    # XML 1.0 cannot carry most C0 characters even as references: every attribute is escaped
+    # here, element texts where they are built (`_lines`: their newlines are structure).
+    for el in suites.iter():
+        el.attrib.update({key: escape(value) for key, value in el.attrib.items()})
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
