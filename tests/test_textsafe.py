@@ -5,6 +5,7 @@ escaped (textsafe) in every format, parseable by strict parsers, with the raw by
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
 import pty
@@ -12,6 +13,7 @@ import re
 import select
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,3 +303,42 @@ def test_rich_tables_on_a_terminal(layout: Path) -> None:
     assert f"/etc/bad{SHOWN}.conf: non-UTF-8 file name" in plain
     assert f"/boot/vmlinuz -> vmlinuz-{KVER}{SHOWN}" in plain
     assert "NOT BOOTABLE" in plain
+
+
+class _HostileRegistry(http.server.BaseHTTPRequestHandler):
+    """Answers every manifest request 400 with an OCI error body full of terminal controls."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/v2/":
+            status, body = 200, b"{}"
+        else:
+            message = f"manifest unknown{LABEL}\n\rociboot: fake line"
+            status = 400
+            body = json.dumps({"errors": [{"code": "MANIFEST_INVALID", "message": message}]}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+
+def test_registry_error_body_is_escaped() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileRegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ref = f"docker://127.0.0.1:{server.server_address[1]}/os:latest"
+        env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+        cmd = [sys.executable, "-m", "ociboot", "inspect", ref, "-q"]
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, check=False, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 3, done.stderr
+    err = _safe_text(done.stderr)
+    assert err.count("\n") == 1 and err.startswith("ociboot: error: "), err
+    assert f"manifest unknown{LABEL_SHOWN}\\n\\rociboot: fake line" in err
