@@ -28,9 +28,20 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-# Backslash, C0 controls, DEL, C1 controls, the bidi marks, embeddings, overrides and isolates,
-# the line and paragraph separators, and surrogates (undecodable bytes).
-_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+# What is escaped, as (first, last) code points: backslash, C0 controls, DEL and C1 controls,
+# the bidi marks, embeddings, overrides and isolates, the line and paragraph separators, and
+# surrogates (undecodable bytes).
+_ESCAPED = (
+    (0x5C, 0x5C),
+    (0x00, 0x1F),
+    (0x7F, 0x9F),
+    (0x061C, 0x061C),
+    (0x200E, 0x200F),
+    (0x2028, 0x202E),
+    (0x2066, 0x2069),
+    (0xD800, 0xDFFF),
+)
+_UNSAFE = re.compile("[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in _ESCAPED) + "]")
 _SHORT = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _ESCAPE = re.compile(r"\\(x[0-9a-f]{2}|[\\tnr])")
 _UNSHORT = {"\\": b"\\", "t": b"\t", "n": b"\n", "r": b"\r"}
@@ -56,17 +67,18 @@ def raw(text: str) -> bytes:
         )
 
 
-def _one(match: re.Match[str]) -> str:
-    c = match.group()
+def _spelled(c: str) -> str:
     short = _SHORT.get(c)
-    if short is not None:
-        return short
-    return "".join(f"\\x{b:02x}" for b in raw(c))
+    return short if short is not None else "".join(f"\\x{b:02x}" for b in raw(c))
+
+
+# str.translate maps every character at C speed (a name can be all controls).
+_TABLE = {code: _spelled(chr(code)) for lo, hi in _ESCAPED for code in range(lo, hi + 1)}
 
 
 def escape(text: str) -> str:
     """`text` with backslashes, control characters and undecodable bytes escaped (see above)."""
-    return text if _UNSAFE.search(text) is None else _UNSAFE.sub(_one, text)
+    return text if _UNSAFE.search(text) is None else text.translate(_TABLE)
 
 
 def unescape(text: str) -> bytes:
