@@ -42,6 +42,8 @@ from .report import (
 from .report import exit_code as report_exit_code
 from .sources import SourceOptions
 from .spec import Platform
+from .textsafe import clean
+from .textsafe import escape as escape_text
 
 if TYPE_CHECKING:
     from .boot.context import Policy
@@ -56,7 +58,13 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: `:skull:` in a file name is text, not a picture.
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+def _say(level: str, message: object) -> None:
+    """Every error and warning line: its text may hold an image's or a registry's bytes."""
+    err.print(f"ociboot: {level}: {escape_text(str(message))}", markup=False)
 
 
 class Format(StrEnum):
@@ -139,7 +147,7 @@ def _open_cache(cache_dir: str | None, use_cache: bool) -> LayerCache | None:
         # What the check analyzers return (boot/scan.py): the only classes a cache file may name.
         analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
         salt=__version__,
-        warn=lambda message: err.print(f"ociboot: warning: {message}", markup=False),
+        warn=lambda message: _say("warning", message),
     )
 
 
@@ -176,14 +184,16 @@ def _running(options: pipeline.Options) -> Iterator[None]:
         else:
             yield
     except OcibootError as exc:
-        err.print(f"ociboot: error: {exc}", markup=False)
+        _say("error", exc)
         raise typer.Exit(exc.exit_code) from None
     finally:
         _live = None
 
 
-def _emit(fmt: Format, data: Any, text: Callable[[], str]) -> None:
-    out = json.dumps(data, indent=2, sort_keys=False) if fmt is Format.json else text()
+def _emit(fmt: Format, data: Any, text: Callable[[Any], str]) -> None:
+    """Print `data` as JSON or through `text`, both from the same escaped copy (textsafe)."""
+    safe = clean(data)
+    out = json.dumps(safe, indent=2, sort_keys=False) if fmt is Format.json else text(safe)
     sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
 
 
@@ -221,7 +231,7 @@ def inspect(
             return
         layers = pipeline.index_layers(resolved, None, options) if sizes else None
         data = views.inspect_data(resolved, layers)
-        _emit(fmt, data, lambda: views.inspect_text(data))
+        _emit(fmt, data, views.inspect_text)
 
 
 @app.command("ls")
@@ -248,7 +258,7 @@ def ls_(
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         rows = views.listing(loaded, path, recursive=recursive)
-        _emit(fmt, rows, lambda: views.listing_text(rows, long=long))
+        _emit(fmt, rows, lambda safe: views.listing_text(safe, long=long))
 
 
 @app.command()
@@ -297,7 +307,7 @@ def stat(
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.stat_data(loaded, path)
-        _emit(fmt, data, lambda: views.stat_text(data))
+        _emit(fmt, data, views.stat_text)
     if not data.get("exists"):
         raise typer.Exit(3)
 
@@ -323,7 +333,7 @@ def layers(
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.layers_data(loaded)
-        _emit(fmt, data, lambda: views.layers_text(data))
+        _emit(fmt, data, views.layers_text)
 
 
 class CheckFormat(StrEnum):
@@ -477,7 +487,7 @@ def _check_all(
         for i, checked in _finished(texts, one, jobs):
             results[i] = checked
             for u in checked.unreadable:
-                err.print(f"ociboot: error: {_named(u)}", markup=False)
+                _say("error", _named(u))
             if tables:
                 _print_tables(checked, fatal, verbose)
             elif fmt is CheckFormat.text:
@@ -488,7 +498,7 @@ def _check_all(
     summary = _summary(reports, len(unreadable), fatal) if len(texts) > 1 else ""
     if tables:
         if summary:
-            Console(highlight=False).print(summary, markup=False)
+            Console(highlight=False, emoji=False).print(summary, markup=False)
     elif fmt is CheckFormat.text:
         write(f"\n{summary}\n" if summary else "")
     else:
@@ -545,27 +555,32 @@ _MARKS = {
 _SEVERITY = {"error": "[red]error[/]", "warning": "[yellow]warning[/]", "info": "[blue]info[/]"}
 
 
+def _shown(text: str) -> str:
+    """Image text for rich: control characters escaped (textsafe), then rich markup escaped."""
+    return escape(escape_text(text))
+
+
 def _print_tables(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool) -> None:
     """A table per image on a terminal; the same content as the plain text renderer."""
-    out = Console(highlight=False)
+    out = Console(highlight=False, emoji=False)
     for r in checked.reports:
         bootable = r.bootable(fatal_warnings=fatal_warnings)
-        out.print(f"[bold]{escape(r.image)}[/]  [dim]{r.digest}  {r.platform}[/]")
+        out.print(f"[bold]{_shown(r.image)}[/]  [dim]{_shown(r.digest)}  {_shown(r.platform)}[/]")
         for line in index_lines(r):
-            out.print(f"[dim]{escape(line)}[/]")
-        out.print(f"profile [bold]{r.profile}[/] [dim]({escape(r.profile_reason)})[/]")
+            out.print(f"[dim]{_shown(line)}[/]")
+        out.print(f"profile [bold]{_shown(r.profile)}[/] [dim]({_shown(r.profile_reason)})[/]")
         table = Table(show_lines=False, expand=False)
         for column in ("", "severity", "rule", "finding"):
             table.add_column(column, overflow="fold")
         for f in r.findings_ordered():
             if f.outcome.value in ("pass", "skip") and not verbose:
                 continue
-            detail = escape(f.message)
+            detail = _shown(f.message)
             for ev in f.evidence:
-                detail += f"\n[dim]{escape(ev)}[/]"
+                detail += f"\n[dim]{_shown(ev)}[/]"
             if f.hint and f.outcome.value in ("fail", "error"):
-                detail += f"\n[cyan]fix:[/] {escape(f.hint)}"
-            table.add_row(_MARKS[f.outcome.value], _SEVERITY[f.severity.value], f.rule, detail)
+                detail += f"\n[cyan]fix:[/] {_shown(f.hint)}"
+            table.add_row(_MARKS[f.outcome.value], _SEVERITY[f.severity.value], _shown(f.rule), detail)
         out.print(table)
         c = r.counts()
         verdict = "[bold green]BOOTABLE[/]" if bootable else "[bold red]NOT BOOTABLE[/]"
@@ -612,7 +627,7 @@ def rules(
         ],
     }
 
-    def text() -> str:
+    def text(data: dict[str, Any]) -> str:
         lines = []
         for r in data["rules"]:
             sev = " ".join(f"{p}={s[0].upper()}" for p, s in r["severity"].items())
@@ -647,8 +662,8 @@ def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> N
     _emit(
         fmt,
         data,
-        lambda: (
-            f"location: {info.root}\nentries:  {info.entries}\nsize:     {_human(info.size)}"
+        lambda safe: (
+            f"location: {safe['location']}\nentries:  {info.entries}\nsize:     {_human(info.size)}"
             + (
                 f"\nobsolete: {info.obsolete} files (removed by `ociboot cache prune`)"
                 if info.obsolete
@@ -684,7 +699,7 @@ def cache_prune(
     _emit(
         fmt,
         data,
-        lambda: (
+        lambda _: (
             f"removed {done.removed} files ({_human(done.freed)}); "
             f"{done.entries} entries left ({_human(done.size)})"
         ),

@@ -2,7 +2,9 @@
 
 A failed check is data, not an exception: each rule that ran yields one Finding per subject
 with an outcome.  "Could not run" (`Outcome.ERROR`: a cap hit, an unknown database format) is
-its own outcome and never counts as a pass.  stdlib only (import level 0).
+its own outcome and never counts as a pass.  Findings hold names as the image has them
+(undecodable bytes as surrogates); every renderer escapes what it writes through textsafe, so
+no output holds a control character or a lone surrogate.  stdlib only (import level 0).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 from xml.etree import ElementTree as ET
+
+from .textsafe import clean, escape, raw
 
 #: bumped when a key of the JSON output changes meaning or disappears (adding keys is compatible).
 #: 2: `bootable` is false when an image could not be read (listed under `unreadable`), and every
@@ -212,7 +217,8 @@ def render_text(
         out.append("")
     for u in unreadable:
         out += [u.label, f"  UNREADABLE: {u.error}", ""]
-    return "\n".join(out).rstrip("\n") + "\n"
+    # Escaping is per character, so escaping each whole line escapes every field in it.
+    return "\n".join(escape(line) for line in out).rstrip("\n") + "\n"
 
 
 def index_lines(report: Report) -> list[str]:
@@ -234,7 +240,7 @@ def render_json(
         "reports": [r.to_json(fatal_warnings=fatal_warnings) for r in reports],
         "unreadable": [u.to_json() for u in unreadable],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return json.dumps(clean(doc), indent=2) + "\n"
 
 
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
@@ -257,7 +263,8 @@ def render_sarif(
         for f in _ordered(r.findings):
             if f.outcome not in (Outcome.FAIL, Outcome.ERROR):
                 continue
-            uri = (f.path or "/").lstrip("/") or "."
+            # A URI holds bytes percent-encoded (RFC 3986): exact for any name, UTF-8 or not.
+            uri = quote(raw((f.path or "/").lstrip("/")), safe="/") or "."
             results.append(
                 {
                     "ruleId": f.rule,
@@ -328,7 +335,12 @@ def render_sarif(
             }
         ],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return json.dumps(clean(doc, raw_keys=frozenset()), indent=2) + "\n"
+
+
+def _lines(*parts: str) -> str:
+    """Lines of an XML element's text, each escaped (a newline inside a part is data)."""
+    return "\n".join(escape(part) for part in parts)
 
 
 def _sarif_unreadable(u: Unreadable) -> dict[str, Any]:
@@ -351,7 +363,7 @@ def render_junit(
         suite = ET.SubElement(suites, "testsuite", name=u.label, tests="1", failures="0", errors="1")
         suite.set("skipped", "0")
         case = ET.SubElement(suite, "testcase", classname="ociboot.read", name=f"read {u.label}")
-        ET.SubElement(case, "error", message=u.error, type="unreadable").text = u.error
+        ET.SubElement(case, "error", message=u.error, type="unreadable").text = _lines(u.error)
         total["tests"] += 1
         total["errors"] += 1
     for r in reports:
@@ -370,7 +382,7 @@ def render_junit(
                 name=f"{f.rule} {f.path or ''}".strip(),
             )
             counts["tests"] += 1
-            detail = "\n".join([f.message, *f.evidence, *([f"fix: {f.hint}"] if f.hint else [])])
+            detail = _lines(f.message, *f.evidence, *([f"fix: {f.hint}"] if f.hint else []))
             gating = f.severity is Severity.ERROR or (fatal_warnings and f.severity is Severity.WARNING)
             if f.outcome is Outcome.FAIL and gating:
                 el = ET.SubElement(case, "failure", message=f.message, type=str(f.severity))
@@ -391,6 +403,10 @@ def render_junit(
             total[key] += value
     for key, value in total.items():
         suites.set(key, str(value))
+    # XML 1.0 cannot carry most C0 characters even as references: every attribute is escaped
+    # here, element texts where they are built (`_lines`: their newlines are structure).
+    for el in suites.iter():
+        el.attrib.update({key: escape(value) for key, value in el.attrib.items()})
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 

@@ -154,3 +154,17 @@ def test_unreadable_images_fail_every_format() -> None:
     assert error is not None and error.get("type") == "unreadable" and error.text == GONE.error
     text = render_text([], unreadable=[Unreadable("oci:multi:v1", "layer gone", "linux/arm64")])
     assert text == "oci:multi:v1 [linux/arm64]\n  UNREADABLE: layer gone\n"
+
+
+def test_an_unreadable_image_with_hostile_bytes_is_valid_in_every_format() -> None:
+    """The unreadable entry (added beside the escaping) goes through the same one escaping."""
+    hostile = Unreadable("oci:evil\x1b[2J:v1", "bad \x07 body \udcff\x9b", "linux/\x7famd64")
+    for render in (render_json, render_sarif):
+        out = render([], unreadable=[hostile])
+        out.encode("utf-8")  # strict: no lone surrogate
+        assert "\x1b" not in out and "\\x1b" in json.dumps(json.loads(out))
+    junit = render_junit([], unreadable=[hostile])
+    error = ET.fromstring(junit.encode("utf-8")).find("testsuite/testcase/error")
+    assert error is not None and error.text == "bad \\x07 body \\xff\\xc2\\x9b"
+    text = render_text([], unreadable=[hostile])
+    assert not any(c in text for c in "\x1b\x07\x7f\x9b\udcff")

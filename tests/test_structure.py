@@ -16,6 +16,7 @@ LEVELS = {
     "digest": 0,
     "mediatypes": 0,
     "report": 0,
+    "textsafe": 0,
     "fs.node": 0,
     "ref": 1,
     "spec": 1,

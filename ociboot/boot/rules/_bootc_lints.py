@@ -66,11 +66,6 @@ def listing(header: str, items: Iterable[str]) -> str:
     return f"{header}: {', '.join(sample(items))}"
 
 
-def _shown(text: str) -> str:
-    """A name as bootc prints it: undecodable bytes (kept as surrogates) escaped as \\xNN."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _lstat(ctx: CheckContext, path: str) -> Node | None:
     return ctx.node(path, follow=False)
 
@@ -334,7 +329,7 @@ def _nonempty_run_tmp(ctx: CheckContext) -> Problem | None:
             parent = posixpath.dirname(parent)
     if not content:
         return None
-    items = [_shown(p) for p in sorted(content)]
+    items = sorted(content)
     return Problem(
         listing("Found content in runtime-only directories (/run, /tmp)", items),
         "/run",
@@ -408,9 +403,9 @@ def _utf8(ctx: CheckContext) -> Problem | None:
     for path, what in ctx.non_utf8:
         parent, _, name = path.rpartition("/")
         if what == "name":
-            bad.append(f'{_shown(parent) or "/"}: Found non-utf8 filename "{_shown(name)}"')
+            bad.append(f'{parent or "/"}: Found non-utf8 filename "{name}"')
         else:
-            bad.append(f"{_shown(path)}: Found non-utf8 symlink target")
+            bad.append(f"{path}: Found non-utf8 symlink target")
     return Problem(bad[0], "/", tuple(sample(bad))) if bad else None
 
 
@@ -419,7 +414,7 @@ def _var_log(ctx: CheckContext) -> Problem | None:
     if node is None or not node.is_dir:
         return None
     # Only regular files count: symlinks (e.g. README -> systemd docs) and empty files are fine.
-    logs = [_shown(p) for p, n in ctx.tree.walk("/var/log") if n.kind is Kind.FILE and n.entry.size > 0]
+    logs = [p for p, n in ctx.tree.walk("/var/log") if n.kind is Kind.FILE and n.entry.size > 0]
     return (
         Problem(listing("Found non-empty logfiles", logs), "/var/log", tuple(sample(logs))) if logs else None
     )

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ...fs.node import Kind, Node
+from ...textsafe import raw
 from ..check import Result, failed, not_run, passed, rule
 from ..context import CheckContext, link_chain, parse_env_file
 from ..pkgdb.roles import Family
@@ -288,9 +289,13 @@ def etc_usretc(ctx: CheckContext) -> Iterable[Result]:
         )
 
 
-def _printable(path: str) -> str:
-    """A surrogate-escaped name as text that any renderer can write (`caf\\xe9`)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def _first_bad_byte(text: str) -> str:
+    """Where a surrogate-escaped name stops being UTF-8 (the renderers show the byte as \\xNN)."""
+    try:
+        raw(text).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"byte {exc.start} (0x{exc.object[exc.start]:02x}) is not UTF-8"
+    return "not UTF-8"
 
 
 #: Shown one by one; the rest are counted (bootc truncates to 5 the same way).
@@ -316,16 +321,17 @@ def utf8_names(ctx: CheckContext) -> Iterable[Result]:
     bad = 0
     for path, what in ctx.non_utf8:
         if what == "name":
-            problem = "non-UTF-8 file name"
+            problem, name = "non-UTF-8 file name", path
         else:
             node = ctx.node(path, follow=False)
-            problem = f"non-UTF-8 symlink target {_printable(node.entry.linkname if node else '')}"
+            name = node.entry.linkname if node else ""
+            problem = f"non-UTF-8 symlink target {name}"
         bad += 1
         if bad <= MAX_LISTED:
             yield failed(
-                f"{_printable(path)}: {problem}",
-                _printable(path),
-                [repr(path.encode("utf-8", "surrogateescape"))],
+                f"{path}: {problem}",
+                path,
+                [_first_bad_byte(name)],
                 hint="rename it to UTF-8 (convmv -f latin1 -t utf8) or remove it",
             )
     if bad > MAX_LISTED:
@@ -369,7 +375,7 @@ def var_log_files(ctx: CheckContext) -> list[str]:
 
 
 def _listing(paths: list[str]) -> list[str]:
-    shown = [_printable(p) for p in paths[:MAX_LISTED]]
+    shown = paths[:MAX_LISTED]
     return shown + ([f"... and {len(paths) - MAX_LISTED} more"] if len(paths) > MAX_LISTED else [])
 
 
