@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from boltwriter import BoltWriter, storm_luet_db
+from boltwriter import BoltWriter, branch_chain, storm_luet_db
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -440,3 +440,21 @@ def test_mutated_fixtures_raise_only_package_db_error(
         del data[cut % len(data) :]
     with contextlib.suppress(PackageDbError):
         read_packages(path, bytes(data))
+
+
+def test_luet_branch_chain_depth_is_bounded() -> None:
+    # A forged chain of one-child branch pages: refused by depth, not by Python's recursion limit.
+    data = branch_chain(3000, [{"name": "kernel", "category": "system", "version": "1"}])
+    with pytest.raises(PackageDbError, match="deeper than"):
+        read_packages(LUET, data)
+    shallow = branch_chain(10, [{"name": "kernel", "category": "system", "version": "1"}])
+    assert [p.name for p in read_packages(LUET, shallow)] == ["system/kernel"]
+
+
+@pytest.mark.parametrize(
+    "value", [b"[" * 100_000, b'{"name": ' + b"1" * 10_000 + b"}"], ids=["deep-array", "huge-int"]
+)
+def test_luet_hostile_json_is_refused(value: bytes) -> None:
+    data = BoltWriter().write({b"Package": {b"\0" * 7 + b"\1": value}})
+    with pytest.raises(PackageDbError, match="is not JSON"):
+        read_packages(LUET, data)

@@ -17,10 +17,11 @@ from typing import Any
 
 from ..fs.node import Kind, Node
 from ..fs.tree import FileTree, Resolution
+from ..layer import AnalysisFailed
 from ..spec import ImageConfig
 from .initrd import InitrdInfo
 from .kernel import KernelInfo
-from .pkgdb import Package
+from .pkgdb import Package, is_pkgdb_path
 from .pkgdb.roles import Family, Role, roles_of
 from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
 
@@ -337,15 +338,23 @@ class CheckContext:
 
     @cached_property
     def packages(self) -> Packages:
-        # One per path: only the layer whose member is visible in the final tree counts.
-        dbs = [db for _, db in self._files_with_analysis(PackageDbResult)]
+        # One per path: only the layer whose member is visible in the final tree counts.  A
+        # reader that crashed (AnalysisFailed) leaves a database that could not be read: it is
+        # reported as such, never dropped (dropping it made the image look database-free).
+        dbs = [
+            db
+            if isinstance(db, PackageDbResult)
+            else PackageDbResult(path, error=f"reader failed: {db.error}")
+            for path, db in self._files_with_analysis((PackageDbResult, AnalysisFailed))
+            if isinstance(db, PackageDbResult) or is_pkgdb_path(path)
+        ]
         ids = {self.os_release.get("ID", ""), *self.os_release.get("ID_LIKE", "").split()}
         family = next((f for f, names in _FAMILIES if ids & names), None)
         if family is None and any(db.path.endswith("luet.db") for db in dbs):
             family = Family.LUET
         return Packages(tuple(dbs), family)
 
-    def _files_with_analysis(self, kind: type) -> list[tuple[str, Any]]:
+    def _files_with_analysis(self, kind: type | tuple[type, ...]) -> list[tuple[str, Any]]:
         out = []
         for layer_index, layer in enumerate(self.tree.layers):
             for member, result in getattr(layer, "analyses", {}).items():

@@ -72,6 +72,12 @@ LUET_PATHS: tuple[str, ...] = ("var/cache/luet/luet.db", "var/db/luet/luet.db")
 PKGDB_PATHS: tuple[str, ...] = RPM_PATHS + DPKG_PATHS + APK_PATHS + LUET_PATHS
 
 
+def is_pkgdb_path(path: str) -> bool:
+    """Whether `path` (image path or layer member) is a location a reader exists for."""
+    rel = path.lstrip("/")
+    return any(fnmatch.fnmatchcase(rel, pattern) for pattern in PKGDB_PATHS)
+
+
 def kind_of(path: str, data: bytes) -> DbKind | None:
     """Which reader applies: the location says rpm/dpkg/apk/luet, and for rpm the magic says which
     backend (go-rpmdb tries the same three in turn; a `Packages` file is BDB on old systems but
@@ -135,6 +141,7 @@ __all__ = [
     "DbKind",
     "Package",
     "PackageDbError",
+    "is_pkgdb_path",
     "kind_of",
     "read_packages",
 ]
