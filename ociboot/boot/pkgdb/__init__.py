@@ -21,6 +21,11 @@ from enum import StrEnum
 
 from ociboot.errors import ContentError
 
+#: Records (packages, paragraphs, headers, rows, slots) one database may hold.  Real systems
+#: have a few thousand (Debian's whole archive is ~65,000 binary packages per architecture);
+#: the bound keeps a forged database of tiny records from costing more than its size in objects.
+MAX_RECORDS = 1 << 17
+
 
 class PackageDbError(ContentError):
     """A package database exists but its bytes are not what its format says."""
@@ -136,6 +141,7 @@ __all__ = [
     "APK_PATHS",
     "DPKG_PATHS",
     "LUET_PATHS",
+    "MAX_RECORDS",
     "PKGDB_PATHS",
     "RPM_PATHS",
     "DbKind",
