@@ -25,6 +25,9 @@ _MAGIC = b"SQLite format 3\0"
 #: takes a handful of steps per row, so only a query doing more than reading can run out.
 STEPS_PER_BYTE = 4
 MIN_STEPS = 1 << 20
+#: No single value (blob, text, schema entry) may be longer than the file, or than this when the
+#: file is smaller (sqlite refuses longer values; zeroblob() in a view could otherwise ask for GBs).
+MIN_VALUE_LIMIT = 1 << 16
 #: The progress handler runs once per this many VM steps.
 _STEP_GRAIN = 1000
 
@@ -98,7 +101,7 @@ def read(path: str, data: bytes) -> list[Package]:
     packages = []
     try:
         conn.set_progress_handler(steps, _STEP_GRAIN)
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(len(data), 1 << 16))
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(len(data), MIN_VALUE_LIMIT))
         conn.deserialize(_as_rollback_journal(data))
         conn.execute("PRAGMA query_only = ON")
         conn.execute("PRAGMA trusted_schema = OFF")
