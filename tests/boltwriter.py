@@ -18,6 +18,7 @@ from ociboot.boot.pkgdb.luet import BRANCH, LEAF, MAGIC, VERSION, fnv1a64
 
 Tree = dict[bytes, Union[bytes, "Tree"]]
 FREELIST = 0x10
+ELEMENT_SIZE = 16
 
 
 class BoltWriter:
@@ -95,7 +96,10 @@ class BoltWriter:
         for key in sorted(tree):
             value = tree[key]
             items.append((key, self.bucket(value), 1) if isinstance(value, dict) else (key, value, 0))
-        root = self._tree(items)
+        return self.finish(self._tree(items))
+
+    def finish(self, root: int) -> bytes:
+        """The file: meta pages naming `root` as the root bucket's page, the freelist, the pages."""
         high_water = self.next_pgid
         out = bytearray(high_water * self.page_size)
         for txid in (1, 2):
@@ -117,3 +121,19 @@ def storm_luet_db(packages: list[dict[str, object]]) -> Tree:
         bucket[struct.pack(">q", number)] = json.dumps({"id": number, **doc}).encode()
     bucket[b"__storm_metadata"] = {b"codec": b"json", b"IDcounter": struct.pack(">q", len(packages))}
     return {b"Package": bucket, b"solver": {b"__storm_metadata": {b"codec": b"json"}}}
+
+
+def branch_chain(depth: int, packages: list[dict[str, object]]) -> bytes:
+    """A luet.db whose `Package` bucket is a chain of `depth` one-child branch pages above its
+    leaf: every page is well formed, only the tree's shape is hostile (bbolt never builds it)."""
+    writer = BoltWriter(page_size=1024, allow_inline=False)
+    leaf = storm_luet_db(packages)[b"Package"]
+    items = [(key, value, 0) for key, value in sorted(leaf.items()) if not isinstance(value, dict)]
+    child = writer._page(LEAF, len(items), writer._leaf_body(items))
+    first = items[0][0]
+    for _ in range(depth):
+        element = struct.pack("<IIQ", ELEMENT_SIZE, len(first), child)
+        child = writer._page(BRANCH, 1, element + first)
+    root_items = [(b"Package", struct.pack("<QQ", child, 0), 1)]
+    root = writer._page(LEAF, 1, writer._leaf_body(root_items))
+    return writer.finish(root)

@@ -11,7 +11,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from boltwriter import BoltWriter, storm_luet_db
+from bdbwriter import bdb_hash
+from boltwriter import BoltWriter, branch_chain, storm_luet_db
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -147,7 +148,7 @@ def test_bdb_broken_overflow_chain() -> None:
         if data[pgno * page_size + 25] == 7:
             struct.pack_into("<I", data, pgno * page_size + 16, pgno)
             break
-    with pytest.raises(PackageDbError, match=r"overflow chain loops|holds"):
+    with pytest.raises(PackageDbError, match=r"reached twice|holds"):
         read_packages(BDB, bytes(data))
 
 
@@ -440,3 +441,148 @@ def test_mutated_fixtures_raise_only_package_db_error(
         del data[cut % len(data) :]
     with contextlib.suppress(PackageDbError):
         read_packages(path, bytes(data))
+
+
+def test_luet_branch_chain_depth_is_bounded() -> None:
+    # A forged chain of one-child branch pages: refused by depth, not by Python's recursion limit.
+    data = branch_chain(3000, [{"name": "kernel", "category": "system", "version": "1"}])
+    with pytest.raises(PackageDbError, match="deeper than"):
+        read_packages(LUET, data)
+    shallow = branch_chain(10, [{"name": "kernel", "category": "system", "version": "1"}])
+    assert [p.name for p in read_packages(LUET, shallow)] == ["system/kernel"]
+
+
+@pytest.mark.parametrize(
+    "value", [b"[" * 100_000, b'{"name": ' + b"1" * 10_000 + b"}"], ids=["deep-array", "huge-int"]
+)
+def test_luet_hostile_json_is_refused(value: bytes) -> None:
+    data = BoltWriter().write({b"Package": {b"\0" * 7 + b"\1": value}})
+    with pytest.raises(PackageDbError, match="is not JSON"):
+        read_packages(LUET, data)
+
+
+def _fedora_blobs() -> list[tuple[int, bytes]]:
+    data = fixture("rpmdb.sqlite.gz")
+    conn = sqlite3.connect(":memory:")
+    conn.deserialize(data[:18] + b"\x01\x01" + data[20:])
+    try:
+        return [(hnum, bytes(blob)) for hnum, blob in conn.execute("SELECT hnum, blob FROM Packages")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_bdb_writer_round_trip(order: str) -> None:
+    records = [(struct.pack(order + "I", hnum), blob) for hnum, blob in _fedora_blobs()]
+    names = {p.name for p in read_packages(BDB, bdb_hash(records, order=order))}
+    assert names == {"kernel-core", "grub2-efi-x64", "systemd", "systemd-libs", "dracut", "tzdata"}
+
+
+def test_bdb_keys_sharing_one_overflow_chain_are_refused() -> None:
+    # 100 keys, one chain: read once per key before, 100x the file in bytes and memory.
+    blob = _fedora_blobs()[0][1]
+    data = bdb_hash([(struct.pack("<I", n), blob) for n in range(1, 101)], share=True)
+    with pytest.raises(PackageDbError, match="reached twice"):
+        read_packages(BDB, data)
+
+
+def test_ndb_slots_sharing_one_blob_are_refused() -> None:
+    # Every used slot names the first slot's blob: each would be read and checksummed again.
+    data = bytearray(fixture("Packages.db"))
+    first = data[32 + 4 : 32 + 16]
+    for offset in range(48, 4096, 16):
+        data[offset : offset + 4] = b"Slot"
+        data[offset + 4 : offset + 16] = first
+    with pytest.raises(PackageDbError, match="overlapping blobs"):
+        read_packages(NDB, bytes(data))
+
+
+def _sqlite_db(*statements: str) -> bytes:
+    """A database made by sqlite itself from `statements` (the hostile schema an image could ship)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+        return conn.serialize()
+    finally:
+        conn.close()
+
+
+ENDLESS_VIEW = (
+    "CREATE VIEW Packages AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+    "SELECT i AS hnum, randomblob(64) AS blob FROM n ORDER BY blob"
+)
+
+
+@pytest.mark.parametrize(
+    ("statements", "message"),
+    [
+        ((ENDLESS_VIEW,), "Packages is a view, not a table"),
+        (("CREATE VIRTUAL TABLE Packages USING rtree(hnum, a, b)",), "is a virtual, not a table"),
+        (
+            ("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, x, blob AS (zeroblob(x)))",),
+            "generated or hidden columns",
+        ),
+        (("CREATE TABLE Other (hnum INTEGER PRIMARY KEY, blob BLOB)",), "has no table Packages"),
+        (("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, data BLOB)",), "no hnum and blob columns"),
+    ],
+    ids=["recursive-view", "virtual-table", "generated-column", "no-table", "no-blob-column"],
+)
+def test_sqlite_reads_only_a_plain_packages_table(statements: tuple[str, ...], message: str) -> None:
+    # The view never finished before (and spilled its sort to /var/tmp at ~100 MB/s).
+    with pytest.raises(PackageDbError, match=message):
+        read_packages(SQLITE, _sqlite_db(*statements))
+
+
+def _varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = 0
+    for index in range(9):
+        byte = data[offset + index]
+        if index == 8:
+            return (value << 8) | byte, offset + 9
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, offset + index + 1
+    raise AssertionError("unreachable")
+
+
+def shared_overflow_sqlite(rows: int, size: int) -> bytes:
+    """An rpmdb.sqlite whose `rows` cells all point at row 1's overflow chain (sqlite file format
+    §1.6: leaf table cell = payload varint, rowid varint, local bytes, first overflow page),
+    with the other chains cut off the file: about one blob of file, `rows` blobs of payload."""
+    page = 1024
+    data = bytearray(
+        _sqlite_db(
+            f"PRAGMA page_size = {page}",
+            "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB)",
+            *(f"INSERT INTO Packages VALUES ({n}, zeroblob({size}))" for n in range(1, rows + 1)),
+            "VACUUM",  # rewrites the rows in order: one leaf (page 2), then each row's chain
+        )
+    )
+    leaf = 1 * page
+    assert data[leaf] == 0x0D, "the table must fit one leaf page"
+    usable = page - data[20]
+    chains = []
+    for index in range(struct.unpack_from(">H", data, leaf + 3)[0]):
+        cell = leaf + struct.unpack_from(">H", data, leaf + 8 + 2 * index)[0]
+        payload, at = _varint(data, cell)
+        _rowid, at = _varint(data, at)
+        least = (usable - 12) * 32 // 255 - 23
+        local = least + (payload - least) % (usable - 4)
+        local = local if local <= usable - 35 else least
+        chains.append((at + local, -(-(payload - local) // (usable - 4))))
+    first = struct.unpack_from(">I", data, chains[0][0])[0]
+    pages = first - 1 + chains[0][1]
+    for at, _length in chains:
+        struct.pack_into(">I", data, at, first)
+    struct.pack_into(">I", data, 28, pages)
+    return bytes(data[: pages * page])
+
+
+def test_sqlite_blobs_cannot_add_up_past_the_file() -> None:
+    # Six cells, one 100 KB overflow chain: each cell's blob was read in full before, so the
+    # bytes read grew with the number of cells, not with the file.
+    data = shared_overflow_sqlite(6, 100_000)
+    assert len(data) < 2 * 100_000
+    with pytest.raises(PackageDbError, match="add up to 600000 bytes"):
+        read_packages(SQLITE, data)

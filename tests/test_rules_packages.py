@@ -8,8 +8,11 @@ import gzip
 from pathlib import Path
 
 import pytest
+from boltwriter import branch_chain
 from bootimages import FIXTURES, BootImage, bootable, failed, findings, passed
+from imagebuilder import LayerBuilder
 
+from ociboot.boot.pkgdb import luet as luet_reader
 from ociboot.boot.profiles import load_policy
 from ociboot.report import Outcome, Severity
 
@@ -125,6 +128,68 @@ def test_corrupt_luet_beside_a_good_database_still_decides(tmp_path: Path) -> No
     (bad,) = [f for f in results if f.outcome is Outcome.FAIL]
     assert bad.path == LUET and "past the end" in bad.message
     assert sum(f.outcome is Outcome.PASS for f in results) == 4
+
+
+def _deep_luet() -> BootImage:
+    """cOS without a distribution database, its luet.db a 3000-deep chain of branch pages."""
+    img = luet()
+    return img.file(LUET, branch_chain(3000, [{"name": "kernel", "category": "system", "version": "1"}]))
+
+
+def _names_unreadable_luet(report: object) -> None:
+    results = findings(report, "PKG-001")  # type: ignore[arg-type]
+    (bad,) = [f for f in results if f.outcome is Outcome.FAIL]
+    assert bad.path == LUET and "could not be read" in bad.message
+    assert not any(f.outcome is Outcome.PASS for f in results), results
+    assert [f.outcome for f in results if f.outcome is Outcome.ERROR] == [Outcome.ERROR] * 4
+
+
+def test_luet_deep_branch_chain_is_a_finding(tmp_path: Path) -> None:
+    report = _deep_luet().check(tmp_path, profile="cos")
+    _names_unreadable_luet(report)
+    (bad,) = [f for f in findings(report, "PKG-001") if f.outcome is Outcome.FAIL]
+    assert "deeper than" in bad.message
+
+
+def test_a_reader_that_crashes_still_names_its_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without its depth bound the reader meets Python's recursion limit: whatever a reader
+    # raises, the database is reported as unreadable and its roles stay undecided.
+    monkeypatch.setattr(luet_reader, "MAX_TREE_DEPTH", 1 << 20)
+    report = _deep_luet().check(tmp_path, profile="cos")
+    _names_unreadable_luet(report)
+    (bad,) = [f for f in findings(report, "PKG-001") if f.outcome is Outcome.FAIL]
+    assert "RecursionError" in bad.message
+
+
+class _Linked(BootImage):
+    """The image plus an upper layer holding `link` as a hard link to a file elsewhere."""
+
+    link: tuple[str, str] = ("", "")
+
+    def upper_layers(self) -> list[tuple[LayerBuilder, str]]:
+        path, target = self.link
+        top = LayerBuilder().file(target.lstrip("/"), (FIXTURES / "pkgdb" / "dpkg-status").read_bytes())
+        top.hardlink(path.lstrip("/"), target.lstrip("/"))
+        return [*super().upper_layers(), (top, "gzip")]
+
+
+@pytest.mark.parametrize("how", ["hardlink", "symlink"])
+def test_a_database_that_was_not_read_is_never_absent(tmp_path: Path, how: str) -> None:
+    # The database at a known location is a link to a file nobody analyzed: before, it simply was
+    # not there, and PKG-001 passed on file evidence.
+    if how == "hardlink":
+        img: BootImage = _Linked(paths=bootable("cos").drop(DPKG).paths)
+        img.link = (DPKG, "/opt/status")  # type: ignore[attr-defined]
+    else:
+        img = bootable("cos").drop(DPKG)
+        img.file("/opt/status", (FIXTURES / "pkgdb" / "dpkg-status").read_bytes()).link(DPKG, "/opt/status")
+    report = img.check(tmp_path, profile="cos")
+    results = findings(report, "PKG-001")
+    (bad,) = [f for f in results if f.outcome is Outcome.FAIL]
+    assert bad.path == DPKG and "not read" in bad.message, bad
+    assert not any(f.outcome is Outcome.PASS for f in results), results
 
 
 # --- PKG-002 -------------------------------------------------------------------------------------

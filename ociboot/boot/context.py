@@ -17,10 +17,11 @@ from typing import Any
 
 from ..fs.node import Kind, Node
 from ..fs.tree import FileTree, Resolution
+from ..layer import AnalysisFailed
 from ..spec import ImageConfig
 from .initrd import InitrdInfo
 from .kernel import KernelInfo
-from .pkgdb import Package
+from .pkgdb import PKGDB_PATHS, Package, is_pkgdb_path
 from .pkgdb.roles import Family, Role, roles_of
 from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
 
@@ -337,15 +338,48 @@ class CheckContext:
 
     @cached_property
     def packages(self) -> Packages:
-        # One per path: only the layer whose member is visible in the final tree counts.
-        dbs = [db for _, db in self._files_with_analysis(PackageDbResult)]
+        # One per path: only the layer whose member is visible in the final tree counts.  A
+        # reader that crashed (AnalysisFailed) leaves a database that could not be read: it is
+        # reported as such, never dropped (dropping it made the image look database-free).
+        dbs = [
+            db
+            if isinstance(db, PackageDbResult)
+            else PackageDbResult(path, error=f"reader failed: {db.error}")
+            for path, db in self._files_with_analysis((PackageDbResult, AnalysisFailed))
+            if isinstance(db, PackageDbResult) or is_pkgdb_path(path)
+        ]
+        dbs += self._unread_databases({db.path for db in dbs})
+        dbs.sort(key=lambda db: db.path)
         ids = {self.os_release.get("ID", ""), *self.os_release.get("ID_LIKE", "").split()}
         family = next((f for f, names in _FAMILIES if ids & names), None)
         if family is None and any(db.path.endswith("luet.db") for db in dbs):
             family = Family.LUET
         return Packages(tuple(dbs), family)
 
-    def _files_with_analysis(self, kind: type) -> list[tuple[str, Any]]:
+    def _unread_databases(self, read: set[str]) -> list[PackageDbResult]:
+        """Files at a database location in the final tree that no reader saw while the layers
+        streamed (a hard link or symlink to a file elsewhere, a sparse member): unreadable, never
+        absent.  A location that resolves to a database read under another name (Fedora's
+        /var/lib/rpm -> /usr/lib/sysimage/rpm) is that database, not another one."""
+        real = {self.tree.lookup(path).path for path in read}
+        out = []
+        for pattern in PKGDB_PATHS:
+            for path in self.tree.glob("/" + pattern):
+                res = self.tree.lookup(path)
+                if path in read or res.path in real or res.node is None or res.node.kind is not Kind.FILE:
+                    continue
+                real.add(res.path)
+                member = "/" + res.node.entry.path
+                if res.path != path:
+                    why = f"a symlink to {res.path}, which is not a database location"
+                elif member != path:
+                    why = f"a hard link to {member}, which is not a database location"
+                else:
+                    why = "its layer member was not analyzed (a sparse file)"
+                out.append(PackageDbResult(path, error=f"not read: {why}"))
+        return out
+
+    def _files_with_analysis(self, kind: type | tuple[type, ...]) -> list[tuple[str, Any]]:
         out = []
         for layer_index, layer in enumerate(self.tree.layers):
             for member, result in getattr(layer, "analyses", {}).items():

@@ -21,6 +21,11 @@ from enum import StrEnum
 
 from ociboot.errors import ContentError
 
+#: Records (packages, paragraphs, headers, rows, slots) one database may hold.  Real systems
+#: have a few thousand (Debian's whole archive is ~65,000 binary packages per architecture);
+#: the bound keeps a forged database of tiny records from costing more than its size in objects.
+MAX_RECORDS = 1 << 17
+
 
 class PackageDbError(ContentError):
     """A package database exists but its bytes are not what its format says."""
@@ -70,6 +75,12 @@ DPKG_PATHS: tuple[str, ...] = ("var/lib/dpkg/status", "var/lib/dpkg/status.d/*")
 APK_PATHS: tuple[str, ...] = ("lib/apk/db/installed", "usr/lib/apk/db/installed")
 LUET_PATHS: tuple[str, ...] = ("var/cache/luet/luet.db", "var/db/luet/luet.db")
 PKGDB_PATHS: tuple[str, ...] = RPM_PATHS + DPKG_PATHS + APK_PATHS + LUET_PATHS
+
+
+def is_pkgdb_path(path: str) -> bool:
+    """Whether `path` (image path or layer member) is a location a reader exists for."""
+    rel = path.lstrip("/")
+    return any(fnmatch.fnmatchcase(rel, pattern) for pattern in PKGDB_PATHS)
 
 
 def kind_of(path: str, data: bytes) -> DbKind | None:
@@ -130,11 +141,13 @@ __all__ = [
     "APK_PATHS",
     "DPKG_PATHS",
     "LUET_PATHS",
+    "MAX_RECORDS",
     "PKGDB_PATHS",
     "RPM_PATHS",
     "DbKind",
     "Package",
     "PackageDbError",
+    "is_pkgdb_path",
     "kind_of",
     "read_packages",
 ]

@@ -11,40 +11,71 @@ package into `status.d/<name>` without a Status field: being there means install
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ociboot.boot.pkgdb import Package, PackageDbError
+from ociboot.boot.pkgdb import MAX_RECORDS, Package, PackageDbError
 
-_FIELD = re.compile(r"([!-9;-~][!-9;-~]*):(.*)")
+# Work on the bytes with whole-line patterns, so that every byte is looked at a bounded number
+# of times at C speed and nothing per line is kept: a field continued over a million lines, or a
+# file of nothing but newlines, costs time and memory linear in its size.  Only the fields read
+# below are extracted; the rest are checked for shape and skipped.
+# Possessive quantifiers throughout: sre keeps a backtracking record per iteration of a plain
+# repeated group (2 GB for 16 MiB of newlines), none for a possessive one.
+_WHITESPACE = re.compile(rb"[ \t\r\n]*+")
+_BLANK_LINE = re.compile(rb"[ \t\r]*+\n")
+_CONTINUATION = rb"[ \t][ \t\r]*+[^ \t\r\n][^\n]*+\n"
+_PARAGRAPH = re.compile(rb"(?:[!-9;-~]++:[^\n]*+\n(?:" + _CONTINUATION + rb")*+)++")
+# The fields read here are single-line (deb822 "simple" fields): a continuation is refused
+# rather than folded, so no value is ever assembled from lines.
+_WANTED = re.compile(rb"^(package|status|version|architecture):([^\n]*+)\n([ \t])?", re.M | re.I)
 _EPOCH = re.compile(r"[0-9]+")
 
 
-def _paragraphs(path: str, text: str) -> list[tuple[int, dict[str, str]]]:
-    """(first line number, fields) per paragraph; field names are case-insensitive (deb822)."""
-    result: list[tuple[int, dict[str, str]]] = []
-    fields: dict[str, str] = {}
-    start = 0
-    last: str | None = None
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            if fields:
-                result.append((start, fields))
-            fields, last = {}, None
-            continue
-        if line[0] in " \t":
-            if last is None:
-                raise PackageDbError(path, f"line {number}: continuation line outside a field")
-            fields[last] += "\n" + line.strip()
-            continue
-        match = _FIELD.fullmatch(line)
-        if match is None:
-            raise PackageDbError(path, f"line {number}: not a `Field: value` line: {line[:60]!r}")
-        if not fields:
-            start = number
-        last = match.group(1).lower()
-        fields[last] = match.group(2).strip()
-    if fields:
-        result.append((start, fields))
-    return result
+def _skip_blank_lines(data: bytes, pos: int) -> int:
+    """The start of the first line at or after `pos` that is not blank (or the end)."""
+    end = _WHITESPACE.match(data, pos).end()  # type: ignore[union-attr]
+    if end == len(data):
+        return end
+    # Back to the start of the line that holds the first non-blank byte: a continuation line's
+    # leading blank belongs to it.
+    return data.rfind(b"\n", pos, end) + 1 or pos
+
+
+def _paragraphs(path: str, data: bytes) -> Iterator[tuple[int, dict[str, str]]]:
+    """(first line number, wanted fields) per paragraph; names are case-insensitive (deb822).
+    A field given twice is an error, as dpkg makes it."""
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    pos, line, counted = 0, 1, 0
+    for count in range(MAX_RECORDS + 1):
+        pos = _skip_blank_lines(data, pos)
+        if pos == len(data):
+            return
+        line += data.count(b"\n", counted, pos)
+        counted = pos
+        if count == MAX_RECORDS:
+            raise PackageDbError(path, f"more than {MAX_RECORDS} paragraphs")
+        found = _PARAGRAPH.match(data, pos)
+        end = found.end() if found else pos
+        if found is None or (end < len(data) and not _BLANK_LINE.match(data, end)):
+            bad = line + data.count(b"\n", pos, end)
+            text = data[end : data.find(b"\n", end)]
+            if found is None and text[:1] in (b" ", b"\t"):
+                raise PackageDbError(path, f"line {bad}: continuation line outside a field")
+            shown = text[:60].decode("utf-8", errors="replace")
+            raise PackageDbError(path, f"line {bad}: not a `Field: value` line: {shown!r}")
+        fields: dict[str, str] = {}
+        for match in _WANTED.finditer(data, pos, end):
+            name = match.group(1).lower().decode()
+            if name in fields:
+                raise PackageDbError(path, f"paragraph at line {line}: field {name!r} appears twice")
+            if match.group(3):
+                raise PackageDbError(
+                    path, f"paragraph at line {line}: field {name!r} is continued on more lines"
+                )
+            fields[name] = match.group(2).strip().decode("utf-8", errors="replace")
+        yield line, fields
+        pos = end
 
 
 def parse_version(text: str) -> tuple[int | None, str, str]:
@@ -68,10 +99,9 @@ def parse_version(text: str) -> tuple[int | None, str, str]:
 def read(path: str, data: bytes) -> list[Package]:
     if path.endswith(".md5sums"):
         return []
-    text = data.decode("utf-8", errors="replace")
     in_status_d = "/status.d/" in "/" + path.lstrip("/")
     packages = []
-    for line, fields in _paragraphs(path, text):
+    for line, fields in _paragraphs(path, data):
         name = fields.get("package")
         if not name:
             raise PackageDbError(path, f"paragraph at line {line} has no Package field")

@@ -35,6 +35,10 @@ META = 0x04
 BUCKET_LEAF = 0x01
 _META = struct.Struct("<IIIIQQQQQQ")
 _MAX_DEPTH = 32
+#: Branch levels above a leaf within one bucket.  bbolt keeps its B+tree balanced with pages of
+#: at least 1 KiB, so real trees are a handful of levels deep; a longer chain is forged, and
+#: following it would recurse without bound.
+MAX_TREE_DEPTH = 64
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 
@@ -117,9 +121,11 @@ class BoltFile:
                 raise PackageDbError(self.path, f"inline bucket page has flags {flags:#x}, expected a leaf")
             yield from self._leaf(inline, count, "inline bucket")
             return
-        yield from self._tree(root, depth)
+        yield from self._tree(root)
 
-    def _tree(self, pgid: int, depth: int) -> Iterator[tuple[bytes, bytes, bool]]:
+    def _tree(self, pgid: int, level: int = 0) -> Iterator[tuple[bytes, bytes, bool]]:
+        if level > MAX_TREE_DEPTH:
+            raise PackageDbError(self.path, f"page {pgid}: branch pages nest deeper than {MAX_TREE_DEPTH}")
         flags, count, raw = self.page(pgid)
         if flags == LEAF:
             yield from self._leaf(raw, count, f"page {pgid}")
@@ -129,7 +135,7 @@ class BoltFile:
                 if eo + ELEMENT > len(raw):
                     raise PackageDbError(self.path, f"page {pgid}: branch element {index} runs past the page")
                 child = struct.unpack_from("<Q", raw, eo + 8)[0]
-                yield from self._tree(child, depth + 1)
+                yield from self._tree(child, level + 1)
         else:
             raise PackageDbError(
                 self.path, f"page {pgid} has flags {flags:#x} where a branch or leaf belongs"
@@ -156,8 +162,10 @@ def _package(path: str, key: bytes, value: bytes) -> Package:
     where = f"Package record {key.hex()}"
     try:
         doc = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PackageDbError(path, f"{where} is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and integers past Python's digit limit;
+        # RecursionError, arrays nested deeper than the decoder's stack.
+        raise PackageDbError(path, f"{where} is not JSON: {type(exc).__name__}: {exc}") from None
     if not isinstance(doc, dict):
         raise PackageDbError(path, f"{where} is JSON {type(doc).__name__}, not an object")
     name, category, version = doc.get("name"), doc.get("category", ""), doc.get("version", "")

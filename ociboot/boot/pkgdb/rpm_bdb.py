@@ -11,13 +11,18 @@ A Berkeley DB hash database (libdb src/dbinc/db_page.h), laid out in pages of on
 - an item is H_KEYDATA (type 1, bytes inline) or H_OFFPAGE (type 3: pgno @4, total length @8)
   whose bytes fill a chain of overflow pages, each carrying hf_offset bytes after its header.
 rpm keys the table by header number (u32) and keeps its instance counter under key 0.
+
+Bound: every overflow page belongs to exactly one item, so a page reached twice (a chain that
+loops, or two items sharing a chain) is refused.  Items are therefore read from disjoint pages
+and the bytes read in total never exceed the file's size, whatever the keys point at.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
-from ociboot.boot.pkgdb import Package, PackageDbError
+from ociboot.boot.pkgdb import MAX_RECORDS, Package, PackageDbError
 from ociboot.boot.pkgdb.rpm_header import package_from_header
 
 _HASH_MAGIC = 0x061561
@@ -71,6 +76,7 @@ class _Db:
         self.page_size = page_size
         self.last_pgno = last_pgno
         self.overhead = _PAGE_HEADER + (_CHKSUM_SIZE if meta_flags & 1 else 0)
+        self.overflow_seen: set[int] = set()
 
     def page(self, pgno: int) -> tuple[bytes, int, int, int]:
         """(page bytes, next pgno, entries, hf_offset) of page `pgno`; type checked by callers."""
@@ -84,10 +90,12 @@ class _Db:
     def overflow(self, pgno: int, total: int, where: str) -> bytes:
         chunks: list[bytes] = []
         have = 0
-        seen: set[int] = set()
+        seen = self.overflow_seen
         while pgno:
             if pgno in seen:
-                raise PackageDbError(self.path, f"{where}: overflow chain loops at page {pgno}")
+                raise PackageDbError(
+                    self.path, f"{where}: overflow page {pgno} is reached twice (a chain loops or is shared)"
+                )
             seen.add(pgno)
             raw, next_pgno, _entries, length = self.page(pgno)
             if raw[25] != _P_OVERFLOW:
@@ -103,19 +111,16 @@ class _Db:
             raise PackageDbError(self.path, f"{where}: overflow chain holds {have} of {total} bytes")
         return b"".join(chunks)
 
-    def items(self, pgno: int) -> list[tuple[bytes, bytes]]:
+    def items(self, pgno: int) -> Iterator[tuple[bytes, bytes]]:
         raw, _next, entries, _hf = self.page(pgno)
         if entries % 2:
             raise PackageDbError(self.path, f"hash page {pgno} has an odd number of items ({entries})")
         if self.overhead + 2 * entries > self.page_size:
             raise PackageDbError(self.path, f"hash page {pgno} claims {entries} items, more than fit")
         offsets = struct.unpack_from(f"{self.order}{entries}H", raw, self.overhead)
-        result = []
         for i in range(0, entries, 2):
             key = self.item(raw, offsets, i, pgno)
-            value = self.item(raw, offsets, i + 1, pgno)
-            result.append((key, value))
-        return result
+            yield key, self.item(raw, offsets, i + 1, pgno)
 
     def item(self, raw: bytes, offsets: tuple[int, ...], index: int, pgno: int) -> bytes:
         start = offsets[index]
@@ -134,7 +139,7 @@ class _Db:
 
 def read(path: str, data: bytes) -> list[Package]:
     db = _Db(path, data)
-    packages = []
+    packages: list[Package] = []
     for pgno in range(1, db.last_pgno + 1):
         page_type = data[pgno * db.page_size + 25]
         if page_type not in (_P_HASH, _P_HASH_UNSORTED):
@@ -142,6 +147,8 @@ def read(path: str, data: bytes) -> list[Package]:
         for key, value in db.items(pgno):
             if key == b"\0\0\0\0":
                 continue
+            if len(packages) >= MAX_RECORDS:
+                raise PackageDbError(path, f"more than {MAX_RECORDS} headers")
             number = struct.unpack(db.order + "I", key)[0] if len(key) == 4 else key.hex()
             packages.append(package_from_header(value, path, f"header {number}"))
     return packages

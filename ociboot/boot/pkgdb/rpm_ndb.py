@@ -7,15 +7,18 @@ Layout (rpm lib/backend/ndb/rpmpkg.c), all integers little-endian:
 - blobs addressed in 16-byte blocks: head (`BlbS`, pkgidx, timestamp, bloblen), the rpm header,
   zero padding, tail (adler32 of everything before it, bloblen, `BlbE`).
 rpm itself refuses a slot whose blob lies inside the slot pages or past the end of the file and
-a blob whose block count or tail disagrees with its head; so do we.
+a blob whose block count or tail disagrees with its head; so do we.  rpm also refuses slots
+whose blobs overlap (rpmpkgReadSlots); so do we, which keeps the bytes read (and checksummed)
+within the file's size however many slots name the same blob.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from itertools import pairwise
 
-from ociboot.boot.pkgdb import Package, PackageDbError
+from ociboot.boot.pkgdb import MAX_RECORDS, Package, PackageDbError
 from ociboot.boot.pkgdb.rpm_header import package_from_header
 
 _DB_MAGIC = b"RpmP"
@@ -48,8 +51,8 @@ def read(path: str, data: bytes) -> list[Package]:
         raise PackageDbError(path, f"file of {len(data)} bytes is shorter than its {slot_pages} slot pages")
     if len(data) % _BLK:
         raise PackageDbError(path, f"file size {len(data)} is not a multiple of the {_BLK}-byte block")
-    packages = []
     first_blob_blk = slot_pages * _PAGE // _BLK
+    slots: list[tuple[int, int, int, int]] = []
     for offset in range(_HEADER_SIZE, slot_pages * _PAGE, _SLOT):
         magic = data[offset : offset + 4]
         if magic != _SLOT_MAGIC:
@@ -61,6 +64,17 @@ def read(path: str, data: bytes) -> list[Package]:
             raise PackageDbError(
                 path, f"slot at byte {offset} (pkgidx {pkgidx}, blocks {blkoff}+{blkcnt}) is out of bounds"
             )
+        if len(slots) >= MAX_RECORDS:
+            raise PackageDbError(path, f"more than {MAX_RECORDS} used slots")
+        slots.append((blkoff, blkcnt, pkgidx, offset))
+    by_place = sorted(slots)
+    for (blkoff, blkcnt, _idx, offset), (next_off, *_rest, next_offset) in pairwise(by_place):
+        if blkoff + blkcnt > next_off:
+            raise PackageDbError(
+                path, f"slots at bytes {offset} and {next_offset} claim overlapping blobs (blocks {next_off})"
+            )
+    packages = []
+    for blkoff, blkcnt, pkgidx, _offset in sorted(slots, key=lambda slot: slot[3]):
         blob = _blob(data, path, pkgidx, blkoff, blkcnt)
         packages.append(package_from_header(blob, path, f"pkgidx {pkgidx}"))
     return packages
