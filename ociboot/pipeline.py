@@ -23,7 +23,7 @@ from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
 from .image import ResolvedImage, resolve, resolve_all
 from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
-from .ref import ImageRef, Transport, parse_ref
+from .ref import ImageRef, Transport, parse_ref, redact
 from .report import Report, Severity
 from .sources import ImageSource, SourceOptions, open_source
 from .sources._store import sniff_path
@@ -45,8 +45,9 @@ def locate(text: str) -> ImageRef:
         return ImageRef(transport, path=text)
     if not text.startswith(_PREFIXES) and _looks_like_a_path(text):
         # A mistyped file name would otherwise be asked of Docker Hub as `library/<name>`.
+        shown = redact(text)
         raise ImageNotFound(
-            f"{text}: no such file or directory (for a registry image, write docker://{text})"
+            f"{shown}: no such file or directory (for a registry image, write docker://{shown})"
         )
     return parse_ref(text)
 

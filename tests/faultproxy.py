@@ -10,6 +10,9 @@ registry.  Faults are armed one at a time and fire once per arming:
     proxy.trickle_next("/blobs/", after=0)   forward `after` response bytes (head included), then
                                              one byte per `interval`: a registry that stalls
 
+`FaultProxy(target, trickle=0.05)` parses nothing: every connection is relayed as it is, the
+registry's bytes one per `trickle` seconds (a TLS registry that stalls in its handshake).
+
 Each proxied connection carries one request (the proxy rewrites `Connection: close`), so the
 request line tells which exchange a fault belongs to.  `requests` records (method, path, headers).
 """
@@ -37,9 +40,10 @@ class _Fault:
 
 
 class FaultProxy:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, trickle: float | None = None) -> None:
         host, _, port = target.rpartition(":")
         self.target = (host, int(port))
+        self.trickle = trickle
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
@@ -89,6 +93,9 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        if self.trickle is not None:
+            self._serve_trickling(client, self.trickle)
+            return
         with client:
             head, rest = _read_head(client)
             if head is None:
@@ -115,6 +122,15 @@ class FaultProxy:
                     self._trickle(upstream, client, fault.trickle_after, fault.interval)
                 else:
                     self._relay_response(upstream, client, fault.cut_after if fault else None)
+
+    def _serve_trickling(self, client: socket.socket, interval: float) -> None:
+        with (
+            client,
+            contextlib.suppress(OSError),
+            socket.create_connection(self.target, timeout=30) as upstream,
+        ):
+            threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+            self._trickle(upstream, client, 0, interval)
 
     def _trickle(self, upstream: socket.socket, client: socket.socket, after: int, interval: float) -> None:
         """The first `after` bytes of the response at once, then one byte per `interval` until the

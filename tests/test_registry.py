@@ -612,3 +612,30 @@ def test_a_registry_quoting_our_credentials_back_does_not_get_them_printed(
         assert base64.b64encode(b"alice:wonderland").decode() not in str(caught.value)
     finally:
         front.close()
+
+
+def test_a_tls_handshake_trickled_byte_by_byte_is_a_stall(tls_registry: RegistryServer) -> None:
+    # Each handshake read gets a byte before any socket timeout; the handshake as a whole may not.
+    slow = FaultProxy(tls_registry.host, trickle=0.05)  # the certificate alone takes a minute
+    try:
+        source = open_source(
+            slow.host, "x/tls", plain_http=False, cert_dir=str(tls_registry.cert_dir), **STALL
+        )
+        with pytest.raises(RegistryError, match=rf"x/tls:t: {slow.host} did not answer in 0\.5 s"):
+            source.get_manifest()
+    finally:
+        slow.close()
+
+
+def test_a_stall_behind_an_http_proxy_is_caught_too(
+    proxy: FaultProxy, images: Images, registry: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy relays absolute-form requests to the registry, which serves them: a forward proxy.
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
+    for _ in range(2):
+        proxy.trickle_next("/manifests/")
+    with pytest.raises(RegistryError, match=rf"{registry.host}/x/oci:t: manifest t .* stalled"):
+        open_source(registry.host, "x/oci", **STALL).get_manifest()
+    assert [p for _, p, _ in proxy.requests] == [f"http://{registry.host}/v2/x/oci/manifests/t"] * 2

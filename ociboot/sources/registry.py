@@ -150,18 +150,19 @@ class _Transfer:
         return max(min(self.budget.options.stall_seconds - self._waited, left), 0.001)
 
     def account(self, waited: float, moved: int) -> None:
+        # Each stall_bytes must arrive within stall_seconds of waiting after the previous ones: a
+        # registry that stops mid-stream is caught one window after its last bytes, not two.
         self._waited += waited
         self._moved += moved
         options = self.budget.options
-        if self._waited < options.stall_seconds:
-            return
-        if self._moved < options.stall_bytes:
+        if self._moved >= options.stall_bytes:
+            self._waited, self._moved = 0.0, 0
+        elif self._waited >= options.stall_seconds:
             self.failure = self.budget.stalled(
                 f"{self.what} stalled: {self._moved} bytes in {self._waited:.0f} s (less than "
                 f"{options.stall_bytes} bytes per {options.stall_seconds:g} s; see --stall-timeout)"
             )
             raise _Stalled()
-        self._waited, self._moved = 0.0, 0
 
 
 _ACTIVE = threading.local()  # .transfer: the exchange this thread's socket reads belong to
@@ -228,6 +229,8 @@ class _HTTPConnection(urllib3.connection.HTTPConnection):
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    # The TLS handshake reads below the metered reads, but CPython bounds a whole handshake by
+    # the socket timeout (the connect timeout: the stall window or what is left of the deadline).
     response_class = _MeteredResponse
 
 
@@ -237,6 +240,9 @@ class _HTTPPool(urllib3.HTTPConnectionPool):
 
 class _HTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
+
+
+_METERED_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class _MeteredSession(requests.Session):
@@ -261,7 +267,13 @@ class _Adapter(HTTPAdapter):
         if self._context is not None:
             kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = _METERED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools carry their own connection class
+            manager.pool_classes_by_scheme = _METERED_POOLS
+        return manager
 
 
 def is_loopback(host: str) -> bool:
@@ -508,9 +520,10 @@ class RegistrySource:
             reason = getattr(seen, "reason", None)  # urllib3 wraps the cause in MaxRetryError.reason
             seen = reason if isinstance(reason, BaseException) else seen.__cause__ or seen.__context__
         text = " ".join(str(e) for e in chain)
+        cause = _QUERY.sub("?***", self._scrub(str(chain[-1])))  # a redirect's URL may be pre-signed
         if isinstance(exc, requests.exceptions.SSLError):
             hint = "give the CA with --cert-dir or use --no-tls-verify"
-            return RegistryError(f"TLS error talking to {self.host}: {chain[-1]}; {hint}")
+            return RegistryError(f"TLS error talking to {self.host}: {cause}; {hint}")
         if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
             return RegistryError(f"cannot connect to {self.host}: connection refused")
         if any(isinstance(e, urllib3.exceptions.NameResolutionError) for e in chain):
@@ -521,7 +534,7 @@ class RegistrySource:
                 return self._budget.expired(f"connecting to {self.host}")
             window = self._budget.options.stall_seconds
             return self._budget.stalled(f"{self.host} did not answer in {window:g} s (see --stall-timeout)")
-        return RegistryError(f"connection to {self.host} failed: {chain[-1]}", temporary=True)
+        return RegistryError(f"connection to {self.host} failed: {cause}", temporary=True)
 
     def _status_error(self, response: requests.Response, what: str, transfer: _Transfer) -> Exception:
         status = response.status_code
@@ -735,6 +748,7 @@ def _error_codes(body: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return codes, messages
 
 
+_QUERY = re.compile(r"(?<=\S)\?[^\s'\")]+")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
