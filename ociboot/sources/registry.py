@@ -103,8 +103,8 @@ class _Budget:
 
     def expired(self, what: str) -> RegistryError:
         return RegistryError(
-            f"{self.image}: gave up on {what}: the image's network reads took longer than "
-            f"--timeout {self.options.timeout:g} s"
+            f"{self.image}: gave up on {what}: the image's registry transfers did not finish "
+            f"within --timeout {self.options.timeout:g} s"
         )
 
     def stalled(self, what: str) -> RegistryError:
