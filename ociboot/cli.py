@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -40,7 +41,7 @@ from .report import (
     render_text,
 )
 from .report import exit_code as report_exit_code
-from .sources import SourceOptions
+from .sources import SourceOptions, parse_duration
 from .spec import Platform
 from .textsafe import clean
 from .textsafe import escape as escape_text
@@ -93,6 +94,36 @@ TlsOpt = Annotated[
 ]
 CertDirOpt = Annotated[str | None, typer.Option("--cert-dir", help="directory with *.crt CAs, *.cert/*.key")]
 PlainHttpOpt = Annotated[bool, typer.Option("--plain-http", help="use http:// even for non-loopback hosts")]
+UsernameOpt = Annotated[
+    str | None, typer.Option("--username", help="registry user (with --password-stdin; not with --creds)")
+]
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--password", help="registry password (visible in the process list: prefer --password-stdin)"
+    ),
+]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="read the registry password from standard input")
+]
+TimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        help=f"give up on an image whose registry reads take longer, e.g. 90s, 2m "
+        f"(default {SourceOptions().timeout:g}s)",
+    ),
+]
+StallTimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stall-timeout",
+        help=f"a registry transfer that moves under {SourceOptions().stall_bytes} bytes in this long has "
+        f"stalled (default {SourceOptions().stall_seconds:g}s)",
+    ),
+]
+#: A password on stdin is a line, not a file: more than this is a mistake (a file piped by accident).
+MAX_STDIN_PASSWORD = 64 << 10
 CacheDirOpt = Annotated[
     str | None,
     typer.Option("--cache-dir", help="keep layer indexes in DIR (implies --cache)"),
@@ -133,6 +164,57 @@ def _options(
     return pipeline.Options(
         source=source, platform=wanted, progress=progress, cache=_open_cache(cache_dir, use_cache)
     )
+
+
+def _network(
+    options: pipeline.Options,
+    username: str | None,
+    password: str | None,
+    password_stdin: bool,
+    timeout: str | None,
+    stall_timeout: str | None,
+) -> pipeline.Options:
+    """`options` with the credential and time-limit flags that every image-reading command takes."""
+    limits: dict[str, Any] = {}
+    for name, hint, text in (
+        ("timeout", "--timeout", timeout),
+        ("stall_seconds", "--stall-timeout", stall_timeout),
+    ):
+        try:
+            if text is not None:
+                limits[name] = parse_duration(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
+    secret = _password(options.source.creds, username, password, password_stdin)
+    source = replace(options.source, username=username, password=secret, **limits)
+    return replace(options, source=source)
+
+
+def _password(creds: str | None, username: str | None, password: str | None, from_stdin: bool) -> str | None:
+    """--username's password; the combinations skopeo refuses are usage errors here too."""
+    if creds is not None and username is not None:
+        raise typer.BadParameter("--creds and --username cannot be used together", param_hint="--username")
+    if password is not None and from_stdin:
+        raise typer.BadParameter("give --password or --password-stdin, not both", param_hint="--password")
+    if username is None:
+        if password is not None or from_stdin:
+            raise typer.BadParameter("a password needs --username", param_hint="--username")
+        return None
+    if not from_stdin:
+        if password is None:
+            raise typer.BadParameter(
+                "--username needs --password-stdin (or --password)", param_hint="--username"
+            )
+        return password
+    text = sys.stdin.read(MAX_STDIN_PASSWORD + 1)
+    if len(text) > MAX_STDIN_PASSWORD:
+        raise typer.BadParameter(
+            f"over {MAX_STDIN_PASSWORD} characters on stdin", param_hint="--password-stdin"
+        )
+    text = text.removesuffix("\n").removesuffix("\r")  # `echo $PASS |` adds a newline
+    if not text:
+        raise typer.BadParameter("standard input held no password", param_hint="--password-stdin")
+    return text
 
 
 def _open_cache(cache_dir: str | None, use_cache: bool) -> LayerCache | None:
@@ -213,6 +295,11 @@ def inspect(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    username: UsernameOpt = None,
+    password: PasswordOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    timeout: TimeoutOpt = None,
+    stall_timeout: StallTimeoutOpt = None,
     cache_dir: CacheDirOpt = None,
     use_cache: CacheOpt = False,
 ) -> None:
@@ -220,6 +307,7 @@ def inspect(
     options = _options(
         platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
+    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         if raw:
             top = source.get_manifest()
@@ -248,6 +336,11 @@ def ls_(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    username: UsernameOpt = None,
+    password: PasswordOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    timeout: TimeoutOpt = None,
+    stall_timeout: StallTimeoutOpt = None,
     cache_dir: CacheDirOpt = None,
     use_cache: CacheOpt = False,
 ) -> None:
@@ -255,6 +348,7 @@ def ls_(
     options = _options(
         platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
+    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         rows = views.listing(loaded, path, recursive=recursive)
@@ -272,9 +366,15 @@ def cat(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    username: UsernameOpt = None,
+    password: PasswordOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    timeout: TimeoutOpt = None,
+    stall_timeout: StallTimeoutOpt = None,
 ) -> None:
     """Write a file's bytes, read from the layer that supplies it, after its digests verified."""
     options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
+    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         resolved = pipeline.open_image(source, options)
         loaded = pipeline.load_tree(
@@ -297,6 +397,11 @@ def stat(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    username: UsernameOpt = None,
+    password: PasswordOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    timeout: TimeoutOpt = None,
+    stall_timeout: StallTimeoutOpt = None,
     cache_dir: CacheDirOpt = None,
     use_cache: CacheOpt = False,
 ) -> None:
@@ -304,6 +409,7 @@ def stat(
     options = _options(
         platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
+    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.stat_data(loaded, path)
@@ -323,6 +429,11 @@ def layers(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    username: UsernameOpt = None,
+    password: PasswordOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    timeout: TimeoutOpt = None,
+    stall_timeout: StallTimeoutOpt = None,
     cache_dir: CacheDirOpt = None,
     use_cache: CacheOpt = False,
 ) -> None:
@@ -330,6 +441,7 @@ def layers(
     options = _options(
         platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
+    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         data = views.layers_data(loaded)
@@ -402,6 +514,11 @@ def check(
     tls_verify: TlsOpt = True,
     cert_dir: CertDirOpt = None,
     plain_http: PlainHttpOpt = False,
+    username: UsernameOpt = None,
+    password: PasswordOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    timeout: TimeoutOpt = None,
+    stall_timeout: StallTimeoutOpt = None,
     cache_dir: CacheDirOpt = None,
     use_cache: CacheOpt = False,
 ) -> None:
@@ -417,6 +534,7 @@ def check(
     options = _options(
         platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
     )
+    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     policy = Policy()
     try:
         if policy_file:

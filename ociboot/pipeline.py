@@ -23,7 +23,7 @@ from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
 from .image import EntryKind, IndexListing, ResolvedImage, resolve, resolve_all, resolve_index
 from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
-from .ref import ImageRef, Transport, parse_ref
+from .ref import ImageRef, Transport, parse_ref, redact
 from .report import Report, Severity, Skipped, Unreadable
 from .sources import ImageSource, SourceOptions, open_source
 from .sources._store import sniff_path
@@ -45,8 +45,9 @@ def locate(text: str) -> ImageRef:
         return ImageRef(transport, path=text)
     if not text.startswith(_PREFIXES) and _looks_like_a_path(text):
         # A mistyped file name would otherwise be asked of Docker Hub as `library/<name>`.
+        shown = redact(text)
         raise ImageNotFound(
-            f"{text}: no such file or directory (for a registry image, write docker://{text})"
+            f"{shown}: no such file or directory (for a registry image, write docker://{shown})"
         )
     return parse_ref(text)
 
@@ -222,6 +223,7 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
     MemoryError, RecursionError), becomes an Unreadable naming the image, so one image never
     takes down a batch and is never counted as a pass.
     """
+    shown = redact(text)  # a reference may carry user:pass@; it is never written out
     try:
         with opened(text, options) as source:
             skipped: tuple[Skipped, ...] = ()
@@ -239,10 +241,10 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
                 try:
                     reports.append(replace(check_image(image, policy, options), skipped=skipped))
                 except Exception as exc:  # one platform of an index: the others are still judged
-                    unreadable.append(Unreadable(text, _failure(exc), str(image.platform)))
-            return Checked(text, tuple(reports), tuple(unreadable))
+                    unreadable.append(Unreadable(shown, _failure(exc), str(image.platform)))
+            return Checked(shown, tuple(reports), tuple(unreadable))
     except Exception as exc:
-        return Checked(text, (), (Unreadable(text, _failure(exc)),))
+        return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
 
 
 def _not_images(listing: IndexListing) -> tuple[Skipped, ...]:

@@ -19,6 +19,9 @@ A docker-archive NAME:TAG is validated as a Docker name but kept as given: the s
 after normalisation.
 
 Invariant: parse_ref(str(r)) == r.  Sniffing an existing path lives in sources/ (it is I/O).
+
+A reference has no `user:password@` part, but users paste URLs that do: `redact` masks it in
+every message that quotes the text (and parse_ref refuses it without quoting the secret).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ _REF_NAME = re.compile(
     r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*"
 )
 _INDEX = re.compile(r"[0-9]+")
+# OCI image-spec descriptor.md digest grammar: what may follow a digest's `@`.
+_DIGEST_FORM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # Transports of containers/image that ociboot does not read: named so that `dir:x` is refused
 # clearly instead of being taken for a Docker Hub image `dir` with tag `x`.
 _OTHER_TRANSPORTS = frozenset({"dir", "docker-daemon", "containers-storage", "ostree", "sif", "tarball"})
@@ -116,12 +122,39 @@ class ImageRef:
         return text
 
 
+def redact(text: str) -> str:
+    """`text` with a URL-style userinfo masked: `docker://u:p@host/r` -> `docker://***@host/r`.
+
+    In a reference `@` only introduces a digest.  Any other `@` that is preceded by `user:pass`
+    or followed by `host/...` ends a userinfo; the last such one is where the secret ends.
+    File transports are left alone: a path may hold an `@`.
+    """
+    if text.startswith(tuple(f"{t.value}:" for t in Transport if t is not Transport.DOCKER)):
+        return text
+    scheme = _URL_SCHEME.match(text)
+    start = scheme.end() if scheme else 0
+    colon, slash = text.find(":", start), text.rfind("/")
+    end = -1
+    at = text.find("@", start)
+    while at >= 0:  # linear: a digest match stops at the next `@`
+        if (0 <= colon < at or slash > at) and not _DIGEST_FORM.fullmatch(text, at + 1):
+            end = at
+        at = text.find("@", at + 1)
+    return text if end < 0 else f"{text[:start]}***{text[end:]}"
+
+
 def parse_ref(text: str) -> ImageRef:
     """Parse a reference the way skopeo users write it; InvalidReference names the bad part."""
     if not isinstance(text, str):
         raise InvalidReference(f"invalid reference {text!r}: not a string")
     if not text.strip():
         raise _bad(text, "empty")
+    if redact(text) != text:
+        raise _bad(
+            text,
+            "a reference has no user:password@ part (credentials: --username with --password-stdin, "
+            "--creds or an authfile)",
+        )
     prefix, colon, rest = text.partition(":")
     if colon:
         for transport in Transport:
@@ -219,4 +252,4 @@ def _supported() -> str:
 
 
 def _bad(text: str, why: str) -> InvalidReference:
-    return InvalidReference(f'invalid reference "{text}": {why}')
+    return InvalidReference(f'invalid reference "{redact(text)}": {why}')

@@ -5,6 +5,13 @@ registry.  Faults are armed one at a time and fire once per arming:
 
     proxy.cut_next("/blobs/", after=1000)    forward the response head and 1000 body bytes, then drop
     proxy.fail_next(503, retry_after="1")    answer the next matching request itself, never forwarding
+    proxy.echo_auth_next("/manifests/")      answer the next matching request that carries
+                                             credentials with a 400 quoting its Authorization
+    proxy.trickle_next("/blobs/", after=0)   forward `after` response bytes (head included), then
+                                             one byte per `interval`: a registry that stalls
+
+`FaultProxy(target, trickle=0.05)` parses nothing: every connection is relayed as it is, the
+registry's bytes one per `trickle` seconds (a TLS registry that stalls in its handshake).
 
 Each proxied connection carries one request (the proxy rewrites `Connection: close`), so the
 request line tells which exchange a fault belongs to.  `requests` records (method, path, headers).
@@ -13,8 +20,10 @@ request line tells which exchange a fault belongs to.  `requests` records (metho
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -25,12 +34,16 @@ class _Fault:
     cut_after: int | None = None
     status: int | None = None
     retry_after: str | None = None
+    trickle_after: int | None = None
+    echo_auth: bool = False
+    interval: float = 0.05
 
 
 class FaultProxy:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, trickle: float | None = None) -> None:
         host, _, port = target.rpartition(":")
         self.target = (host, int(port))
+        self.trickle = trickle
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
@@ -45,6 +58,14 @@ class FaultProxy:
         with self._lock:
             self._faults.append(_Fault(path_contains, cut_after=after))
 
+    def echo_auth_next(self, path_contains: str) -> None:
+        with self._lock:
+            self._faults.append(_Fault(path_contains, status=400, echo_auth=True))
+
+    def trickle_next(self, path_contains: str, after: int = 0, interval: float = 0.05) -> None:
+        with self._lock:
+            self._faults.append(_Fault(path_contains, trickle_after=after, interval=interval))
+
     def fail_next(self, status: int, path_contains: str = "/v2/", retry_after: str | None = None) -> None:
         with self._lock:
             self._faults.append(_Fault(path_contains, status=status, retry_after=retry_after))
@@ -54,10 +75,10 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             self._listener.close()
 
-    def _take(self, path: str) -> _Fault | None:
+    def _take(self, path: str, headers: dict[str, str]) -> _Fault | None:
         with self._lock:
             for i, fault in enumerate(self._faults):
-                if fault.path_contains in path:
+                if fault.path_contains in path and (not fault.echo_auth or "Authorization" in headers):
                     return self._faults.pop(i)
         return None
 
@@ -72,6 +93,9 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        if self.trickle is not None:
+            self._serve_trickling(client, self.trickle)
+            return
         with client:
             head, rest = _read_head(client)
             if head is None:
@@ -80,9 +104,10 @@ class FaultProxy:
             method, path = [*lines[0].split(" "), "", ""][:2]
             headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
             self.requests.append((method, path, headers))
-            fault = self._take(path)
+            fault = self._take(path, headers)
             if fault is not None and fault.status is not None:
-                client.sendall(_status_response(fault.status, fault.retry_after))
+                echoed = headers["Authorization"] if fault.echo_auth else None
+                client.sendall(_status_response(fault.status, fault.retry_after, echoed))
                 return
             kept = [line for line in lines[1:] if line and not line.lower().startswith("connection:")]
             forwarded = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1")
@@ -93,7 +118,35 @@ class FaultProxy:
             with upstream:
                 upstream.sendall(forwarded + rest)
                 threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
-                self._relay_response(upstream, client, fault.cut_after if fault else None)
+                if fault is not None and fault.trickle_after is not None:
+                    self._trickle(upstream, client, fault.trickle_after, fault.interval)
+                else:
+                    self._relay_response(upstream, client, fault.cut_after if fault else None)
+
+    def _serve_trickling(self, client: socket.socket, interval: float) -> None:
+        with (
+            client,
+            contextlib.suppress(OSError),
+            socket.create_connection(self.target, timeout=30) as upstream,
+        ):
+            threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+            self._trickle(upstream, client, 0, interval)
+
+    def _trickle(self, upstream: socket.socket, client: socket.socket, after: int, interval: float) -> None:
+        """The first `after` bytes of the response at once, then one byte per `interval` until the
+        client gives up (or the response ends)."""
+        sent = 0
+        with contextlib.suppress(OSError):
+            while not self._closed and (chunk := upstream.recv(1 << 16)):
+                fast = max(after - sent, 0)
+                client.sendall(chunk[:fast])
+                sent += len(chunk[:fast])
+                for i in range(fast, len(chunk)):
+                    if self._closed:
+                        return
+                    time.sleep(interval)
+                    client.sendall(chunk[i : i + 1])
+                    sent += 1
 
     def _relay_response(self, upstream: socket.socket, client: socket.socket, cut_after: int | None) -> None:
         seen = b""
@@ -146,8 +199,11 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
             sink.sendall(chunk)
 
 
-def _status_response(status: int, retry_after: str | None) -> bytes:
+def _status_response(status: int, retry_after: str | None, echoed: str | None = None) -> bytes:
     body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected by faultproxy","detail":null}]}'
+    if echoed is not None:  # what a registry that quotes the request back would answer
+        message = f"bad request with Authorization: {echoed}"
+        body = json.dumps({"errors": [{"code": "DENIED", "message": message}]}).encode()
     lines = [
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         "Content-Type: application/json",

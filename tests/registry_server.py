@@ -6,6 +6,7 @@ Session fixtures, each a separate `docker-registry serve CONFIG` process with it
     basic_registry   htpasswd (bcrypt) auth, users in `.users`
     token_registry   bearer-token auth against `TokenService`, a real token endpoint in a thread
     tls_registry     HTTPS with a certificate from a throwaway CA (`.ca_file`, `.cert_dir`)
+    tls_token_registry  HTTPS, bearer-token auth against a plain-HTTP `TokenService` realm
 
 A registry's log goes to a file; the tail of every registry's log is attached to a failing test's
 report.  Nothing here imitates a registry: every answer comes from the real binary.
@@ -106,7 +107,9 @@ class TokenService:
 
     `grants[user][repository]` lists the actions a user may have; anonymous gets `anonymous`.
     `expire_next` makes the next N tokens already expired (past the registry's 60 s leeway).
-    `issued` records (user, scopes) of every token handed out.
+    `issued` records (user, scopes) of every token handed out; `seen` (method, path) of every request.
+    Hostile modes, each for the next answer only: `redirect_next` answers 307 to that URL;
+    `trickle_next` sends the answer one byte per 0.05 s.
     """
 
     directory: Path
@@ -118,6 +121,9 @@ class TokenService:
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     expire_next: int = 0
     issued: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    redirect_next: str | None = None
+    trickle_next: bool = False
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -178,11 +184,37 @@ class TokenService:
 
             def _reply(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
+                trickle, service.trickle_next = service.trickle_next, False
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                if not trickle:
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self._headers_buffer.append(b"\r\n")
+                raw = b"".join(self._headers_buffer) + data
+                self._headers_buffer = []
+                try:
+                    for i in range(len(raw)):
+                        time.sleep(0.05)
+                        self.wfile.write(raw[i : i + 1])
+                except OSError:
+                    self.close_connection = True
+
+            def _hostile(self) -> bool:
+                """Record the request; answer it with the armed redirect instead, if any."""
+                service.seen.append((self.command, self.path))
+                target, service.redirect_next = service.redirect_next, None
+                if target is None:
+                    return False
+                if self.command == "POST":
+                    self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(307)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
-                self.wfile.write(data)
+                return True
 
             def _basic_user(self) -> str | None:
                 header = self.headers.get("Authorization", "")
@@ -192,6 +224,8 @@ class TokenService:
                 return user if service.users.get(user) == password else None
 
             def do_GET(self) -> None:
+                if self._hostile():
+                    return
                 query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
                 user = self._basic_user()
                 if user is None:
@@ -202,6 +236,8 @@ class TokenService:
 
             def do_POST(self) -> None:
                 # OAuth2 (docker token spec, oauth.md): refresh_token or password grants.
+                if self._hostile():
+                    return
                 length = int(self.headers.get("Content-Length", "0"))
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 grant = form.get("grant_type", [""])[0]
@@ -343,9 +379,7 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    directory = tmp_path_factory.mktemp("token-registry")
+def _start_token_registry(name: str, directory: Path, http_extra: tuple[str, ...] = ()) -> RegistryServer:
     tokens = TokenService(directory)
     # alice may pull and push everywhere, bob only pulls under team/; anonymous only pulls public/open.
     tokens.grants = {"alice": {"*": ["pull", "push"]}, "bob": {"team/app": ["pull"], "team/lib": ["pull"]}}
@@ -360,18 +394,30 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
         f"    rootcertbundle: {tokens.cert_path}",
     ]
     try:
-        server = start_registry("token_registry", directory, auth=tuple(auth))
+        server = start_registry(
+            name, directory, http_extra=http_extra, auth=tuple(auth), ca_file=_ca_file(directory)
+        )
     except BaseException:
         tokens.stop()
         raise
     server.users, server.tokens = dict(USERS), tokens
+    return server
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    server = _start_token_registry("token_registry", tmp_path_factory.mktemp("token-registry"))
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    directory = tmp_path_factory.mktemp("tls-registry")
+def _ca_file(directory: Path) -> Path | None:
+    ca_file = directory / "certs.d" / "ca.crt"
+    return ca_file if ca_file.is_file() else None
+
+
+def _tls_config(directory: Path) -> tuple[str, ...]:
+    """A throwaway CA in `directory/certs.d/ca.crt` and the `tls:` lines of a server it signed."""
     ca_key, server_key = _rsa(), _rsa()
     ca_cert = _certificate("ociboot test CA", ca_key, None, ca=True)
     cert = _certificate("127.0.0.1", server_key, ("ociboot test CA", ca_key), ca=False)
@@ -381,9 +427,24 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryS
     ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (directory / "server.key").write_bytes(_pem_key(server_key))
-    tls = ["  tls:", f"    certificate: {directory / 'server.pem'}", f"    key: {directory / 'server.key'}"]
-    server = start_registry("tls_registry", directory, http_extra=tuple(tls), ca_file=ca_file)
-    server.cert_dir = cert_dir
+    return ("  tls:", f"    certificate: {directory / 'server.pem'}", f"    key: {directory / 'server.key'}")
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    directory = tmp_path_factory.mktemp("tls-registry")
+    tls = _tls_config(directory)
+    server = start_registry("tls_registry", directory, http_extra=tls, ca_file=_ca_file(directory))
+    server.cert_dir = directory / "certs.d"
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    directory = tmp_path_factory.mktemp("tls-token-registry")
+    server = _start_token_registry("tls_token_registry", directory, _tls_config(directory))
+    server.cert_dir = directory / "certs.d"
     yield server
     server.stop()
 

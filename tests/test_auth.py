@@ -70,6 +70,15 @@ def test_parse_creds() -> None:
 
 def test_password_not_in_repr() -> None:
     assert "hunter2" not in repr(Credentials("alice", "hunter2", "tok"))
+    options = SourceOptions(creds="alice:hunter2", username="bob", password="hunter3")
+    assert "hunter" not in repr(options)
+
+
+def test_username_and_password_options() -> None:
+    found = find_credentials("quay.example", SourceOptions(username="al:ice", password="pa:ss"), "x")
+    assert found == Credentials("al:ice", "pa:ss", source="--username")
+    with pytest.raises(AuthenticationError, match="--username 'al' needs --password"):
+        find_credentials("quay.example", SourceOptions(username="al"), "x")
 
 
 def test_parse_challenge() -> None:
@@ -238,15 +247,18 @@ def test_cred_helper_not_found_message_means_none(home: Path, monkeypatch: pytes
 
 
 def test_cred_helper_failure_and_missing_helper(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    helper(home / "bin", "broken", "echo 'keychain locked' >&2; exit 1", monkeypatch)
+    # A helper that dies half-way may have printed the secret: its name and status are all we say.
+    body = 'echo \'{"Username":"u","Secret":"hunter2"\'; echo "token hunter3 locked" >&2; exit 7'
+    helper(home / "bin", "broken", body, monkeypatch)
     write_json(
         home / ".docker" / "config.json",
         {"credHelpers": {"quay.example": "broken", "other.example": "absent"}},
     )
     with pytest.raises(
-        AuthenticationError, match=r"docker-credential-broken failed for quay\.example: keychain locked"
-    ):
+        AuthenticationError, match=r"docker-credential-broken failed for quay\.example \(exit status 7"
+    ) as caught:
         find_credentials("quay.example", SourceOptions(), "x")
+    assert "hunter" not in str(caught.value)
     with pytest.raises(AuthenticationError, match="docker-credential-absent is not installed"):
         find_credentials("other.example", SourceOptions(), "x")
 

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from faultproxy import FaultProxy
 from imagebuilder import ImageBuilder, LayerBuilder, write_oci_archive
+from registry_push import Pusher
+from registry_server import RegistryServer
 from typer.testing import CliRunner
 
 from ociboot.cli import app
@@ -131,3 +134,82 @@ def test_a_missing_file_is_not_asked_of_docker_hub(tmp_path: Path) -> None:
     assert code == 3 and "no such file or directory" in err and "docker.io" not in err
     code, _, err = run("ls", "image.tar")
     assert code == 3 and "image.tar: no such file or directory" in err
+
+
+# --- registry options: credentials and time limits -------------------------------------------
+
+IMAGE_COMMANDS = [["inspect"], ["ls"], ["cat", "/etc/os-release"], ["stat", "/etc"], ["layers"], ["check"]]
+
+
+@pytest.fixture(scope="module")
+def basic_ref(basic_registry: RegistryServer) -> str:
+    image = ImageBuilder().add_layer(LayerBuilder().file("etc/os-release", "ID=test\n"), "gzip").build()
+    Pusher(basic_registry.url, "alice", "wonderland").push("cli/creds", image, "t")
+    return f"docker://{basic_registry.host}/cli/creds:t"
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("command", IMAGE_COMMANDS)
+def test_every_image_command_takes_the_password_on_stdin(basic_ref: str, command: list[str]) -> None:
+    name, *rest = command
+    args = [name, basic_ref, *rest, "--username", "alice", "--password-stdin", "--timeout", "2m"]
+    result = runner.invoke(app, args, input="wonderland\n")
+    assert result.exit_code in ((0, 1) if name == "check" else (0,)), result.stderr  # check: a verdict
+    result = runner.invoke(app, args, input="wrong\n")
+    assert result.exit_code == 3 and "credentials from --username were refused" in result.stderr
+
+
+@pytest.mark.parametrize("command", IMAGE_COMMANDS)
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (
+            ["--creds", "a:b", "--username", "a", "--password", "b"],
+            "--creds and --username cannot be used together",
+        ),
+        (["--password-stdin"], "a password needs --username"),
+        (["--username", "a"], "--username needs --password-stdin"),
+        (["--username", "a", "--password", "b", "--password-stdin"], "not both"),
+        (["--timeout", "soon"], "not a duration: 'soon'"),
+        (["--stall-timeout", "0s"], "not a duration: '0s'"),
+    ],
+)
+def test_credential_and_limit_misuse_is_a_usage_error(
+    command: list[str], flags: list[str], needle: str
+) -> None:
+    name, *rest = command
+    result = runner.invoke(app, [name, "docker://127.0.0.1:9/x/y", *rest, *flags], input="pw\n")
+    assert result.exit_code == 2 and needle in result.stderr
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("command", [["inspect"], ["check"]])
+def test_a_stalled_registry_is_one_error_line_and_exit_3(
+    registry: RegistryServer, command: list[str]
+) -> None:
+    image = ImageBuilder().add_layer(LayerBuilder().file("etc/os-release", "ID=test\n"), "gzip").build()
+    Pusher(registry.url).push("cli/stall", image, "t")
+    proxy = FaultProxy(registry.host)
+    try:
+        for _ in range(2):  # a stall is retried once
+            proxy.trickle_next("/manifests/")
+        ref = f"docker://{proxy.host}/cli/stall:t"
+        code, _, err = run(*command, ref, "--stall-timeout", "500ms")
+    finally:
+        proxy.close()
+    assert code == 3 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{proxy.host}/cli/stall:t: manifest t of {proxy.host}/cli/stall from {proxy.host} stalled" in err
+
+
+def test_a_reference_with_a_password_is_never_echoed() -> None:
+    for text in (
+        "docker://alice:hunter2@127.0.0.1:9/x/y",
+        "alice:hunter2@127.0.0.1:9/x/y",
+        "alice:hunter2@h/x/y.tar",
+    ):
+        code, out, err = run("inspect", text)
+        assert code == 3 and "hunter2" not in out + err and "***@" in err
+    # check names an unreadable image in its report too, in every format
+    for fmt in ("text", "json", "sarif", "junit"):
+        code, out, err = run("check", "-f", fmt, "docker://alice:hunter2@127.0.0.1:9/x/y")
+        assert code == 3 and "hunter2" not in out + err and "***@" in out

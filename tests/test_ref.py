@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ociboot.digest import Digest
 from ociboot.errors import InvalidReference
-from ociboot.ref import ImageRef, Transport, parse_ref
+from ociboot.ref import ImageRef, Transport, parse_ref, redact
 
 D = "sha256:" + "ab" * 32
 DIGEST = Digest.parse(D)
@@ -218,3 +218,26 @@ def test_round_trip(text: str) -> None:
 def test_bare_and_docker_scheme_agree(text: str) -> None:
     bare = text.removeprefix("docker://")
     assert parse_ref(bare) == parse_ref("docker://" + bare)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("docker://alice:hunter2@quay.example/os/image:v1", "docker://***@quay.example/os/image:v1"),
+        ("alice:hunter2@quay.example/os/image", "***@quay.example/os/image"),
+        ("https://alice:hunter2@quay.example/v2/", "https://***@quay.example/v2/"),
+        ("docker://alice:p@ss/w0rd@quay.example/os", "docker://***@quay.example/os"),
+        (f"docker://a:hunter2@quay.example/os@{D}", f"docker://***@quay.example/os@{D}"),
+        # Not a userinfo: left as written.
+        (f"quay.example/os@{D}", f"quay.example/os@{D}"),
+        ("alpine@latest", "alpine@latest"),
+        ("oci:/srv/a:b@c/layout:ref", "oci:/srv/a:b@c/layout:ref"),
+    ],
+)
+def test_redact_masks_userinfo(text: str, shown: str) -> None:
+    assert redact(text) == shown
+    if shown != text:
+        with pytest.raises(InvalidReference) as caught:
+            parse_ref(text)
+        assert "hunter2" not in str(caught.value) and "p@ss" not in str(caught.value)
+        assert str(caught.value).startswith(f'invalid reference "{shown}": a reference has no user:password@')

@@ -7,8 +7,9 @@ by digest, and any blob as a stream.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Protocol
 
 from ..digest import Digest
@@ -33,15 +34,39 @@ class RawManifest:
 
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
-    """Transport settings a user can give (skopeo's flags of the same names)."""
+    """Transport settings a user can give (skopeo's flags of the same names).
 
-    creds: str | None = None  # USER[:PASS]
+    The network bounds of one image live here and only here (docs: README "Registries"):
+    `timeout` is the wall-clock deadline for all of an image's network reads (manifests,
+    config, blobs, tokens, retries and resumes), counted from opening its source; a transfer
+    that moves fewer than `stall_bytes` in `stall_seconds` of waiting has stalled.
+    """
+
+    creds: str | None = field(default=None, repr=False)  # USER[:PASS]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
     authfile: str | None = None
     tls_verify: bool = True
     cert_dir: str | None = None
     plain_http: bool | None = None  # None: plain HTTP only for loopback hosts
-    timeout: float = 30.0
+    # Ten minutes moves a multi-GiB image on an ordinary link; a stall is caught long before.
+    timeout: float = 600.0
+    stall_seconds: float = 30.0
+    stall_bytes: int = 1024
     retries: int = 3
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `90s`, `2m`, `1h`, `500ms` or a bare number of seconds; always positive."""
+    match = _DURATION.fullmatch(text.strip())
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
+    if seconds <= 0:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 2m, 1h)")
+    return seconds
 
 
 class ImageSource(Protocol):

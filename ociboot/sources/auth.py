@@ -1,6 +1,7 @@
 """Registry credentials: where they come from, in the order skopeo and docker look.
 
     --creds USER:PASS                      (we never prompt: a missing password is an error)
+    --username USER with --password-stdin  (or --password, as skopeo spells them)
     --authfile FILE                        (only that file, as skopeo does)
     $REGISTRY_AUTH_FILE
     ${XDG_RUNTIME_DIR}/containers/auth.json
@@ -173,12 +174,16 @@ def run_helper(name: str, server: str) -> Credentials | None:
         ) from None
     except OSError as exc:
         raise AuthenticationError(f"credential helper {program} could not run: {exc}") from None
-    message = (done.stdout or done.stderr).decode(errors="replace").strip()
     if done.returncode != 0:
-        # The protocol's way of saying "nothing stored for this server" is this message.
+        # The protocol's way of saying "nothing stored for this server" is this message.  Whatever
+        # else a helper prints may hold the secret (a half-written answer): it is never echoed.
+        message = (done.stdout or done.stderr).decode(errors="replace").strip()
         if "credentials not found" in message.lower():
             return None
-        raise AuthenticationError(f"credential helper {program} failed for {server}: {message[:200]}")
+        raise AuthenticationError(
+            f"credential helper {program} failed for {server} (exit status {done.returncode}; "
+            f"run `echo {server} | {program} get` to see its message)"
+        )
     try:
         payload = json.loads(done.stdout)
         user, secret = str(payload["Username"]), str(payload["Secret"])
@@ -214,6 +219,10 @@ def find_credentials(registry: str, options: SourceOptions, repository: str = ""
     """Credentials for `registry` (as the user wrote it, e.g. docker.io) and `repository`, or None."""
     if options.creds is not None:
         return parse_creds(options.creds)
+    if options.username is not None:
+        if options.password is None:
+            raise AuthenticationError(f"--username {options.username!r} needs --password or --password-stdin")
+        return Credentials(options.username, options.password, source="--username")
     for path in _auth_files(options):
         config = _load(path)
         if config is None:
