@@ -1,0 +1,47 @@
+"""Hostile image structure through the CLI: one line, its exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imagebuilder import (
+    OCI_INDEX,
+    Blob,
+    BuiltImage,
+    BuiltIndex,
+    ImageBuilder,
+    LayerBuilder,
+    build_index,
+    canonical_json,
+    write_oci_layout,
+)
+from typer.testing import CliRunner
+
+from ociboot.cli import app
+from ociboot.spec import MAX_DESCRIPTORS
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def repeated(child: BuiltImage | BuiltIndex, times: int) -> BuiltIndex:
+    index = build_index([child])
+    obj = json.loads(index.manifest.data)
+    obj["manifests"] = obj["manifests"] * times
+    return BuiltIndex(Blob(OCI_INDEX, canonical_json(obj)), [child])
+
+
+def test_index_bomb_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    # The issue's layout: the same nested index listed thousands of times at two levels.
+    image = ImageBuilder().add_layer(LayerBuilder().file("f", b"x")).build()
+    bomb = repeated(repeated(image, MAX_DESCRIPTORS + 1), MAX_DESCRIPTORS + 1)
+    layout = write_oci_layout(tmp_path / "bomb", {"v1": bomb})
+    code, out, err = run("inspect", f"oci:{layout}:v1", "--no-sizes")
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and f"over the cap of {MAX_DESCRIPTORS}" in err
