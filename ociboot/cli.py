@@ -30,6 +30,7 @@ from . import __version__, pipeline, views
 from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
+from .mediatypes import unreadable_layer
 from .report import Report, render_json, render_junit, render_sarif, render_text
 from .report import exit_code as report_exit_code
 from .sources import SourceOptions
@@ -208,7 +209,9 @@ def inspect(
         if config:
             sys.stdout.buffer.write(resolved.config_raw)
             return
-        layers = pipeline.index_layers(resolved, None, options) if sizes else None
+        # A layer ociboot cannot read (unknown or encrypted type) has no uncompressed size.
+        readable = all(unreadable_layer(ref.descriptor.media_type) is None for ref in resolved.layers)
+        layers = pipeline.index_layers(resolved, None, options) if sizes and readable else None
         data = views.inspect_data(resolved, layers)
         _emit(fmt, data, lambda: views.inspect_text(data))
 

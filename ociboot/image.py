@@ -22,7 +22,15 @@ from enum import StrEnum
 
 from .digest import Digest, VerifyingReader
 from .errors import DigestMismatch, InvalidManifest, NoMatchingPlatform, UnsupportedMediaType
-from .mediatypes import CONFIG_TYPES, MediaType, is_encrypted, is_index, is_layer, is_manifest
+from .mediatypes import (
+    CONFIG_TYPES,
+    MediaType,
+    is_encrypted,
+    is_index,
+    is_layer,
+    is_manifest,
+    unreadable_layer,
+)
 from .ref import ImageRef
 from .sources import ImageSource, RawManifest
 from .spec import (
@@ -325,17 +333,20 @@ class _Resolver:
             raise UnsupportedMediaType(
                 f"{what} is an artifact (config type {config_type}{kind}), not a container image"
             )
+        unknown = [(i, d) for i, d in enumerate(manifest.layers) if not is_layer(d.media_type)]
+        if unknown and len(unknown) == len(manifest.layers) and not is_encrypted(unknown[0][1].media_type):
+            # No layer at all is a layer: an artifact under an image config type, not an image.
+            i, layer = unknown[0]
+            raise UnsupportedMediaType(
+                f"{what}: layer {i} ({layer.digest}) has unsupported media type {layer.media_type!r}"
+            )
         notes = []
         for i, layer in enumerate(manifest.layers):
-            if is_encrypted(layer.media_type):
-                raise UnsupportedMediaType(
-                    f"{what}: layer {i} ({layer.digest}) is encrypted ({layer.media_type}); "
-                    "ociboot does not decrypt layers"
-                )
-            if not is_layer(layer.media_type):
-                raise UnsupportedMediaType(
-                    f"{what}: layer {i} ({layer.digest}) has unsupported media type {layer.media_type!r}"
-                )
+            # Only what reads a layer needs its type: inspect shows the image whatever its
+            # layers are, and index_layer refuses the layer when a command must read it.
+            problem = unreadable_layer(layer.media_type)
+            if problem is not None:
+                notes.append(f"layer {i} ({layer.digest}) has media type {layer.media_type!r}: {problem}")
             if layer.media_type in _FOREIGN_TYPES:
                 where = f" from {', '.join(layer.urls)}" if layer.urls else ""
                 notes.append(f"layer {i} ({layer.digest}) is a foreign/non-distributable layer{where}")

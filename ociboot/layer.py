@@ -48,7 +48,7 @@ from .compression import Compression, PeekableReader, Readable, open_decompresse
 from .digest import Digest, VerifyingReader
 from .errors import DigestMismatch, LayerError, TruncatedLayer, UnsafePath, UnsupportedMediaType
 from .fs.node import NO_XATTRS, Entry, Kind, make_entry
-from .mediatypes import is_encrypted, layer_compression
+from .mediatypes import layer_compression, unreadable_layer
 from .sources import ImageSource
 from .spec import Descriptor
 
@@ -237,10 +237,10 @@ def index_layer(
 ) -> LayerIndex:
     """Stream one layer blob, verifying its digest, size and diff_id, and index its tar."""
     digest, media_type = descriptor.digest, descriptor.media_type
+    problem = unreadable_layer(media_type)
     declared = layer_compression(media_type)
-    if is_encrypted(media_type) or declared is None:
-        kind = "an encrypted layer" if is_encrypted(media_type) else "not a layer type ociboot reads"
-        raise UnsupportedMediaType(f"layer {digest} has media type {media_type!r}: {kind}")
+    if problem is not None or declared is None:
+        raise UnsupportedMediaType(f"layer {digest} has media type {media_type!r}: {problem}")
     raw = source.open_blob(descriptor)
     try:
         blob = VerifyingReader(raw, digest, what=f"layer {digest}", size=descriptor.size)

@@ -45,3 +45,24 @@ def test_index_bomb_is_one_line_and_exit_3(tmp_path: Path) -> None:
     code, out, err = run("inspect", f"oci:{layout}:v1", "--no-sizes")
     assert code == 3 and out == ""
     assert err.count("\n") == 1 and f"over the cap of {MAX_DESCRIPTORS}" in err
+
+
+def test_inspect_shows_an_image_with_an_unknown_layer_type_that_ls_refuses(tmp_path: Path) -> None:
+    unknown = "application/vnd.example.blob"
+    image = (
+        ImageBuilder()
+        .add_layer(LayerBuilder().file("etc/os-release", "ID=test\n"))
+        .add_layer(LayerBuilder().file("blob", b"x"), media_type=unknown)
+        .build()
+    )
+    ref = f"oci:{write_oci_layout(tmp_path / 'layout', {'v1': image})}:v1"
+    code, out, _ = run("inspect", ref, "--format", "json")
+    assert code == 0
+    assert [layer["mediaType"] for layer in json.loads(out)["layers"]][1] == unknown
+    code, out, _ = run("inspect", ref)
+    assert code == 0 and unknown in out
+    code, out, err = run("ls", ref)
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and f"media type {unknown!r}: not a layer type ociboot reads" in err
+    code, _, err = run("check", ref, "--format", "json")
+    assert code == 3 and unknown in err  # never a pass for an image with a layer no one read
