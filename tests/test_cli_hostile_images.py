@@ -66,3 +66,14 @@ def test_inspect_shows_an_image_with_an_unknown_layer_type_that_ls_refuses(tmp_p
     assert err.count("\n") == 1 and f"media type {unknown!r}: not a layer type ociboot reads" in err
     code, _, err = run("check", ref, "--format", "json")
     assert code == 3 and unknown in err  # never a pass for an image with a layer no one read
+
+
+def test_stat_of_a_hardlink_before_its_target_shows_the_target(tmp_path: Path) -> None:
+    layer = LayerBuilder().hardlink("bin/link", "bin/real").file("bin/real", b"0123456789")
+    image = ImageBuilder().add_layer(layer).build()
+    ref = f"oci:{write_oci_layout(tmp_path / 'layout', {'v1': image})}:v1"
+    code, out, _ = run("stat", ref, "/bin/link", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["size"] == 10
+    code, out, _ = run("cat", ref, "/bin/link")
+    assert code == 0 and out == "0123456789"
