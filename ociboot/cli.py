@@ -124,13 +124,19 @@ def _open_cache(cache_dir: str | None, use_cache: bool) -> LayerCache | None:
     from .boot.kernel import KernelInfo
     from .boot.scan import PackageDbResult
 
-    return LayerCache(
+    cache = LayerCache(
         cache_dir or default_cache_dir(),
         # What the check analyzers return (boot/scan.py): the only classes a cache file may name.
         analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
         salt=__version__,
         warn=lambda message: err.print(f"ociboot: warning: {message}", markup=False),
     )
+    try:
+        cache.verify()  # before any image is read: an unsafe cache is the user's setup (exit 2)
+    except OcibootError as exc:
+        err.print(f"ociboot: error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code) from None
+    return cache
 
 
 _live: Progress | None = None
