@@ -517,11 +517,39 @@ _POSIX_MAGIC = b"ustar\x0000"
 _XATTR = b"SCHILY.xattr."
 
 
+#: The pax keywords a member's entry is made of (besides its own SCHILY.xattr.* records).
+_KEYWORDS = (
+    b"path",
+    b"linkpath",
+    b"size",
+    b"uid",
+    b"gid",
+    b"mtime",
+    b"uname",
+    b"gname",
+    b"GNU.sparse.realsize",
+    b"GNU.sparse.size",
+    b"GNU.sparse.name",
+)
+
+
+_KEYWORD_SET = frozenset(_KEYWORDS)
+
+
 def _effective(global_pax: dict[bytes, bytes], pax: dict[bytes, bytes]) -> dict[bytes, bytes]:
     # An empty value undefines a keyword, so the ustar field applies again (POSIX pax
     # "Extended Header Keywords"); xattrs are the exception: an empty xattr value is a value.
-    merged = {**global_pax, **pax}
-    return {k: v for k, v in merged.items() if v or k.startswith(_XATTR)}
+    # Only the keywords read are looked up, so a member costs its own records whatever the
+    # global ones hold (merging them all made a layer quadratic: members x global records).
+    merged = {}
+    for key in _KEYWORDS:
+        value = pax[key] if key in pax else global_pax.get(key)
+        if value:
+            merged[key] = value
+    for key, value in pax.items():
+        if key.startswith(_XATTR):
+            merged[key] = value
+    return merged
 
 
 def normalize_path(raw: str, where: str) -> str:
@@ -553,7 +581,8 @@ class _Walker:
         self.captured: dict[str, bytes] = {}
         self.complete: set[str] = set()
         self.notes: list[str] = []
-        self.global_pax: dict[bytes, bytes] = {}
+        self.global_pax: dict[bytes, bytes] = {}  # only _KEYWORDS
+        self.global_xattrs_noted = False
         self.pax: dict[bytes, bytes] = {}
         self.long_name: bytes | None = None
         self.long_link: bytes | None = None
@@ -728,7 +757,13 @@ class _Walker:
         if typeflag == b"x":
             self.pax.update(self._pax_records(data, start))
         elif typeflag == b"g":
-            self.global_pax.update(self._pax_records(data, start))
+            records = self._pax_records(data, start)
+            # Global xattrs would be copied into every later entry, and no archiver writes them
+            # (containerd and moby ignore global headers altogether): dropped, with a note.
+            if any(key.startswith(_XATTR) for key in records) and not self.global_xattrs_noted:
+                self.global_xattrs_noted = True
+                self.notes.append(f"xattrs in a global pax header at offset {start} ignored")
+            self.global_pax.update((k, v) for k, v in records.items() if k in _KEYWORD_SET)
         elif typeflag == b"L":
             self.long_name = _cstr(data)
         else:
