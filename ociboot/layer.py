@@ -57,6 +57,12 @@ _ZERO_BLOCK = bytes(BLOCK)
 #: pax records and GNU long names are read into memory: cap them (a path is at most PATH_MAX
 #: 4096 bytes on Linux, an xattr value 64 KiB).
 MAX_META_BYTES = 1 << 20
+#: What one layer's index may hold in memory: entries (about _ENTRY_BYTES each plus their
+#: names and xattrs) and bytes captured under a cap.  Real layers need tens of MB; a hostile one compresses
+#: millions of 4 KiB names or 1 MiB captures of zeros into a few MB of blob.  Past it the layer
+#: is refused (LayerError), never indexed in part.
+MAX_INDEX_BYTES = 512 << 20
+_ENTRY_BYTES = 256
 # Read-ahead: chunks of 1 MiB (oras and isal both do best with large reads, field-notes), four
 # queued: a few MiB of memory whatever the layer size.
 _CHUNK = 1 << 20
@@ -589,6 +595,14 @@ class _Walker:
         self.last = ""  # last member name, for messages
         self.owner_names: dict[bytes, str] = {}
         self.numbers: dict[bytes, Any] = {}  # raw header field(s) -> parsed value(s)
+        self.held = 0  # bytes the index holds so far, against budget
+        self.budget = MAX_INDEX_BYTES
+
+    def _over_budget(self) -> None:
+        raise LayerError(
+            f"{self.name}: its index would hold more than {self.budget} bytes (entries, names, "
+            f"xattrs, captured files) at member {self.last!r}; refused as hostile"
+        )
 
     def fail(self, message: str, *, named: bool = False) -> TruncatedLayer:
         after = f" (after member {self.last!r})" if self.last and not named else ""
@@ -749,6 +763,11 @@ class _Walker:
             self.blocks.offset,
         )
         self.entries.append(entry)
+        self.held += _ENTRY_BYTES + len(path) + len(linkname)
+        if xattrs:
+            self.held += sum(len(k) + len(v) for k, v in xattrs.items())
+        if self.held > self.budget:
+            self._over_budget()
         self._data(entry, data_size, sparse=sparse_real is not None)
 
     def _extended(self, typeflag: bytes, size: int, start: int) -> None:
@@ -787,10 +806,16 @@ class _Walker:
             kept = 0
         else:
             keep = size if cap is None else min(cap, size)
+            # A whole file (cap None) is asked for by a caller that bounds it itself (cat);
+            # capped captures are what a hostile layer multiplies.  Checked before reading:
+            # `size` is only what the header claims.
+            if cap is not None and self.held + keep > self.budget:
+                self._over_budget()
             data = blocks.take(keep)
             kept = len(data)
             if kept == keep:
                 self.captured[path] = data
+                self.held += kept if cap is not None else 0
                 if keep == size:
                     self.complete.add(path)
                 else:
@@ -817,6 +842,7 @@ class _Walker:
         kept = reader.kept()
         if kept is not None:
             self.captured[entry.path] = kept
+            self.held += len(kept)
             if len(kept) == size:
                 self.complete.add(entry.path)
             else:

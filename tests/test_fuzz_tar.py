@@ -16,11 +16,14 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from fuzzing import assert_linear, assert_memory_linear, outcome
+import pytest
+from fuzzing import assert_linear, assert_memory_linear, outcome, peak_memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imagebuilder import MTIME, LayerBuilder
 
+from ociboot import layer
+from ociboot.errors import LayerError
 from ociboot.fs.node import Entry
 from ociboot.fs.overlay import flatten
 from ociboot.layer import BLOCK, AnalyzeSpec, CaptureSpec, MemberReader, read_tar
@@ -329,3 +332,29 @@ def test_walk_is_linear_in_a_sparse_map() -> None:
         return _run(first + blocks + member(b"after") + END)
 
     assert_linear(make, 1000, what="an old GNU sparse map")
+
+
+# --- bounded memory ------------------------------------------------------------------------------
+
+
+def test_captures_past_the_index_budget_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1 MiB of zeros per member compresses to about 1 KB: a few MB of blob were GBs of captures.
+    monkeypatch.setattr(layer, "MAX_INDEX_BYTES", 8 << 20)
+    data = b"".join(member(b"oem/f%d" % i, bytes(1 << 20)) for i in range(16)) + END
+    capture = CaptureSpec({"oem/*": 1 << 20})
+
+    def run() -> None:
+        read_tar(io.BytesIO(data), name="layer L", capture=capture)
+
+    with pytest.raises(LayerError, match=f"layer L: its index would hold more than {8 << 20} bytes"):
+        run()
+    assert peak_memory(run) < 10 << 20
+
+
+def test_names_past_the_index_budget_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(layer, "MAX_INDEX_BYTES", 8 << 20)
+    data = b"".join(
+        extended(b"x", pax_record(b"path", b"%04d" % i + b"n" * 4000)) + member(b"m") for i in range(4000)
+    )
+    with pytest.raises(LayerError, match="would hold more than"):
+        read_tar(io.BytesIO(data + END), name="layer L")
