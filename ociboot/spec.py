@@ -205,7 +205,8 @@ def _check_schema(obj: dict[str, Any], what: str) -> None:
     declared = obj.get("schemaVersion")
     # JSON `true` == 1 in Python; it is not a schema version.
     version = None if isinstance(declared, bool) else declared
-    if version == 1 or obj.get("mediaType") in SCHEMA1_TYPES:
+    media_type = _get(obj, "mediaType", str, what)  # a list here is not hashable: type first
+    if version == 1 or media_type in SCHEMA1_TYPES:
         raise UnsupportedMediaType(
             f"{what} is a Docker schema1 manifest, which is deprecated and not supported; "
             "re-push the image with a current client"

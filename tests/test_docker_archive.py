@@ -20,6 +20,7 @@ from ociboot.errors import (
     UnsupportedCompression,
     UnsupportedMediaType,
 )
+from ociboot.image import resolve
 from ociboot.mediatypes import MediaType
 from ociboot.ref import ImageRef, Transport
 from ociboot.sources import SourceOptions, open_source
@@ -398,3 +399,14 @@ def test_manifest_json_over_the_descriptor_cap_is_refused() -> None:
         parse_manifest_json(
             json.dumps([{"Config": "c.json", "Layers": []}] * (MAX_DESCRIPTORS + 1)).encode(), "t"
         )
+
+
+def test_a_scanned_manifest_whose_media_type_is_not_a_string_is_invalid(tmp_path: Path) -> None:
+    # With "manifests": null the manifest is found among the blobs, its mediaType taken as is:
+    # a list there raised AttributeError in media type sniffing.
+    image = (
+        ImageBuilder().add_layer(LayerBuilder().file("f", b"x")).build(manifest_extra={"mediaType": ["x"]})
+    )
+    path = write_docker_archive(tmp_path / "n.tar", [(image, ["a:b"])], form="v25", null_index=True)
+    with pytest.raises(InvalidManifest, match="'mediaType' has the wrong type"):
+        resolve(_open(path, "a:b"))

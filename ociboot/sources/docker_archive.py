@@ -228,7 +228,9 @@ class DockerArchiveSource:
             raw = self.store.read(name)
             if _names_config(raw, config_digest):
                 obj = json.loads(raw)
-                media_type = obj.get("mediaType") or MediaType.OCI_MANIFEST
+                declared = obj.get("mediaType")
+                # Only a string is a media type; anything else is left to image.py to refuse.
+                media_type = declared if isinstance(declared, str) and declared else MediaType.OCI_MANIFEST
                 return RawManifest(raw, media_type, digest, f"{self.where} {digest}")
         return None
 
