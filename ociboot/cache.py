@@ -26,6 +26,17 @@ encoded generically as tagged dataclasses, enums, tuples, bytes and mappings, an
 into the types the caller registered (`analysis_types`, closed over their field types), so a
 cache file can name no other class.  A result of any other type makes the entry uncacheable.
 
+Trust: an entry decides what a check sees of a layer, so whoever can write one can steer a
+verdict; the body checksum only catches damage.  So, as ssh (StrictModes) and gpg do with their
+files, the cache is used only if it is the user's alone: the directory and every directory and
+entry below it must be owned by the user and not writable by group or others, and every
+directory above it must be owned by the user or root and not writable by group or others,
+unless it is sticky (/tmp: others cannot rename what is ours in it).  Anything else is
+UnsafeCache, one line and exit 2, before anything is read.  Directories ociboot creates are
+0700.  (A keyed MAC would add nothing: its key would live in the same directory, readable by
+exactly those who could write entries.)  An entry also inflates to at most MAX_INFLATION times
+its stored size, so a damaged or hostile entry is refused before it is expanded.
+
 Writes go to a temporary file in the entry's directory, are fsynced and renamed over the entry
 (os.replace is atomic on POSIX): concurrent writers of one entry leave the last complete file,
 readers never see a partial one.  A corrupt or truncated entry is a debug note, removed and
@@ -45,6 +56,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import struct
 import tempfile
 import threading
@@ -58,6 +70,7 @@ from typing import Any
 
 from .compression import Compression
 from .digest import Digest
+from .errors import UnsafeCache
 from .fs.node import NO_XATTRS, Entry, Kind, make_entry
 from .layer import AnalysisFailed, AnalyzeSpec, CaptureSpec, LayerIndex
 from .spec import Descriptor
@@ -70,6 +83,12 @@ _TMP_PREFIX = ".tmp-"
 #: A temporary file older than this belongs to a writer that died: prune removes it.
 _STALE_TMP_SECONDS = 3600
 _CACHEDIR_TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# ociboot layer index cache\n"
+#: An entry's JSON is at most this many times its compressed body (real entries: under 10x),
+#: and at least _MIN_INFLATED bytes are allowed whatever the body.  Past it, the entry is corrupt.
+MAX_INFLATION = 64
+_MIN_INFLATED = 1 << 20
+#: Directories ociboot creates for the cache: the user's alone.
+_DIR_MODE = 0o700
 
 log = logging.getLogger("ociboot.cache")
 
@@ -358,8 +377,16 @@ def decode_index(data: bytes, codec: AnalysisCodec) -> tuple[str, LayerIndex]:
     body = memoryview(data)[_HEAD.size :]
     if hashlib.sha256(body).digest() != checksum:
         raise CorruptEntry("body checksum mismatch (truncated or damaged)")
+    limit = max(_MIN_INFLATED, MAX_INFLATION * len(body))
+    inflate = zlib.decompressobj()
     try:
-        doc = json.loads(zlib.decompress(body))
+        text = inflate.decompress(body, limit)
+    except zlib.error as exc:
+        raise CorruptEntry(f"zlib: {exc}") from exc
+    if inflate.unconsumed_tail or not inflate.eof:
+        raise CorruptEntry(f"body inflates past {limit} bytes ({MAX_INFLATION}x its size) or is cut")
+    try:
+        doc = json.loads(text)
         index = LayerIndex(
             name=doc["name"],
             digest=Digest.parse(doc["digest"]),
@@ -414,6 +441,7 @@ class LayerCache:
         self._codec = AnalysisCodec(analysis_types)
         self._warn = warn or log.warning
         self._writable = True
+        self._verified = False
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
 
@@ -454,9 +482,16 @@ class LayerCache:
 
     def load(self, descriptor: Descriptor, diff_id: Digest, key: str) -> LayerIndex | None:
         path = self.path(descriptor.digest, key)
+        if not self.root.is_dir():
+            return None
+        self.verify()
         try:
             with path.open("rb") as fh:
-                inode = os.fstat(fh.fileno()).st_ino
+                st = os.fstat(fh.fileno())
+                inode = st.st_ino
+                _require_private(path, st, what="cache entry")
+                for directory in _between(self.root, path):
+                    _require_private(directory, os.stat(directory), what="cache directory")
                 data = fh.read()
         except OSError:
             return None
@@ -497,7 +532,10 @@ class LayerCache:
         path = self.path(index.digest, key)
         try:
             self._ensure_root()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            for directory in _between(self.root, path):
+                with contextlib.suppress(FileExistsError):
+                    directory.mkdir(mode=_DIR_MODE)
+                _require_private(directory, os.stat(directory), what="cache directory")
             _atomic_write(path, data)
         except OSError as exc:
             with self._lock:
@@ -508,8 +546,43 @@ class LayerCache:
             return False
         return True
 
+    def verify(self) -> None:
+        """UnsafeCache unless the cache directory (if it exists) is the user's alone (see the
+        module docstring); checked once per LayerCache, before its first read or write."""
+        with self._lock:
+            if self._verified or not self.root.exists():
+                return
+            uid = os.geteuid()
+            for link in (self.root, *self.root.absolute().parents):
+                st = os.lstat(link)
+                if stat.S_ISLNK(st.st_mode) and st.st_uid not in (uid, 0):
+                    raise UnsafeCache(
+                        f"cache directory {self.root}: the symlink {link} belongs to uid {st.st_uid}, "
+                        "who could point it elsewhere; use a --cache-dir of your own"
+                    )
+            real = Path(os.path.realpath(self.root))
+            _require_private(self.root, os.stat(real), what="cache directory")
+            for parent in real.parents:
+                st = os.stat(parent)
+                if st.st_uid not in (uid, 0):
+                    raise UnsafeCache(
+                        f"cache directory {self.root}: {parent} above it belongs to uid {st.st_uid}, "
+                        "who could replace it; use a --cache-dir whose parents are yours or root's"
+                    )
+                if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+                    raise UnsafeCache(
+                        f"cache directory {self.root}: {parent} above it is writable by "
+                        f"{_writers(st.st_mode)} (mode {st.st_mode & 0o7777:04o}, not sticky); "
+                        "use a --cache-dir whose parents only you or root can write"
+                    )
+            self._verified = True
+
     def _ensure_root(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        missing = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        for directory in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir(mode=_DIR_MODE)
+        self.verify()
         tag = self.root / "CACHEDIR.TAG"
         if not tag.exists():
             # Backup tools skip a directory holding this (https://bford.info/cachedir/).
@@ -605,6 +678,31 @@ class LayerCache:
         return PruneResult(removed, freed, len(kept), total)
 
 
+def _writers(mode: int) -> str:
+    return " and ".join(who for who, bit in (("group", 0o020), ("others", 0o002)) if mode & bit)
+
+
+def _require_private(path: Path, st: os.stat_result, *, what: str) -> None:
+    """UnsafeCache unless `path` (whose stat is `st`) is owned by the user and not writable by
+    group or others."""
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        raise UnsafeCache(
+            f"{what} {path} belongs to uid {st.st_uid}, not to you (uid {uid}): its entries could "
+            "steer a verdict; use a --cache-dir of your own"
+        )
+    if st.st_mode & 0o022:
+        raise UnsafeCache(
+            f"{what} {path} is writable by {_writers(st.st_mode)} (mode {st.st_mode & 0o7777:04o}): "
+            f"its entries could steer a verdict; chmod go-w it or use a --cache-dir of your own"
+        )
+
+
+def _between(root: Path, path: Path) -> list[Path]:
+    """The directories from just below `root` down to `path`'s parent."""
+    return [p for p in reversed(path.parents) if p != root and p.is_relative_to(root)]
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".part")
     try:
@@ -637,6 +735,7 @@ def _remove_empty_dirs(root: Path) -> None:
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_INFLATION",
     "AnalysisCodec",
     "CacheInfo",
     "CorruptEntry",

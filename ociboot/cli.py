@@ -31,6 +31,7 @@ from . import __version__, pipeline, views
 from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
+from .mediatypes import unreadable_layer
 from .report import (
     Report,
     Unreadable,
@@ -224,13 +225,19 @@ def _open_cache(cache_dir: str | None, use_cache: bool) -> LayerCache | None:
     from .boot.kernel import KernelInfo
     from .boot.scan import PackageDbResult
 
-    return LayerCache(
+    cache = LayerCache(
         cache_dir or default_cache_dir(),
         # What the check analyzers return (boot/scan.py): the only classes a cache file may name.
         analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
         salt=__version__,
         warn=lambda message: _say("warning", message),
     )
+    try:
+        cache.verify()  # before any image is read: an unsafe cache is the user's setup (exit 2)
+    except OcibootError as exc:
+        _say("error", exc)
+        raise typer.Exit(exc.exit_code) from None
+    return cache
 
 
 _live: Progress | None = None
@@ -317,7 +324,9 @@ def inspect(
         if config:
             sys.stdout.buffer.write(resolved.config_raw)
             return
-        layers = pipeline.index_layers(resolved, None, options) if sizes else None
+        # A layer ociboot cannot read (unknown or encrypted type) has no uncompressed size.
+        readable = all(unreadable_layer(ref.descriptor.media_type) is None for ref in resolved.layers)
+        layers = pipeline.index_layers(resolved, None, options) if sizes and readable else None
         data = views.inspect_data(resolved, layers)
         _emit(fmt, data, views.inspect_text)
 

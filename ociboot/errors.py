@@ -11,11 +11,12 @@
     │   ├── InvalidManifest           malformed JSON / schema violation / cap exceeded / loop
     │   ├── UnsupportedMediaType      schema1, encrypted layers, unknown layer types
     │   └── NoMatchingPlatform        an index has no manifest for the wanted platform
-    └── LayerError                    a layer's tar stream cannot be applied safely
-        ├── UnsafePath                `..` or other names that would escape the root
-        ├── InvalidWhiteout           a bare `.wh.` and similar
-        ├── UnsupportedCompression    magic and media type disagree, or an unknown codec
-        └── TruncatedLayer            the stream ended early or is not a tar
+    ├── LayerError                    a layer's tar stream cannot be applied safely
+    │   ├── UnsafePath                `..` or other names that would escape the root
+    │   ├── InvalidWhiteout           a bare `.wh.` and similar
+    │   ├── UnsupportedCompression    magic and media type disagree, or an unknown codec
+    │   └── TruncatedLayer            the stream ended early or is not a tar
+    └── UnsafeCache                   exit code 2: the cache dir or an entry is writable by others
 
 "The image is not bootable" is never an exception: it is a Finding (see report.py).
 Foreign exceptions are translated at the module that owns the library, `raise X(...) from exc`.
@@ -110,3 +111,10 @@ class UnsupportedCompression(LayerError):
 
 class TruncatedLayer(LayerError):
     pass
+
+
+class UnsafeCache(OcibootError):
+    """A cache directory (or entry) that someone other than the user could have written: its
+    entries could steer a verdict, so it is not used.  Exit 2: the user's setup, not the image."""
+
+    exit_code = 2

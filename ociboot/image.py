@@ -7,8 +7,10 @@ computed so a ResolvedImage knows what it is even when it was reached by tag.
 
 Index walking follows image-index.md: unknown media types are skipped, not errors (l.50); the
 first entry matching the wanted platform wins (l.91); nested indexes are followed to a bounded
-depth.  Entries that are not images (artifacts with `artifactType`, BuildKit attestations with
-platform unknown/unknown) are skipped.  An image entry without `platform` is identified by
+depth, each digest once (a repeated entry adds nothing a first match could not find), and all
+the indexes of one walk list at most MAX_DESCRIPTORS entries.  Entries that are not images
+(artifacts with `artifactType`, BuildKit attestations with platform unknown/unknown) are
+skipped.  An image entry without `platform` is identified by
 fetching its config (oras-project/oras#636, #1252).
 """
 
@@ -20,10 +22,19 @@ from enum import StrEnum
 
 from .digest import Digest, VerifyingReader
 from .errors import DigestMismatch, InvalidManifest, NoMatchingPlatform, UnsupportedMediaType
-from .mediatypes import CONFIG_TYPES, MediaType, is_encrypted, is_index, is_layer, is_manifest
+from .mediatypes import (
+    CONFIG_TYPES,
+    MediaType,
+    is_encrypted,
+    is_index,
+    is_layer,
+    is_manifest,
+    unreadable_layer,
+)
 from .ref import ImageRef
 from .sources import ImageSource, RawManifest
 from .spec import (
+    MAX_DESCRIPTORS,
     MAX_MANIFEST_BYTES,
     Descriptor,
     ImageConfig,
@@ -149,6 +160,16 @@ def describe_index(source: ImageSource) -> IndexListing:
     return _Resolver(source).listing()
 
 
+@dataclass(slots=True)
+class _Walk:
+    """What one index walk has seen: entries listed so far, and what it already followed."""
+
+    top: Digest
+    listed: int = 0
+    seen: set[tuple[Digest, Platform | None]] = field(default_factory=set)
+    expanded: set[Digest] = field(default_factory=set)
+
+
 @dataclass(frozen=True, slots=True)
 class _Fetched:
     raw: bytes
@@ -174,7 +195,7 @@ class _Resolver:
             return IndexListing(self.ref, top.digest, top.media_type, top.raw, None, ())
         index = Index.from_json(top.raw, self._what("index", top.digest), top.media_type)
         entries: list[IndexEntry] = []
-        self._walk(index, top.digest, 0, {top.digest}, entries)
+        self._walk(index, top.digest, 0, {top.digest}, _Walk(top.digest), entries)
         return IndexListing(self.ref, top.digest, top.media_type, top.raw, index, tuple(entries))
 
     def resolve(self, wanted: Platform) -> ResolvedImage:
@@ -212,9 +233,18 @@ class _Resolver:
     # --- index walking -----------------------------------------------------------------------
 
     def _walk(
-        self, index: Index, digest: Digest, depth: int, path: set[Digest], out: list[IndexEntry]
+        self, index: Index, digest: Digest, depth: int, path: set[Digest], walk: _Walk, out: list[IndexEntry]
     ) -> None:
+        walk.listed += len(index.manifests)
+        if walk.listed > MAX_DESCRIPTORS:
+            raise InvalidManifest(
+                f"{self._what('index', walk.top)} and the indexes it nests list more than "
+                f"{MAX_DESCRIPTORS} entries"
+            )
         for desc in index.manifests:
+            if (desc.digest, desc.platform) in walk.seen:
+                continue
+            walk.seen.add((desc.digest, desc.platform))
             kind, platform = self._classify(desc)
             out.append(IndexEntry(desc, kind, platform, digest, depth))
             if kind is not EntryKind.INDEX:
@@ -227,6 +257,9 @@ class _Resolver:
                 raise InvalidManifest(
                     f"{self._what('index', desc.digest)}: index nesting deeper than {MAX_INDEX_DEPTH}"
                 )
+            if desc.digest in walk.expanded:
+                continue
+            walk.expanded.add(desc.digest)
             child = self._fetch_child(desc)
             if not is_index(child.media_type):
                 listed = self._what("index", digest)
@@ -234,7 +267,7 @@ class _Resolver:
                     f"{listed} lists {desc.digest} as an index, but it is {child.media_type}"
                 )
             nested = Index.from_json(child.raw, self._what("index", desc.digest), child.media_type)
-            self._walk(nested, desc.digest, depth + 1, path | {desc.digest}, out)
+            self._walk(nested, desc.digest, depth + 1, path | {desc.digest}, walk, out)
 
     def _classify(self, desc: Descriptor) -> tuple[EntryKind, Platform | None]:
         if is_index(desc.media_type):
@@ -318,17 +351,20 @@ class _Resolver:
             raise UnsupportedMediaType(
                 f"{what} is an artifact (config type {config_type}{kind}), not a container image"
             )
+        unknown = [(i, d) for i, d in enumerate(manifest.layers) if not is_layer(d.media_type)]
+        if unknown and len(unknown) == len(manifest.layers) and not is_encrypted(unknown[0][1].media_type):
+            # No layer at all is a layer: an artifact under an image config type, not an image.
+            i, layer = unknown[0]
+            raise UnsupportedMediaType(
+                f"{what}: layer {i} ({layer.digest}) has unsupported media type {layer.media_type!r}"
+            )
         notes = []
         for i, layer in enumerate(manifest.layers):
-            if is_encrypted(layer.media_type):
-                raise UnsupportedMediaType(
-                    f"{what}: layer {i} ({layer.digest}) is encrypted ({layer.media_type}); "
-                    "ociboot does not decrypt layers"
-                )
-            if not is_layer(layer.media_type):
-                raise UnsupportedMediaType(
-                    f"{what}: layer {i} ({layer.digest}) has unsupported media type {layer.media_type!r}"
-                )
+            # Only what reads a layer needs its type: inspect shows the image whatever its
+            # layers are, and index_layer refuses the layer when a command must read it.
+            problem = unreadable_layer(layer.media_type)
+            if problem is not None:
+                notes.append(f"layer {i} ({layer.digest}) has media type {layer.media_type!r}: {problem}")
             if layer.media_type in _FOREIGN_TYPES:
                 where = f" from {', '.join(layer.urls)}" if layer.urls else ""
                 notes.append(f"layer {i} ({layer.digest}) is a foreign/non-distributable layer{where}")

@@ -48,7 +48,7 @@ from .compression import Compression, PeekableReader, Readable, open_decompresse
 from .digest import Digest, VerifyingReader
 from .errors import DigestMismatch, LayerError, TruncatedLayer, UnsafePath, UnsupportedMediaType
 from .fs.node import NO_XATTRS, Entry, Kind, make_entry
-from .mediatypes import is_encrypted, layer_compression
+from .mediatypes import layer_compression, unreadable_layer
 from .sources import ImageSource
 from .spec import Descriptor
 
@@ -57,6 +57,12 @@ _ZERO_BLOCK = bytes(BLOCK)
 #: pax records and GNU long names are read into memory: cap them (a path is at most PATH_MAX
 #: 4096 bytes on Linux, an xattr value 64 KiB).
 MAX_META_BYTES = 1 << 20
+#: What one layer's index may hold in memory: entries (about _ENTRY_BYTES each plus their
+#: names and xattrs) and bytes captured under a cap.  Real layers need tens of MB; a hostile one compresses
+#: millions of 4 KiB names or 1 MiB captures of zeros into a few MB of blob.  Past it the layer
+#: is refused (LayerError), never indexed in part.
+MAX_INDEX_BYTES = 512 << 20
+_ENTRY_BYTES = 256
 # Read-ahead: chunks of 1 MiB (oras and isal both do best with large reads, field-notes), four
 # queued: a few MiB of memory whatever the layer size.
 _CHUNK = 1 << 20
@@ -237,10 +243,10 @@ def index_layer(
 ) -> LayerIndex:
     """Stream one layer blob, verifying its digest, size and diff_id, and index its tar."""
     digest, media_type = descriptor.digest, descriptor.media_type
+    problem = unreadable_layer(media_type)
     declared = layer_compression(media_type)
-    if is_encrypted(media_type) or declared is None:
-        kind = "an encrypted layer" if is_encrypted(media_type) else "not a layer type ociboot reads"
-        raise UnsupportedMediaType(f"layer {digest} has media type {media_type!r}: {kind}")
+    if problem is not None or declared is None:
+        raise UnsupportedMediaType(f"layer {digest} has media type {media_type!r}: {problem}")
     raw = source.open_blob(descriptor)
     try:
         blob = VerifyingReader(raw, digest, what=f"layer {digest}", size=descriptor.size)
@@ -517,11 +523,39 @@ _POSIX_MAGIC = b"ustar\x0000"
 _XATTR = b"SCHILY.xattr."
 
 
+#: The pax keywords a member's entry is made of (besides its own SCHILY.xattr.* records).
+_KEYWORDS = (
+    b"path",
+    b"linkpath",
+    b"size",
+    b"uid",
+    b"gid",
+    b"mtime",
+    b"uname",
+    b"gname",
+    b"GNU.sparse.realsize",
+    b"GNU.sparse.size",
+    b"GNU.sparse.name",
+)
+
+
+_KEYWORD_SET = frozenset(_KEYWORDS)
+
+
 def _effective(global_pax: dict[bytes, bytes], pax: dict[bytes, bytes]) -> dict[bytes, bytes]:
     # An empty value undefines a keyword, so the ustar field applies again (POSIX pax
     # "Extended Header Keywords"); xattrs are the exception: an empty xattr value is a value.
-    merged = {**global_pax, **pax}
-    return {k: v for k, v in merged.items() if v or k.startswith(_XATTR)}
+    # Only the keywords read are looked up, so a member costs its own records whatever the
+    # global ones hold (merging them all made a layer quadratic: members x global records).
+    merged = {}
+    for key in _KEYWORDS:
+        value = pax[key] if key in pax else global_pax.get(key)
+        if value:
+            merged[key] = value
+    for key, value in pax.items():
+        if key.startswith(_XATTR):
+            merged[key] = value
+    return merged
 
 
 def normalize_path(raw: str, where: str) -> str:
@@ -553,13 +587,22 @@ class _Walker:
         self.captured: dict[str, bytes] = {}
         self.complete: set[str] = set()
         self.notes: list[str] = []
-        self.global_pax: dict[bytes, bytes] = {}
+        self.global_pax: dict[bytes, bytes] = {}  # only _KEYWORDS
+        self.global_xattrs_noted = False
         self.pax: dict[bytes, bytes] = {}
         self.long_name: bytes | None = None
         self.long_link: bytes | None = None
         self.last = ""  # last member name, for messages
         self.owner_names: dict[bytes, str] = {}
         self.numbers: dict[bytes, Any] = {}  # raw header field(s) -> parsed value(s)
+        self.held = 0  # bytes the index holds so far, against budget
+        self.budget = MAX_INDEX_BYTES
+
+    def _over_budget(self) -> None:
+        raise LayerError(
+            f"{self.name}: its index would hold more than {self.budget} bytes (entries, names, "
+            f"xattrs, captured files) at member {self.last!r}; refused as hostile"
+        )
 
     def fail(self, message: str, *, named: bool = False) -> TruncatedLayer:
         after = f" (after member {self.last!r})" if self.last and not named else ""
@@ -720,6 +763,11 @@ class _Walker:
             self.blocks.offset,
         )
         self.entries.append(entry)
+        self.held += _ENTRY_BYTES + len(path) + len(linkname)
+        if xattrs:
+            self.held += sum(len(k) + len(v) for k, v in xattrs.items())
+        if self.held > self.budget:
+            self._over_budget()
         self._data(entry, data_size, sparse=sparse_real is not None)
 
     def _extended(self, typeflag: bytes, size: int, start: int) -> None:
@@ -728,7 +776,13 @@ class _Walker:
         if typeflag == b"x":
             self.pax.update(self._pax_records(data, start))
         elif typeflag == b"g":
-            self.global_pax.update(self._pax_records(data, start))
+            records = self._pax_records(data, start)
+            # Global xattrs would be copied into every later entry, and no archiver writes them
+            # (containerd and moby ignore global headers altogether): dropped, with a note.
+            if any(key.startswith(_XATTR) for key in records) and not self.global_xattrs_noted:
+                self.global_xattrs_noted = True
+                self.notes.append(f"xattrs in a global pax header at offset {start} ignored")
+            self.global_pax.update((k, v) for k, v in records.items() if k in _KEYWORD_SET)
         elif typeflag == b"L":
             self.long_name = _cstr(data)
         else:
@@ -752,10 +806,16 @@ class _Walker:
             kept = 0
         else:
             keep = size if cap is None else min(cap, size)
+            # A whole file (cap None) is asked for by a caller that bounds it itself (cat);
+            # capped captures are what a hostile layer multiplies.  Checked before reading:
+            # `size` is only what the header claims.
+            if cap is not None and self.held + keep > self.budget:
+                self._over_budget()
             data = blocks.take(keep)
             kept = len(data)
             if kept == keep:
                 self.captured[path] = data
+                self.held += kept if cap is not None else 0
                 if keep == size:
                     self.complete.add(path)
                 else:
@@ -782,6 +842,7 @@ class _Walker:
         kept = reader.kept()
         if kept is not None:
             self.captured[entry.path] = kept
+            self.held += len(kept)
             if len(kept) == size:
                 self.complete.add(entry.path)
             else:

@@ -80,3 +80,12 @@ def is_layer(media_type: str | None) -> bool:
 def layer_compression(media_type: str | None) -> str | None:
     """The compression a layer media type declares ("none", "gzip", "zstd"), None if unknown."""
     return _LAYER_COMPRESSION.get(media_type or "")
+
+
+def unreadable_layer(media_type: str | None) -> str | None:
+    """Why a layer of this media type cannot be read, or None if it can."""
+    if is_encrypted(media_type):
+        return "an encrypted layer (ociboot does not decrypt layers)"
+    if layer_compression(media_type) is None:
+        return "not a layer type ociboot reads"
+    return None

@@ -23,18 +23,28 @@ from .mediatypes import (
 
 #: manifests and configs are read into memory: cap them (containers/image uses 4 MiB).
 MAX_MANIFEST_BYTES = 4 << 20
+#: Descriptors one document may list (an index's manifests, a manifest's layers, the images of
+#: a docker-archive's manifest.json), and all the indexes of one resolution together: real
+#: images list tens; without a cap, one index naming a nested index thousands of times at two
+#: levels multiplies a few MB into gigabytes of entries.
+MAX_DESCRIPTORS = 10_000
 
 
-def load_json(raw: bytes, what: str) -> dict[str, Any]:
+def parse_json(raw: bytes, what: str) -> Any:
+    """Any JSON value from at most MAX_MANIFEST_BYTES; InvalidManifest naming `what` if it is not one."""
     if len(raw) > MAX_MANIFEST_BYTES:
         raise InvalidManifest(f"{what} is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, bad encodings
         raise InvalidManifest(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         # json recurses per nesting level: `[[[[...` far below the size cap exhausts the stack.
         raise InvalidManifest(f"{what} is not valid JSON: nested too deeply") from None
+
+
+def load_json(raw: bytes, what: str) -> dict[str, Any]:
+    value = parse_json(raw, what)
     if not isinstance(value, dict):
         raise InvalidManifest(f"{what} is not a JSON object")
     return value
@@ -50,6 +60,16 @@ def _get(
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidManifest(f"{what}: {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def descriptor_list(obj: dict[str, Any], key: str, what: str) -> list[Any]:
+    """The list under `key` (None reads as empty), at most MAX_DESCRIPTORS long."""
+    value = _get(obj, key, list, what) or []
+    if len(value) > MAX_DESCRIPTORS:
+        raise InvalidManifest(
+            f"{what}: {key!r} lists {len(value)} entries, over the cap of {MAX_DESCRIPTORS}"
+        )
     return value
 
 
@@ -185,7 +205,8 @@ def _check_schema(obj: dict[str, Any], what: str) -> None:
     declared = obj.get("schemaVersion")
     # JSON `true` == 1 in Python; it is not a schema version.
     version = None if isinstance(declared, bool) else declared
-    if version == 1 or obj.get("mediaType") in SCHEMA1_TYPES:
+    media_type = _get(obj, "mediaType", str, what)  # a list here is not hashable: type first
+    if version == 1 or media_type in SCHEMA1_TYPES:
         raise UnsupportedMediaType(
             f"{what} is a Docker schema1 manifest, which is deprecated and not supported; "
             "re-push the image with a current client"
@@ -216,7 +237,8 @@ class Manifest:
             raise InvalidManifest(f"{what} is an index, not an image manifest")
         if mt not in MANIFEST_TYPES:
             raise UnsupportedMediaType(f"{what} has unsupported media type {mt!r}")
-        layers = _get(obj, "layers", list, what, required=True)
+        _get(obj, "layers", list, what, required=True)
+        layers = descriptor_list(obj, "layers", what)
         subject = obj.get("subject")
         return cls(
             media_type=mt,
@@ -243,7 +265,7 @@ class Index:
         if mt not in INDEX_TYPES:
             raise InvalidManifest(f"{what} has media type {mt!r}, not an index")
         # Docker 25 `docker save image@digest` wrote "manifests": null (moby/moby#47210).
-        entries = _get(obj, "manifests", list, what) or []
+        entries = descriptor_list(obj, "manifests", what)
         return cls(
             media_type=mt,
             manifests=tuple(Descriptor.from_json(d, f"{what} entry {i}") for i, d in enumerate(entries)),
@@ -303,7 +325,7 @@ class ImageConfig:
         if rootfs.get("type") != "layers":
             raise InvalidManifest(f"{what}: rootfs.type must be 'layers', got {rootfs.get('type')!r}")
         diff_ids = []
-        for i, text in enumerate(_get(rootfs, "diff_ids", list, f"{what} rootfs") or []):
+        for i, text in enumerate(descriptor_list(rootfs, "diff_ids", f"{what} rootfs")):
             if not isinstance(text, str):
                 raise InvalidManifest(f"{what}: diff_ids[{i}] is not a string")
             try:

@@ -3,12 +3,14 @@ concurrent writers, an unwritable directory, warm runs that fetch no layer blob,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
 import re
+import struct
 import time
 import zlib
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from bootimages import generic, initrd
+from fuzzing import peak_memory
 from imagebuilder import write_oci_layout
 from registry_push import Pusher
 from registry_server import RegistryServer
@@ -30,6 +33,7 @@ from ociboot.boot.kernel import KernelInfo
 from ociboot.boot.scan import PackageDbResult
 from ociboot.cache import (
     FORMAT_VERSION,
+    MAX_INFLATION,
     AnalysisCodec,
     CorruptEntry,
     LayerCache,
@@ -42,11 +46,12 @@ from ociboot.cache import (
 from ociboot.cli import app
 from ociboot.compression import Compression
 from ociboot.digest import Digest
+from ociboot.errors import UnsafeCache
 from ociboot.fs.node import Entry, Kind
 from ociboot.image import ResolvedImage
 from ociboot.layer import AnalysisFailed, AnalyzeSpec, CaptureSpec, LayerIndex
 from ociboot.ref import ImageRef, Transport
-from ociboot.spec import Platform
+from ociboot.spec import Descriptor, Platform
 
 TYPES = (KernelInfo, InitrdInfo, PackageDbResult)
 CODEC = AnalysisCodec(TYPES)
@@ -528,3 +533,126 @@ def test_a_hit_counts_as_use_for_prune(tmp_path: Path, one_layer: tuple[Resolved
     cache.layer(ref.descriptor, ref.diff_id, capture, analyze, Builds(layer))
     assert time.time() - path.stat().st_mtime < 60
     assert cache.prune(older_than=3600).entries == 1
+
+
+# --- trust: a cache only the user can write ------------------------------------------------------
+
+OTHER_UID = 65534  # nobody
+
+
+def forge(cache_dir: Path, genuine: LayerIndex, victim: ResolvedImage) -> Path:
+    """What a writer of a shared cache dir can do: the genuine layer's entry under the victim's
+    digest, its fields rewritten to match and its checksum recomputed."""
+    (path,) = cache_dir.rglob(f"{genuine.digest.hex}.*.idx")
+    key, index = decode_index(path.read_bytes(), CODEC)
+    ref = victim.layers[0]
+    forged = dataclasses.replace(
+        index,
+        name=str(ref.descriptor.digest),
+        digest=ref.descriptor.digest,
+        diff_id=ref.diff_id,
+        media_type=ref.descriptor.media_type,
+        compressed_size=ref.descriptor.size,
+    )
+    target = path.parent.parent / ref.descriptor.digest.hex[:2] / f"{ref.descriptor.digest.hex}.{key}.idx"
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(encode_index(forged, key, CODEC))
+    return target
+
+
+def test_a_forged_entry_in_a_shared_cache_dir_cannot_pass_an_image(tmp_path: Path) -> None:
+    # issue 7: in a 1777 cache dir, another layer's entry spliced under the victim's digest
+    # turned NOT BOOTABLE into BOOTABLE.
+    good = layout_of(tmp_path, generic().build(), "good")
+    bad_built = generic().drop("/boot").build()
+    bad = layout_of(tmp_path, bad_built, "bad")
+    shared = tmp_path / "shared"
+    assert cli("check", good, "--cache-dir", str(shared), "-q")[0] == 0
+    assert cli("check", bad, "-q")[0] == 1
+    with pipeline.opened(bad, pipeline.Options()) as source:
+        victim = pipeline.open_image(source, pipeline.Options())
+    genuine = indexed(good, pipeline.Options())[1][0]
+    forge(shared, genuine, victim)
+    shared.chmod(0o1777)
+    code, out, err = cli("check", bad, "--cache-dir", str(shared), "-q")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and f"cache directory {shared} is writable by group and others" in err
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o0775, 0o0722])
+def test_a_cache_dir_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    root = tmp_path / "c"
+    root.mkdir()
+    root.chmod(mode)
+    code, _, err = cli("ls", layout_of(tmp_path, generic().build()), "--cache-dir", str(root))
+    assert code == 2 and "writable by" in err and f"mode {mode:04o}" in err
+    with pytest.raises(UnsafeCache):
+        new_cache(root).store(synthetic_index(), "k")
+    assert not list(root.iterdir())
+
+
+def test_a_cache_dir_of_another_user_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    root.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(root, OTHER_UID, OTHER_UID)
+    else:
+        root = Path("/")  # root's, not ours
+    with pytest.raises(UnsafeCache, match=r"belongs to uid \d+, not to you"):
+        new_cache(root).verify()
+
+
+def test_a_parent_others_can_write_is_refused_unless_sticky(tmp_path: Path) -> None:
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    parent.chmod(0o777)
+    with pytest.raises(UnsafeCache, match=r"shared above it is writable by group and others .*not sticky"):
+        new_cache(parent / "mine").store(synthetic_index(), "k")
+    parent.chmod(0o1777)  # as /tmp: others cannot rename what is ours in it
+    assert new_cache(parent / "mine").store(synthetic_index(), "k")
+    if os.geteuid() == 0:
+        parent.chmod(0o755)
+        os.chown(parent, OTHER_UID, OTHER_UID)
+        with pytest.raises(UnsafeCache, match=f"shared above it belongs to uid {OTHER_UID}"):
+            new_cache(parent / "mine").verify()
+
+
+def test_an_entry_others_can_write_is_refused(tmp_path: Path) -> None:
+    cache = new_cache(tmp_path / "c")
+    index = synthetic_index()
+    assert cache.store(index, "k")
+    entry = cache.path(index.digest, "k")
+    entry.chmod(0o666)
+    desc = Descriptor(index.media_type, index.digest, index.compressed_size)
+    with pytest.raises(UnsafeCache, match=f"cache entry {entry} is writable by group and others"):
+        new_cache(tmp_path / "c").load(desc, index.diff_id, "k")
+    entry.chmod(0o600)
+    entry.parent.chmod(0o770)
+    with pytest.raises(UnsafeCache, match=f"cache directory {entry.parent} is writable by group"):
+        new_cache(tmp_path / "c").load(desc, index.diff_id, "k")
+    entry.parent.chmod(0o700)
+    assert new_cache(tmp_path / "c").load(desc, index.diff_id, "k") is not None
+
+
+def test_directories_the_cache_creates_are_private(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "ociboot"
+    index = synthetic_index()
+    assert new_cache(root).store(index, "k")
+    entry = new_cache(root).path(index.digest, "k")
+    for directory in [root.parent, *(p for p in entry.parents if p.is_relative_to(root))]:
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+
+
+def test_an_entry_inflates_only_so_far() -> None:
+    # issue 7: a 1.5 MB entry inflated to 1.5 GB before it was refused.
+    body = zlib.compress(b" " * (256 << 20), 9)
+    data = struct.pack(">8sH32s", b"ocibootL", FORMAT_VERSION, hashlib.sha256(body).digest()) + body
+    with pytest.raises(CorruptEntry, match=f"inflates past .*{MAX_INFLATION}x"):
+        decode_index(data, CODEC)
+
+    def attempt() -> None:
+        with contextlib.suppress(CorruptEntry):
+            decode_index(data, CODEC)
+
+    peak = peak_memory(attempt)
+    assert peak < 4 * MAX_INFLATION * len(body), peak  # was 256 MiB and more

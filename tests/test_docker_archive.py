@@ -20,11 +20,17 @@ from ociboot.errors import (
     UnsupportedCompression,
     UnsupportedMediaType,
 )
+from ociboot.image import resolve
 from ociboot.mediatypes import MediaType
 from ociboot.ref import ImageRef, Transport
 from ociboot.sources import SourceOptions, open_source
-from ociboot.sources.docker_archive import DockerArchiveSource, normalize_name, open_docker_archive
-from ociboot.spec import Descriptor, ImageConfig, Manifest
+from ociboot.sources.docker_archive import (
+    DockerArchiveSource,
+    normalize_name,
+    open_docker_archive,
+    parse_manifest_json,
+)
+from ociboot.spec import MAX_DESCRIPTORS, Descriptor, ImageConfig, Manifest
 
 GGCR = "go-containerregistry"
 
@@ -378,3 +384,29 @@ def test_docker25_without_any_manifest_falls_back_to_synthesis(tmp_path: Path) -
         MediaType.DOCKER_LAYER_ZSTD,
     ]
     assert [d.digest for d in manifest.layers] == [Digest.parse(b.digest) for b in a.layers]
+
+
+def test_deeply_nested_manifest_json_is_invalid_not_a_crash() -> None:
+    with pytest.raises(InvalidManifest, match="nested too deeply"):
+        parse_manifest_json(b"[" * 200_000, "test.tar")
+
+
+def test_manifest_json_over_the_descriptor_cap_is_refused() -> None:
+    entry = {"Config": "c.json", "Layers": ["l.tar"] * (MAX_DESCRIPTORS + 1)}
+    with pytest.raises(InvalidManifest, match=f"over the cap of {MAX_DESCRIPTORS}"):
+        parse_manifest_json(json.dumps([entry]).encode(), "test.tar")
+    with pytest.raises(InvalidManifest, match=f"over the cap of {MAX_DESCRIPTORS}"):
+        parse_manifest_json(
+            json.dumps([{"Config": "c.json", "Layers": []}] * (MAX_DESCRIPTORS + 1)).encode(), "t"
+        )
+
+
+def test_a_scanned_manifest_whose_media_type_is_not_a_string_is_invalid(tmp_path: Path) -> None:
+    # With "manifests": null the manifest is found among the blobs, its mediaType taken as is:
+    # a list there raised AttributeError in media type sniffing.
+    image = (
+        ImageBuilder().add_layer(LayerBuilder().file("f", b"x")).build(manifest_extra={"mediaType": ["x"]})
+    )
+    path = write_docker_archive(tmp_path / "n.tar", [(image, ["a:b"])], form="v25", null_index=True)
+    with pytest.raises(InvalidManifest, match="'mediaType' has the wrong type"):
+        resolve(_open(path, "a:b"))

@@ -286,10 +286,35 @@ CASES = [
         {"/h": "h0"},
     ),
     Case(
-        "hardlink-before-target-dangles",
-        "umoci FIXME: link before its target; recorded",
+        "hardlink-before-target-binds-at-layer-end",
+        "issue 7: a link before its target in the same layer reads the target (umoci FIXME)",
         (("h => t", "t"),),
-        {"/t": "f0", "/h": "x0"},
+        {"/t": "f0", "/h": "h0"},
+    ),
+    Case(
+        "hardlink-chain-before-targets-binds",
+        "issue 7: a link to a link placed before its own target binds that one first",
+        (("a => b", "b => t", "t"),),
+        {"/t": "f0", "/a": "h0", "/b": "h0"},
+    ),
+    Case(
+        "hardlink-cycle-dangles",
+        "issue 7: links that only name each other never bind; recorded",
+        (("a => b", "b => a"),),
+        {"/a": "x0", "/b": "x0"},
+        problems=2,
+    ),
+    Case(
+        "hardlink-before-target-replaced-in-layer",
+        "issue 7: a later entry of the link's path still wins",
+        (("h => t", "t", "h -> t"),),
+        {"/t": "f0", "/h": "l0"},
+    ),
+    Case(
+        "hardlink-before-target-in-upper-layer-dangles",
+        "issue 7: binding waits for the end of the link's own layer only",
+        (("h => t",), ("t",)),
+        {"/t": "f1", "/h": "x0"},
         problems=1,
     ),
     Case(

@@ -8,8 +8,10 @@ the rules spelled out one by one (fs/overlay.py's docstring states the same rule
 3. every other entry, in order: its parent resolved through links (missing parts created as
    implicit directories; a file or a loop on the way skips the entry); dir over dir keeps
    what is below; anything else deletes the old subtree and writes the new record; a hardlink
-   copies its target's record (as it is now), or is dangling if the target is missing, a
-   directory or itself dangling.
+   copies its target's record (as it is now), or is dangling if the target is a directory;
+4. a hardlink whose target was missing or itself dangling in step 3 and that still holds its
+   path is bound again once the layer's entries are placed, over and over until nothing
+   changes; what is still missing, a directory or dangling then stays dangling.
 Stacks are drawn over a three-letter alphabet so that paths collide often.
 """
 
@@ -104,6 +106,7 @@ def model_apply(state: State, index: int, entries: list[Entry]) -> None:
         delete_below(state, here, keep_self=dir_already)
         if not dir_already:
             state[here] = Rec("dir", index, implicit=True)
+    late: list[tuple[Path, Rec, Entry]] = []
     for e in regular:
         parts = tuple(parts_of(e.path))
         parent = model_resolve(state, parts[:-1], follow_last=True, create=index)
@@ -118,12 +121,25 @@ def model_apply(state: State, index: int, entries: list[Entry]) -> None:
             target = state.get(where) if where else None
             if target is None or target.kind in ("dir", "hardlink"):
                 rec = Rec("hardlink", index)
+                if target is None or target.kind == "hardlink":
+                    late.append((here, rec, e))
             else:
                 rec = Rec(target.kind, target.layer, target.link)
         else:
             rec = Rec(e.kind.value, index, e.linkname)
         delete_below(state, here)
         state[here] = rec
+    changed = True
+    while changed:
+        changed = False
+        for here, placeholder, e in late:
+            if state.get(here) is not placeholder:
+                continue
+            where = model_resolve(state, tuple(parts_of(e.linkname)), follow_last=False)
+            target = state.get(where) if where else None
+            if target is not None and target.kind not in ("dir", "hardlink"):
+                state[here] = Rec(target.kind, target.layer, target.link)
+                changed = True
 
 
 def model(layers: list[list[Entry]]) -> dict[str, tuple[str, int, bool]]:

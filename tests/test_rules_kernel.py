@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from bootimages import KVER, TEMPLATES, BootImage, boot, bootable, failed, findings, kernel, passed
+from imagebuilder import LayerBuilder
 
 from ociboot.boot.rules import rules_for
 from ociboot.report import Outcome, Severity
@@ -205,3 +207,28 @@ def test_rules_could_not_run_are_not_passes(tmp_path: Path) -> None:
     report = img.check(tmp_path)
     (f,) = findings(report, "KRN-004")
     assert f.outcome is Outcome.ERROR and "release not readable" in f.message
+
+
+# --- hardlinks ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _WithUpper(BootImage):
+    upper: LayerBuilder = field(default_factory=LayerBuilder)
+
+    def upper_layers(self) -> list[tuple[LayerBuilder, str]]:
+        return [(self.upper, "gzip")]
+
+
+def test_kernel_hardlinked_before_its_target_in_one_layer_is_read(tmp_path: Path) -> None:
+    # issue 7: the link was an empty file until the end of the layer, and KRN-001 failed.
+    base = bootable("generic").drop(f"/boot/vmlinuz-{KVER}")
+    upper = (
+        LayerBuilder()
+        .hardlink(f"boot/vmlinuz-{KVER}", f"usr/lib/modules/{KVER}/vmlinuz")
+        .file(f"usr/lib/modules/{KVER}/vmlinuz", kernel(KVER))
+    )
+    img = _WithUpper(base.arch, base.labels, base.paths, base.removed, upper)
+    report = img.check(tmp_path)
+    for rule_id in ("KRN-001", "KRN-002"):
+        assert passed(report, rule_id), (rule_id, findings(report, rule_id))

@@ -39,8 +39,11 @@ skipped and a problem recorded.  Whiteouts never create parents: they only remov
 
 Hardlinks take the target's record and layer at the time they are applied (target lower, or
 earlier in the same layer); later whiteouts or overwrites of the target do not change the link
-(google/go-containerregistry#2002).  A missing target, or a directory, is a problem, and the
-link stays as a node of kind HARDLINK with nothing to read.
+(google/go-containerregistry#2002).  A link whose target is not there yet (or is itself such a
+link) is bound once more at the end of its layer, so a link written before its target in the
+same tar reads the target (a link to such a link binds that one first; each is bound once).
+A target still missing then, or a directory, is a problem, and the link stays as a node of
+kind HARDLINK with nothing to read.
 """
 
 from __future__ import annotations
@@ -108,6 +111,9 @@ class _Changeset:
         # walk from the root.  Entries only add children, except when one replaces an existing
         # node: that could change what a cached path resolves to, so it clears the cache.
         self.parents: dict[str, Node] = {}
+        # Hardlinks whose target was not there when placed, by their placeholder node's id:
+        # (placeholder, the directory holding it, its name), bound at the end of the layer.
+        self.unbound: dict[int, tuple[Node, Node, str]] = {}
 
     def where(self, path: str) -> str:
         return f"layer {self.index} ({self.name}): /{path}"
@@ -132,6 +138,7 @@ class _Changeset:
             self.make_opaque(directory)
         for entry in regular:
             self.place(entry)
+        self.bind_late_links()
 
     def classify(self, entry: Entry) -> str:
         parts = entry.path.split("/") if entry.path else []
@@ -213,7 +220,12 @@ class _Changeset:
             )
             return
         if entry.kind is Kind.HARDLINK:
-            node = self.hardlink(entry)
+            bound = self.hardlink(entry, final=False)
+            if bound is None:  # the target is not there yet: a placeholder till the layer's end
+                node = Node(entry, self.index, hardlink=entry)
+                self.unbound[id(node)] = (node, parent, name)
+            else:
+                node = bound
         else:
             node = Node(entry, self.index, {} if entry.kind is Kind.DIR else None)
         if existing is not None:
@@ -229,10 +241,36 @@ class _Changeset:
             return
         self.root.entry, self.root.layer, self.root.implicit = entry, self.index, False
 
-    def hardlink(self, entry: Entry) -> Node:
+    def bind_late_links(self) -> None:
+        """Bind, in tar order, the links placed before their targets; a link whose target is
+        another such link binds that one first (an explicit stack: chains can be long)."""
+        unbound = self.unbound
+        for key in list(unbound):
+            stack = [key]
+            while stack:
+                pending = unbound.get(stack[-1])
+                if pending is None:
+                    stack.pop()
+                    continue
+                placeholder, parent, name = pending
+                assert placeholder.hardlink is not None
+                target = resolve(self.root, placeholder.hardlink.linkname, follow=False).node
+                if target is not None and id(target) in unbound and id(target) not in stack:
+                    stack.append(id(target))  # bind the target first, then come back
+                    continue
+                del unbound[stack.pop()]
+                assert parent.children is not None
+                if parent.children.get(name) is placeholder:  # not replaced later in the layer
+                    parent.children[name] = self.hardlink(placeholder.hardlink, final=True) or placeholder
+
+    def hardlink(self, entry: Entry, *, final: bool = True) -> Node | None:
+        """The node for a hardlink.  Unless `final`, None if the target is not there yet (no
+        problem recorded: the end of the layer tries again)."""
         res = resolve(self.root, entry.linkname, follow=False)
         target = res.node
         if target is None or target.kind is Kind.HARDLINK:
+            if not final:
+                return None
             why = res.error or "a dangling hardlink"
             self.problems.append(f"{self.where(entry.path)}: hardlink target /{entry.linkname} is {why}")
         elif target.children is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -27,7 +28,7 @@ from ..errors import (
 )
 from ..mediatypes import INDEX_TYPES, MANIFEST_TYPES, MediaType
 from ..ref import DOCKER_HUB, ImageRef
-from ..spec import MAX_MANIFEST_BYTES, Descriptor, ImageConfig, Index, load_json
+from ..spec import MAX_DESCRIPTORS, MAX_MANIFEST_BYTES, Descriptor, ImageConfig, Index, load_json, parse_json
 from . import RawManifest, SourceOptions
 from ._store import Store, open_store
 from .layout import blob_path
@@ -83,6 +84,10 @@ class ArchiveEntry:
             raise InvalidManifest(f"{what}: missing 'Config'")
         if not isinstance(layers, list) or not all(isinstance(p, str) for p in layers):
             raise InvalidManifest(f"{what}: 'Layers' must be a list of paths")
+        if len(layers) > MAX_DESCRIPTORS:
+            raise InvalidManifest(
+                f"{what}: 'Layers' lists {len(layers)} layers, over the cap of {MAX_DESCRIPTORS}"
+            )
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise InvalidManifest(f"{what}: 'RepoTags' must be a list of strings")
         return cls(config, tuple(tags), tuple(layers))
@@ -90,12 +95,11 @@ class ArchiveEntry:
 
 def parse_manifest_json(raw: bytes, where: str) -> list[ArchiveEntry]:
     what = f"manifest.json of {where}"
-    try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidManifest(f"{what} is not valid JSON: {exc}") from None
+    value = parse_json(raw, what)
     if not isinstance(value, list):
         raise InvalidManifest(f"{what} must be a list of images, got {json.dumps(value)[:40]}")
+    if len(value) > MAX_DESCRIPTORS:
+        raise InvalidManifest(f"{what} lists {len(value)} images, over the cap of {MAX_DESCRIPTORS}")
     entries = [ArchiveEntry.from_json(obj, f"{what} entry {i}") for i, obj in enumerate(value)]
     if not entries:
         raise ImageNotFound(f"{where} holds no images (manifest.json is an empty list)")
@@ -186,15 +190,22 @@ class DockerArchiveSource:
 
     def _find_oci_manifest(self, config_digest: Digest) -> RawManifest | None:
         """The real manifest naming `config_digest`: via index.json, else by scanning blobs."""
-        queue, seen = list(self._index().manifests), set()
+        queue, seen = deque(self._index().manifests), set()
+        listed = len(queue)
         while queue:
-            desc = queue.pop(0)
+            desc = queue.popleft()
             if desc.digest in seen or not self.store.exists(blob_path(desc.digest)):
                 continue
             seen.add(desc.digest)
             raw = self.store.read(blob_path(desc.digest))
             if desc.media_type in INDEX_TYPES:
-                queue.extend(Index.from_json(raw, f"{self.where} index {desc.digest}").manifests)
+                nested = Index.from_json(raw, f"{self.where} index {desc.digest}").manifests
+                listed += len(nested)
+                if listed > MAX_DESCRIPTORS:
+                    raise InvalidManifest(
+                        f"the indexes of {self.where} list more than {MAX_DESCRIPTORS} entries"
+                    )
+                queue.extend(nested)
             elif desc.media_type in MANIFEST_TYPES and _names_config(raw, config_digest):
                 return RawManifest(raw, desc.media_type, desc.digest, f"{self.where} {desc.digest}")
         # moby/moby#47210: `docker save image@digest` wrote "manifests": null; the manifest is
@@ -217,7 +228,9 @@ class DockerArchiveSource:
             raw = self.store.read(name)
             if _names_config(raw, config_digest):
                 obj = json.loads(raw)
-                media_type = obj.get("mediaType") or MediaType.OCI_MANIFEST
+                declared = obj.get("mediaType")
+                # Only a string is a media type; anything else is left to image.py to refuse.
+                media_type = declared if isinstance(declared, str) and declared else MediaType.OCI_MANIFEST
                 return RawManifest(raw, media_type, digest, f"{self.where} {digest}")
         return None
 

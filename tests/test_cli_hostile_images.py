@@ -1,0 +1,79 @@
+"""Hostile image structure through the CLI: one line, its exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imagebuilder import (
+    OCI_INDEX,
+    Blob,
+    BuiltImage,
+    BuiltIndex,
+    ImageBuilder,
+    LayerBuilder,
+    build_index,
+    canonical_json,
+    write_oci_layout,
+)
+from typer.testing import CliRunner
+
+from ociboot.cli import app
+from ociboot.spec import MAX_DESCRIPTORS
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def repeated(child: BuiltImage | BuiltIndex, times: int) -> BuiltIndex:
+    index = build_index([child])
+    obj = json.loads(index.manifest.data)
+    obj["manifests"] = obj["manifests"] * times
+    return BuiltIndex(Blob(OCI_INDEX, canonical_json(obj)), [child])
+
+
+def test_index_bomb_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    # The issue's layout: the same nested index listed thousands of times at two levels.
+    image = ImageBuilder().add_layer(LayerBuilder().file("f", b"x")).build()
+    bomb = repeated(repeated(image, MAX_DESCRIPTORS + 1), MAX_DESCRIPTORS + 1)
+    layout = write_oci_layout(tmp_path / "bomb", {"v1": bomb})
+    code, out, err = run("inspect", f"oci:{layout}:v1", "--no-sizes")
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and f"over the cap of {MAX_DESCRIPTORS}" in err
+
+
+def test_inspect_shows_an_image_with_an_unknown_layer_type_that_ls_refuses(tmp_path: Path) -> None:
+    unknown = "application/vnd.example.blob"
+    image = (
+        ImageBuilder()
+        .add_layer(LayerBuilder().file("etc/os-release", "ID=test\n"))
+        .add_layer(LayerBuilder().file("blob", b"x"), media_type=unknown)
+        .build()
+    )
+    ref = f"oci:{write_oci_layout(tmp_path / 'layout', {'v1': image})}:v1"
+    code, out, _ = run("inspect", ref, "--format", "json")
+    assert code == 0
+    assert [layer["mediaType"] for layer in json.loads(out)["layers"]][1] == unknown
+    code, out, _ = run("inspect", ref)
+    assert code == 0 and unknown in out
+    code, out, err = run("ls", ref)
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and f"media type {unknown!r}: not a layer type ociboot reads" in err
+    code, _, err = run("check", ref, "--format", "json")
+    assert code == 3 and unknown in err  # never a pass for an image with a layer no one read
+
+
+def test_stat_of_a_hardlink_before_its_target_shows_the_target(tmp_path: Path) -> None:
+    layer = LayerBuilder().hardlink("bin/link", "bin/real").file("bin/real", b"0123456789")
+    image = ImageBuilder().add_layer(layer).build()
+    ref = f"oci:{write_oci_layout(tmp_path / 'layout', {'v1': image})}:v1"
+    code, out, _ = run("stat", ref, "/bin/link", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["size"] == 10
+    code, out, _ = run("cat", ref, "/bin/link")
+    assert code == 0 and out == "0123456789"
