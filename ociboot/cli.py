@@ -55,7 +55,7 @@ app = typer.Typer(
     help="Inspect OCI and Docker images without Docker and without unpacking them: will this image boot?",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 # No emoji codes: `:skull:` in a file name is text, not a picture.
