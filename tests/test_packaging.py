@@ -4,6 +4,7 @@ type information, shell completion, and dependency floors that CI really install
 from __future__ import annotations
 
 import re
+import runpy
 import tomllib
 from pathlib import Path
 
@@ -56,3 +57,34 @@ def test_the_floor_constraints_pin_every_declared_floor() -> None:
             name, _, version = line.partition("==")
             pinned[name.strip().lower()] = Version(version)
     assert pinned == {name: Version(version) for name, version in declared.items()}
+
+
+def _readme_setup() -> list[str]:
+    """The README's set-up blocks, as .ci/run extracts and runs them in a bare clone."""
+    blocks: list[str] = runpy.run_path(str(REPO / ".ci" / "readme_setup.py"))["setup_blocks"](
+        (REPO / "README.md").read_text()
+    )
+    return blocks
+
+
+def test_the_readme_setup_is_a_venv_the_example_check_and_the_tests() -> None:
+    install, test = (block.splitlines() for block in _readme_setup())
+    assert "python3 -m venv .venv" in install and ". .venv/bin/activate" in install
+    assert "pip install ." in install and install[-1] == "ociboot check fixtures/example-cos.tar"
+    assert ". .venv/bin/activate" in test and "pip install '.[test,fast]'" in test
+    assert test[-1] == "python -m pytest tests"
+
+
+def test_ci_runs_the_readme_setup_and_exactly_its_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "python3 .ci/readme_setup.py" in ci and "git clone" in ci
+    assert ci.rstrip().splitlines()[-1] == _readme_setup()[1].splitlines()[-1]
+    # CI installs every Debian package the README names before it runs the blocks.
+    named = {
+        pkg
+        for block in _readme_setup()
+        for line in re.findall(r"apt-get install -y ([^\n&]+)", block)
+        for pkg in line.split()
+    }
+    ci_packages = re.search(r"for pkg in ([^;]+);", ci)
+    assert ci_packages and named and named <= set(ci_packages[1].split())
