@@ -41,6 +41,13 @@ def test_rules_doc_says_what_why_where_and_how_severe_for_every_rule() -> None:
             assert f"- {source}" in unescaped, r.id
 
 
+def test_rule_descriptions_are_text_not_docstring_layout() -> None:
+    # A docstring's line breaks used to come out escaped ("\\n    ") in every format.
+    listed = json.loads(CliRunner().invoke(app, ["rules", "--format", "json"]).stdout)["rules"]
+    kai003 = next(r["description"] for r in listed if r["id"] == "KAI-003")
+    assert "\\n" not in kai003 and "  _FAMILY" not in kai003 and ", _FAMILY, _MODEL" in kai003
+
+
 def test_markdown_markup_in_a_description_is_escaped_outside_code() -> None:
     doc = RULES_DOC.read_text()
     # KAI-003 lists KAIROS_ID, _ID_LIKE, ...: bare underscores would turn the list italic.
