@@ -24,6 +24,8 @@ from .textsafe import clean, escape, raw
 #: image platform of an index is judged, each report naming its `index`.
 JSON_SCHEMA_VERSION = 2
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+#: Every rule's documentation (`ociboot rules --format markdown`); a rule's anchor is its id in lower case.
+RULES_DOC_URL = "https://github.com/ociboot/ociboot/blob/main/docs/rules.md"
 
 
 class Severity(StrEnum):
@@ -313,6 +315,7 @@ def render_sarif(
                                 "name": rules[rid].title,
                                 "shortDescription": {"text": rules[rid].title},
                                 "fullDescription": {"text": rules[rid].description or rules[rid].title},
+                                "helpUri": f"{RULES_DOC_URL}#{rid.lower()}",
                                 "defaultConfiguration": {"level": _SARIF_LEVEL[rules[rid].severity]},
                                 **(
                                     {"properties": {"sources": list(rules[rid].sources)}}

@@ -14,8 +14,10 @@ CONFORMANCE = REPO.parent / "shared" / "conformance"
 
 @pytest.fixture(scope="session")
 def conformance() -> Path:
+    """Other projects' image fixtures, kept beside the repository (a clone does not have them;
+    CI always does, and .ci/run fails without them).  Only the tests that read them skip."""
     if not CONFORMANCE.is_dir():
-        pytest.fail(f"conformance corpus not found at {CONFORMANCE} (expected ../shared/conformance)")
+        pytest.skip(f"the outside conformance corpus is not at {CONFORMANCE} (../shared/conformance)")
     return CONFORMANCE
 
 

@@ -1,0 +1,101 @@
+"""docs/ is what the code and the README cite: it is current, complete, and cites nothing outside
+the repository."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ociboot.boot.rules import ALL_RULES
+from ociboot.cli import app
+from ociboot.report import RULES_DOC_URL, Finding, Outcome, Report, Severity, render_sarif
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
+RULES_DOC = DOCS / "rules.md"
+
+
+def test_rules_doc_is_the_rule_tables_output() -> None:
+    result = CliRunner().invoke(app, ["rules", "--format", "markdown"])
+    assert result.exit_code == 0
+    assert RULES_DOC.read_text() == result.stdout, (
+        "docs/rules.md is stale: ociboot rules --format markdown > docs/rules.md"
+    )
+
+
+def test_rules_doc_says_what_why_where_and_how_severe_for_every_rule() -> None:
+    sections = re.split(r"^## ", RULES_DOC.read_text(), flags=re.MULTILINE)[1:]
+    by_id = {s.split("\n", 1)[0]: s for s in sections}
+    assert sorted(by_id) == sorted(r.id for r in ALL_RULES)
+    for r in ALL_RULES:
+        section = by_id[r.id]
+        unescaped = section.replace("\\", "")
+        assert r.title.replace("\\", "") in unescaped
+        assert " ".join(r.description.split()).replace("\\", "") in unescaped, r.id
+        for profile, severity in r.severity.items():
+            assert f"{profile} {severity}" in section, r.id
+        for source in r.sources:
+            assert f"- {source}" in unescaped, r.id
+
+
+def test_rule_descriptions_are_text_not_docstring_layout() -> None:
+    # A docstring's line breaks used to come out escaped ("\\n    ") in every format.
+    listed = json.loads(CliRunner().invoke(app, ["rules", "--format", "json"]).stdout)["rules"]
+    kai003 = next(r["description"] for r in listed if r["id"] == "KAI-003")
+    assert "\\n" not in kai003 and "  _FAMILY" not in kai003 and ", _FAMILY, _MODEL" in kai003
+
+
+def test_markdown_markup_in_a_description_is_escaped_outside_code() -> None:
+    doc = RULES_DOC.read_text()
+    # KAI-003 lists KAIROS_ID, _ID_LIKE, ...: bare underscores would turn the list italic.
+    assert "KAIROS\\_ID, \\_ID\\_LIKE" in doc
+    assert "`containers.bootc`" in doc  # code spans are left as they are
+
+
+def test_sarif_rules_link_to_their_section_of_the_rules_doc() -> None:
+    finding = Finding("KRN-001", Severity.ERROR, Outcome.FAIL, "no kernel")
+    report = Report("img", "sha256:0", "linux/amd64", "cos", "asked for", (finding,))
+    driver = json.loads(render_sarif([report]))["runs"][0]["tool"]["driver"]
+    (entry,) = driver["rules"]
+    assert entry["helpUri"] == f"{RULES_DOC_URL}#krn-001"
+    assert RULES_DOC_URL.endswith("/docs/rules.md")
+    assert "\n## KRN-001\n" in RULES_DOC.read_text()  # GitHub's anchor for it is #krn-001
+
+
+def test_docs_and_readme_cite_nothing_outside_the_repository() -> None:
+    for path in [REPO / "README.md", *DOCS.rglob("*")]:
+        if path.is_file():
+            text = path.read_text()
+            assert "../shared" not in text and "/work/" not in text, path
+            assert "DESIGN.md" not in text and "field-notes" not in text, path
+
+
+def test_every_repository_path_the_docs_link_to_exists() -> None:
+    for path in [REPO / "README.md", *DOCS.glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):
+            assert (path.parent / target).exists(), f"{path.name} links to missing {target}"
+
+
+def test_the_readme_json_example_is_what_check_says_of_the_shipped_example() -> None:
+    (block,) = re.findall(r"^```json\n(.*?)^```$", (REPO / "README.md").read_text(), re.DOTALL | re.MULTILINE)
+    example = json.loads(block)["reports"][0]
+    assert example["image"] == "oci-archive:fixtures/example-cos.tar"
+    result = CliRunner().invoke(
+        app, ["check", "-q", "--no-cache", "--format", "json", str(REPO / "fixtures" / "example-cos.tar")]
+    )
+    (actual,) = json.loads(result.stdout)["reports"]
+    for key in ("bootable", "counts", "profile", "profileReason", "platform", "index"):
+        assert example[key] == actual[key], key
+    assert actual["digest"].startswith(example["digest"].rstrip("…"))
+    facts, shown = actual["facts"], example["facts"]
+    for key in ("layers", "compressedSize", "uncompressedSize", "osRelease", "modules"):
+        assert shown[key] == facts[key], key
+    for key in ("path", "resolved", "format", "version", "arch"):
+        assert shown["kernel"][key] == facts["kernel"][key], key
+    for key in ("path", "resolved", "compression", "members", "kernelVersions"):
+        assert shown["initrd"][key] == facts["initrd"][key], key
+    first = {k: v for k, v in actual["findings"][0].items() if k in ("rule", "severity", "outcome", "path")}
+    assert first.items() <= example["findings"][0].items()
