@@ -19,7 +19,7 @@ from ..fs.node import Kind, Node
 from ..fs.tree import FileTree, Resolution
 from ..spec import ImageConfig
 from .initrd import InitrdInfo
-from .kernel import KernelInfo
+from .kernel import KernelInfo, kernel_version_of_name
 from .pkgdb import Package
 from .pkgdb.roles import Family, Role, roles_of
 from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
@@ -73,6 +73,16 @@ class Artifact:
     def chain(self) -> str:
         """`/boot/vmlinuz -> vmlinuz-6.1.0-28-amd64` (every hop), for evidence lines."""
         return link_chain(self.path, self.resolution)
+
+
+def kernel_version(a: Artifact | None) -> str | None:
+    """The release of a kernel: from its content (header, banner, .uname), else from its name
+    (`vmlinuz-6.1.0-28-amd64`, `/usr/lib/modules/<kver>/vmlinuz`), resolved path first."""
+    if a is None:
+        return None
+    if a.kernel is not None and a.kernel.version:
+        return a.kernel.version
+    return kernel_version_of_name(a.real) or kernel_version_of_name(a.path)
 
 
 def link_chain(path: str, res: Resolution) -> str:

@@ -1,7 +1,7 @@
 """Rules of the `bootc` profile (boot-requirements.md b.4): what `bootc container lint`,
 `bootc install/switch` and bootc-image-builder (BIB) check or assume, answered statically.
 
-BTC-002 runs the bootc lints (_bootc_lints.py) under their own names and types (a.6), one Result
+BTC-002 runs the bootc lints (..emulate.bootc) under their own names and types (a.6), one Result
 per lint, sorted by name as bootc runs them; a lint's type (fatal/warning) is its Result's
 severity.  The other rules follow bootc's and BIB's code paths, cited in each description.
 """
@@ -16,9 +16,7 @@ from typing import Any
 from ...report import Severity
 from ..check import Result, failed, not_run, passed, rule, skipped
 from ..context import CheckContext
-from ..initrd import InitrdInfo
-from ..kernel import KernelFormat
-from ._bootc_lints import (
+from ..emulate.bootc import (
     LINTS,
     MODULES,
     RUST_ARCH,
@@ -33,6 +31,8 @@ from ._bootc_lints import (
     sample,
     ukis,
 )
+from ..initrd import InitrdInfo
+from ..kernel import KernelFormat
 
 INSTALL_DIR = "/usr/lib/bootc/install"
 BOOTUPD_EFI = "/usr/lib/bootupd/updates/EFI"

@@ -7,7 +7,7 @@ legacy luet-era cOS derivative (v0.5-v0.9).  A `cos` profile forced on an image 
 judged as Elemental v2, the toolkit's current form.
 
 Elemental's own discovery of kernels, initrds and bootloader files is emulated, not
-approximated (COS-002, COS-008, COS-009): see `_elemental`.
+approximated (COS-002, COS-008, COS-009): see `..emulate.elemental_v2`.
 """
 
 from __future__ import annotations
@@ -22,25 +22,12 @@ from ...fs.node import Kind
 from ...report import Outcome, Severity
 from ..check import Result, Rule, failed, not_run, passed, rule, skipped
 from ..context import CheckContext, link_chain, parse_env_file
+from ..emulate import elemental_v1, elemental_v2
+from ..emulate.elemental_v2 import INITRD_PATTERNS, KERNEL_PATTERNS, MODULES_DIR, find_file, walk_matches
+from ..emulate.grub import BOOTARGS, DEFAULT_BOOT_PATHS, boot_paths, grub_sets
+from ..emulate.pick import Pick
 from ..initrd import InitrdInfo
 from ..pkgdb.roles import NAMES, Family, Role
-from ._elemental import (
-    BOOTARGS,
-    DEFAULT_BOOT_PATHS,
-    INITRD_PATTERNS,
-    KERNEL_PATTERNS,
-    MODULES_DIR,
-    V1_INITRD_PREFIXES,
-    V1_KERNEL_PREFIXES,
-    V2Pick,
-    boot_paths,
-    find_file,
-    grub_sets,
-    v1_pick,
-    v2_initrd,
-    v2_kernel,
-    walk_matches,
-)
 
 #: Small files these rules read, as layer-member globs ('*' crosses '/').  Most are in the
 #: pipeline's base set already; listed again so this module does not depend on that.
@@ -144,77 +131,73 @@ def boot_paths_exist(ctx: CheckContext) -> Iterator[Result]:
     ),
 )
 def elemental_selection(ctx: CheckContext) -> Iterator[Result]:
-    kernel, initrd = v2_kernel(ctx), v2_initrd(ctx)
+    kernel, initrd = elemental_v2.kernel(ctx), elemental_v2.initrd_file(ctx)
     yield _kernel_result(kernel)
     yield _initrd_result(ctx, initrd, kernel)
-    yield from _v1_results(ctx, kernel, initrd)
+    yield from _v1_results((kernel, elemental_v1.kernel(ctx)), (initrd, elemental_v1.initrd(ctx)))
 
 
-def _kernel_result(pick: V2Pick) -> Result:
-    found = pick.found
-    evidence = [f"patterns, in order: {', '.join(KERNEL_PATTERNS)}"]
-    if found is not None:
-        evidence.insert(0, f"{found.pattern} matched first: {found.chain}")
+def _matched(pick: Pick, patterns: tuple[str, ...]) -> list[str]:
+    evidence = [f"patterns, in order: {', '.join(patterns)}"]
+    if pick.matched is not None:
+        evidence.insert(0, f"{pick.pattern} matched first: {pick.chain}")
+    return evidence
+
+
+def _kernel_result(pick: Pick) -> Result:
+    evidence = _matched(pick, KERNEL_PATTERNS)
     if pick.error:
         hint = "link /boot/vmlinuz (relative) to a kernel file whose name contains its /lib/modules version"
-        if found is not None and not found.error and "version" in pick.error:
-            hint = f"rename {found.resolved} to vmlinuz-<version> and link /boot/vmlinuz to it (E3)"
-        return failed(f"Elemental v2: {pick.error}", found.resolved if found else "/boot", evidence, hint)
-    assert found is not None
+        if pick.error.startswith("could not determine the version"):
+            hint = f"rename {pick.path} to vmlinuz-<version> and link /boot/vmlinuz to it (E3)"
+        return failed(f"Elemental v2: {pick.error}", pick.path or "/boot", evidence, hint)
     return passed(
-        f"Elemental v2 picks kernel {found.resolved}, version {pick.version}",
-        found.resolved,
+        f"Elemental v2 picks kernel {pick.path}, version {pick.version}",
+        pick.path,
         [*evidence, f"{MODULES_DIR}/{pick.version} is the first modules directory named in the path"],
     )
 
 
-def _initrd_result(ctx: CheckContext, pick: V2Pick, kernel: V2Pick) -> Result:
-    found = pick.found
-    evidence = [f"patterns, in order: {', '.join(INITRD_PATTERNS)}"]
-    if found is not None:
-        evidence.insert(0, f"{found.pattern} matched first: {found.chain}")
-    if pick.error or found is None:
+def _initrd_result(ctx: CheckContext, pick: Pick, kernel: Pick) -> Result:
+    evidence = _matched(pick, INITRD_PATTERNS)
+    if pick.error or pick.path is None:
         hint = "build the initrd with dracut (`elemental init` writes /boot/elemental.initrd-<version>)"
-        return failed(f"Elemental v2: {pick.error}", found.resolved if found else "/boot", evidence, hint)
+        return failed(f"Elemental v2: {pick.error}", pick.path or "/boot", evidence, hint)
     version = kernel.version
     if version is None:
-        return passed(f"Elemental v2 picks initrd {found.resolved}", found.resolved, evidence)
-    info = ctx.analysis(found.resolved)
+        return passed(f"Elemental v2 picks initrd {pick.path}", pick.path, evidence)
+    info = ctx.analysis(pick.path)
     built_for = info.kernel_versions if isinstance(info, InitrdInfo) else ()
-    if version in built_for or (not built_for and version in found.resolved):
+    if version in built_for or (not built_for and version in pick.path):
         why = "carries modules for" if built_for else "is named for"
         return passed(
-            f"Elemental v2 picks initrd {found.resolved}, which {why} kernel {version}",
-            found.resolved,
+            f"Elemental v2 picks initrd {pick.path}, which {why} kernel {version}",
+            pick.path,
             evidence,
         )
     if not built_for:
         return not_run(
-            f"cannot tell which kernel {found.resolved} was built for: no (usr/)lib/modules/<version> "
+            f"cannot tell which kernel {pick.path} was built for: no (usr/)lib/modules/<version> "
             "inside and no version in its name",
-            found.resolved,
+            pick.path,
             evidence,
         )
-    others = [m for p in INITRD_PATTERNS for m in walk_matches(ctx, p) if m != found.match and version in m]
+    others = [m for p in INITRD_PATTERNS for m in walk_matches(ctx, p) if m != pick.matched and version in m]
     return failed(
-        f"Elemental v2 picks initrd {found.resolved}, built for kernel {', '.join(built_for)}, "
+        f"Elemental v2 picks initrd {pick.path}, built for kernel {', '.join(built_for)}, "
         f"but its kernel is version {version} (rancher/elemental#1450)",
-        found.resolved,
+        pick.path,
         [*evidence, *(f"an initrd for {version} exists but sorts later: {m}" for m in others)],
         hint=f"remove initrds of other kernels from /boot, or rebuild with `elemental init` for {version}",
     )
 
 
-def _v1_results(ctx: CheckContext, kernel: V2Pick, initrd: V2Pick) -> Iterator[Result]:
+def _v1_results(kernels: tuple[Pick, Pick], initrds: tuple[Pick, Pick]) -> Iterator[Result]:
+    """v1 against v2 on the file each finds (v2's E3 version does not matter here)."""
     agree = []
-    for what, v2, prefixes in (
-        ("kernel", kernel, V1_KERNEL_PREFIXES),
-        ("initrd", initrd, V1_INITRD_PREFIXES),
-    ):
-        v1, notes = v1_pick(ctx, prefixes)
-        v2_path = v2.found.resolved if v2.found is not None and not v2.found.error else None
-        v1_real = ctx.lookup(v1).path if v1 else None
-        v2_real = ctx.lookup(v2_path).path if v2_path else None
+    for what, (v2, v1) in (("kernel", kernels), ("initrd", initrds)):
+        v1_real = v1.real if v1.ok else None
+        v2_real = v2.real
         if v1_real == v2_real:
             agree.append(f"{what}: both pick {v1_real or 'nothing'}")
             continue
@@ -222,7 +205,7 @@ def _v1_results(ctx: CheckContext, kernel: V2Pick, initrd: V2Pick) -> Iterator[R
         yield failed(
             f"Elemental v1 and v2 pick different {what} files: v1 {v1_text}, v2 {v2_real or 'nothing'}",
             v1_real or v2_real or "/boot",
-            [f"v1 prefixes, by /boot entry name: {', '.join(prefixes)}", *notes],
+            [f"v1 prefixes, by /boot entry name: {', '.join(v1.candidates)}", *v1.reasons],
             hint=f"keep one {what} in /boot, or make the names sort the same way for both "
             "(build-iso from Elemental v1 / elemental-cli uses the v1 search)",
             severity=Severity.WARNING,
@@ -550,18 +533,18 @@ def _bootloader_result(ctx: CheckContext, what: str, patterns: tuple[str, ...], 
     """A failure Result for one Elemental bootloader search, or the evidence line of its success."""
     arch = ctx.config.architecture
     found = find_file(ctx, patterns)
-    if found is None or found.error:
+    if found.path is None or found.error:
         return failed(
-            f"Elemental: {message}" + (f" ({found.error})" if found and found.error else ""),
-            found.match if found else patterns[0],
+            f"Elemental: {message}" + (f" ({found.error})" if found.path and found.error else ""),
+            found.matched or patterns[0],
             [f"patterns, in order: {', '.join(patterns)}"],
             hint=f"install the distribution's {what} EFI package for {arch}",
         )
-    other = foreign_arch(found.resolved, arch)
+    other = foreign_arch(found.path, arch)
     if other:
         return failed(
             f"Elemental picks {found.chain} for {what}, built for {other}, on this {arch} image",
-            found.resolved,
+            found.path,
             [f"{found.pattern} matched first"],
             hint=f"remove the {other} files or install the {arch} {what} package",
         )

@@ -7,12 +7,13 @@ import posixpath
 from collections.abc import Iterable
 
 from ..check import Result, Rule, failed, not_run, passed, rule, skipped
-from ..context import INITRD_GLOBS, Artifact, CheckContext
+from ..context import INITRD_GLOBS, Artifact, CheckContext, kernel_version
+from ..emulate import bootc, elemental_v1, elemental_v2
+from ..emulate.grub import DEFAULT_BOOT_PATHS
+from ..emulate.pick import Pick, nothing
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat, KernelInfo
 from ..scan import INITRD_CAP
-from .kernel import kernel_version
-from .links import V1_INITRD_PREFIXES, V2_INITRD_PATTERNS, Pick, elemental_v1_pick, elemental_v2_pick
 
 _DRACUT_HINT = "build it with dracut -f /boot/initrd-<kver> <kver> and link /boot/initrd to it"
 
@@ -245,13 +246,13 @@ def initrd_picks(ctx: CheckContext) -> Iterable[Result]:
     evidence, wrong = [], []
     for pick in picks.values():
         line = pick.describe()
-        info = ctx.artifact(pick.real).initrd if pick.real else None
+        info = ctx.artifact(pick.real).initrd if pick.ok and pick.real else None
         if info is not None:
             line += f" [modules for: {', '.join(info.kernel_versions) or 'none'}]"
             if pick in relevant and version and version not in info.kernel_versions:
-                wrong.append(f"{pick.tool} loads {pick.path}, built for another kernel than {version}")
+                wrong.append(f"{pick.tool} loads {pick.matched}, built for another kernel than {version}")
         evidence.append(line)
-    reals = {p.real for p in relevant}
+    reals = {p.real if p.ok else None for p in relevant}
     if len(reals) > 1 or None in reals or wrong:
         why = "; ".join(wrong) if wrong else "the tools disagree on which to load"
         yield failed(
@@ -265,26 +266,15 @@ def initrd_picks(ctx: CheckContext) -> Iterable[Result]:
 
 
 def _initrd_picks(ctx: CheckContext) -> dict[str, Pick]:
-    fixed = ctx.lookup("/boot/initrd")
+    fixed = DEFAULT_BOOT_PATHS["initramfs"]
+    res = ctx.lookup(fixed)
     grub = "GRUB bootargs / Kairos K4"
-    out = {
-        "v2": elemental_v2_pick(ctx, V2_INITRD_PATTERNS),
-        "v1": elemental_v1_pick(ctx, V1_INITRD_PREFIXES),
-        "fixed": Pick(grub, "/boot/initrd", fixed.path)
-        if fixed.ok
-        else Pick(grub, None, None, f"/boot/initrd: {fixed.reason}"),
+    return {
+        "v2": elemental_v2.initrd_file(ctx),
+        "v1": elemental_v1.initrd(ctx),
+        "fixed": Pick(grub, fixed, fixed, res.path) if res.ok else nothing(grub, f"{fixed}: {res.reason}"),
+        "beside": bootc.initramfs_beside(ctx, ctx.kernel.path if ctx.kernel is not None else None),
     }
-    if ctx.kernel is not None:
-        beside = posixpath.join(posixpath.dirname(ctx.kernel.path), "initramfs.img")
-        res = ctx.lookup(beside)
-        out["beside"] = (
-            Pick("bootc", beside, res.path)
-            if res.ok
-            else Pick("bootc", None, None, f"{beside}: {res.reason}")
-        )
-    else:
-        out["beside"] = Pick("bootc", None, None, "no kernel")
-    return out
 
 
 RULES: tuple[Rule, ...] = (initrd_exists, initrd_valid, initrd_matches_kernel, initrd_picks)

@@ -1,7 +1,7 @@
 """Rules KRN-001..007: is there a kernel, is it one, does it fit the image and its modules.
 
 The kernel is identified by content (boot-requirements d.1, ociboot.boot.kernel); the file
-each tool would pick is emulated in .links.
+each tool would pick is emulated in ..emulate.
 """
 
 from __future__ import annotations
@@ -10,17 +10,11 @@ import posixpath
 from collections.abc import Iterable
 
 from ..check import Result, Rule, failed, not_run, passed, rule, skipped
-from ..context import KERNEL_GLOBS, Artifact, CheckContext
+from ..context import KERNEL_GLOBS, Artifact, CheckContext, kernel_version
+from ..emulate import bootc, elemental_v1, elemental_v2, kairos
+from ..emulate.pick import Pick
 from ..initrd import InitrdInfo
-from ..kernel import KernelFormat, KernelInfo, kernel_version_of_name
-from .kairos import kairos_kver
-from .links import (
-    V1_KERNEL_PREFIXES,
-    V2_KERNEL_PATTERNS,
-    Pick,
-    elemental_v1_pick,
-    elemental_v2_pick,
-)
+from ..kernel import KernelFormat, KernelInfo
 
 _INSTALL_HINT = "install the distribution's kernel package and link /boot/vmlinuz to it"
 
@@ -37,25 +31,6 @@ def _evidence(a: Artifact) -> list[str]:
             out.append(f"libmagic: {info.description}")
         out += [f"problem: {p}" for p in info.problems]
     return out
-
-
-def kernel_version(a: Artifact | None) -> str | None:
-    """The release of a kernel: from its content (header, banner, .uname), else from its name
-    (`vmlinuz-6.1.0-28-amd64`, `/usr/lib/modules/<kver>/vmlinuz`), resolved path first."""
-    if a is None:
-        return None
-    if a.kernel is not None and a.kernel.version:
-        return a.kernel.version
-    return kernel_version_of_name(a.real) or kernel_version_of_name(a.path)
-
-
-def elemental_e3_version(ctx: CheckContext, a: Artifact) -> str | None:
-    """E3: the first /lib/modules entry (ReadDir order) whose name is a substring of the
-    kernel's resolved path; Elemental v2 runs dracut and names the initrd with it."""
-    for name in ctx.listdir("/lib/modules"):
-        if name in a.real:
-            return name
-    return None
 
 
 # --- KRN-001 -----------------------------------------------------------------------------------
@@ -275,7 +250,7 @@ def kernel_modules_dir(ctx: CheckContext) -> Iterable[Result]:
         )
         return
     if ctx.profile == "cos":
-        e3 = elemental_e3_version(ctx, a)
+        e3 = elemental_v2.e3_version(ctx, a.real)
         if e3 != version:
             picked = f"picks {e3}" if e3 else "finds none"
             yield failed(
@@ -340,7 +315,7 @@ _PROFILE_TOOLS = {"generic": ("v2", "v1", "k13"), "cos": ("v2", "v1"), "kairos":
     ),
 )
 def kernel_picks(ctx: CheckContext) -> Iterable[Result]:
-    modules_kernels = ctx.glob("/usr/lib/modules/*/vmlinuz")
+    modules_kernels = [f"{d}/vmlinuz" for d in bootc.kernel_dirs(ctx)]
     bootc_line = f"bootc: {len(modules_kernels)} kernel(s) in /usr/lib/modules: {', '.join(modules_kernels)}"
     if ctx.profile == "bootc":
         if len(modules_kernels) > 1:
@@ -375,22 +350,20 @@ def kernel_picks(ctx: CheckContext) -> Iterable[Result]:
 
 
 def _kernel_picks(ctx: CheckContext) -> dict[str, Pick]:
-    k13 = kairos_kver(ctx)
-    kairos = "Kairos (K13, highest semver /lib/modules dir)"
     return {
-        "v2": elemental_v2_pick(ctx, V2_KERNEL_PATTERNS),
-        "v1": elemental_v1_pick(ctx, V1_KERNEL_PREFIXES),
-        "k13": Pick(kairos, f"/lib/modules/{k13}", None) if k13 else Pick(kairos, None, None, "empty"),
+        "v2": elemental_v2.kernel_file(ctx),
+        "v1": elemental_v1.kernel(ctx),
+        "k13": kairos.kernel_release(ctx),
     }
 
 
 def _pick_release(ctx: CheckContext, key: str, pick: Pick) -> str | None:
     """What a pick amounts to, comparable across tools: the kernel release it boots."""
-    if pick.path is None:
+    if not pick.ok or pick.matched is None:
         return None
     if key == "k13":
-        return posixpath.basename(pick.path)
-    return kernel_version(ctx.artifact(pick.path)) or pick.real
+        return pick.version
+    return kernel_version(ctx.artifact(pick.matched)) or pick.real
 
 
 # --- KRN-007 -----------------------------------------------------------------------------------
