@@ -17,6 +17,7 @@ from ..report import Severity
 from ..spec import ImageConfig
 from .check import PROFILES
 from .context import Policy
+from .emulate.kairos import RELEASE as KAIROS_RELEASE
 from .rules import rule_ids
 
 BOOTC_LABELS = ("containers.bootc", "ostree.bootable")
@@ -30,8 +31,8 @@ class PolicyError(OcibootError):
 
 def detect_profile(tree: FileTree, config: ImageConfig) -> tuple[str, str]:
     """(profile, why) for `--profile auto`."""
-    if tree.lookup("/etc/kairos-release").ok:
-        return "kairos", "/etc/kairos-release exists"
+    if tree.lookup(KAIROS_RELEASE).ok:
+        return "kairos", f"{KAIROS_RELEASE} exists"
     for label in BOOTC_LABELS:
         if label in config.labels:
             return "bootc", f"image config label {label}={config.labels[label]}"

@@ -12,4 +12,5 @@ module and nowhere else.
     elemental_v1  elemental-cli v1 FindFileWithPrefix, shared by kairos-agent (a.3)
     kairos        kairos-init K13 kernel release, AuroraBoot's ISO pick (a.5)
     bootc         bootc's kernel/initramfs layout and `bootc container lint` (a.6)
+    switch_root   which init systemd's switch-root runs after the initrd
 """

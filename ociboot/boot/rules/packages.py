@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 from ..check import Result, failed, not_run, passed, rule, skipped
 from ..context import CheckContext
+from ..emulate.switch_root import find_init
 from ..pkgdb import PKGDB_PATHS, Package
 from ..pkgdb.roles import NAMES, Family, Role, roles_of
-from .system import find_init
 
 #: The roles PKG-001 looks for and PKG-002 accepts as names (the toolkit role is cOS-only).
 ROLES = (Role.KERNEL, Role.BOOTLOADER, Role.INIT, Role.INITRAMFS)
