@@ -18,6 +18,7 @@ from typing import Any
 from ..fs.node import Kind, Node
 from ..fs.tree import FileTree, Resolution
 from ..spec import ImageConfig
+from .check import Profile
 from .initrd import InitrdInfo
 from .kernel import KernelInfo, kernel_version_of_name
 from .pkgdb import Package
@@ -122,7 +123,7 @@ class Packages:
 class Policy:
     """What a user asked for beyond the profile (CLI options and --policy FILE)."""
 
-    profile: str = "auto"
+    profile: Profile = Profile.AUTO
     kernel: str | None = None
     initrd: str | None = None
     require_packages: tuple[str, ...] = ()
@@ -137,7 +138,7 @@ class CheckContext:
         tree: FileTree,
         config: ImageConfig,
         *,
-        profile: str,
+        profile: Profile,
         profile_reason: str = "",
         policy: Policy | None = None,
         compressed_size: int = 0,
@@ -145,7 +146,7 @@ class CheckContext:
     ) -> None:
         self.tree = tree
         self.config = config
-        self.profile = profile
+        self.profile = Profile(profile)
         self.profile_reason = profile_reason
         self.policy = policy or Policy()
         self.compressed_size = compressed_size
@@ -287,10 +288,10 @@ class CheckContext:
         first real kernel found."""
         if self.policy.kernel:
             return self.artifact(self.policy.kernel, as_initrd=False)
-        default = {"bootc": None}.get(self.profile, "/boot/vmlinuz")
+        default = None if self.profile is Profile.BOOTC else "/boot/vmlinuz"
         if default and self.exists(default):
             return self.artifact(default)
-        if self.profile == "bootc":
+        if self.profile is Profile.BOOTC:
             modules = [a for a in self.kernels if a.path.startswith("/usr/lib/modules/")]
             if modules:
                 return modules[0]
@@ -301,7 +302,7 @@ class CheckContext:
         if self.policy.initrd:
             return self.artifact(self.policy.initrd, as_initrd=True)
         kernel = self.kernel
-        if self.profile == "bootc" and kernel is not None:
+        if self.profile is Profile.BOOTC and kernel is not None:
             beside = posixpath.join(posixpath.dirname(kernel.path), "initramfs.img")
             return self.artifact(beside) if self.exists(beside) else None
         if self.exists("/boot/initrd"):

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from ...fs.node import Kind
 from ...report import Outcome, Severity
-from ..check import Result, Rule, failed, not_run, passed, rule, skipped
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
 from ..context import CheckContext, link_chain, parse_env_file
 from ..emulate import elemental_v1, elemental_v2
 from ..emulate.elemental_v2 import INITRD_PATTERNS, KERNEL_PATTERNS, MODULES_DIR, find_file, walk_matches
@@ -68,7 +68,7 @@ def variant(ctx: CheckContext) -> Variant:
 @rule(
     "COS-001",
     "GRUB's kernel and initrd paths exist",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-001",
         "a.1 D9",
@@ -108,7 +108,7 @@ def boot_paths_exist(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-002",
     "Elemental finds the kernel, its version and the initrd",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-002",
         "a.4 E1-E5 (elemental-toolkit pkg/utils/common.go FindKernel, FindFile, resolveLink; "
@@ -217,7 +217,7 @@ def _v1_results(kernels: tuple[Pick, Pick], initrds: tuple[Pick, Pick]) -> Itera
 @rule(
     "COS-003",
     "GRUB config for Elemental",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-003",
         "a.4 E8 (elemental-toolkit pkg/bootloader/grub.go InstallConfig)",
@@ -257,7 +257,7 @@ def grub_config(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-004",
     "GRUB bootargs set kernel and initramfs to existing paths",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=("boot-requirements b.2 COS-004", "a.4 E9", "a.1 D12", "kairos-io/kairos#1770"),
     description=(
         "grub.cfg sources /etc/cos/bootargs.cfg and /etc/elemental/bootargs.cfg (E9); without "
@@ -313,7 +313,7 @@ def bootargs(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-005",
     "the elemental binary is in the image",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-005",
         "a.4 E14 (module-setup.sh of elemental-setup and elemental-rootfs install it)",
@@ -354,7 +354,7 @@ LEGACY_MODULES: tuple[tuple[str, ...], ...] = (("cos-immutable-rootfs", "element
 @rule(
     "COS-006",
     "the initrd carries the Elemental/cOS dracut modules",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-006",
         "a.4 E7 (pkg/features/features.go), E14",
@@ -442,7 +442,7 @@ UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/sys
 @rule(
     "COS-007",
     "Elemental/cOS setup units are enabled",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-007",
         "elemental-toolkit pkg/features/features.go (elemental-setup, elemental-rootfs)",
@@ -554,7 +554,7 @@ def _bootloader_result(ctx: CheckContext, what: str, patterns: tuple[str, ...], 
 @rule(
     "COS-008",
     "EFI shim, GRUB and MokManager binaries for Elemental",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-008",
         "a.4 E10 (pkg/constants/constants.go Get{Shim,GrubEFI,MokMngr}FilePatterns; "
@@ -590,7 +590,7 @@ def efi_binaries(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-009",
     "GRUB modules Elemental installs",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-009",
         "a.4 E11 (constants.go GetDefaultGrubModules(+Patterns); grub.go installModules)",
@@ -618,7 +618,7 @@ def grub_modules(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-010",
     "grub2-editenv or grub-editenv on PATH",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=("boot-requirements b.2 COS-010", "a.4 E12 (pkg/bootloader/grub.go; examples/orange/Dockerfile)"),
     description=(
         "Elemental sets GRUB environment variables with grub2-editenv, falling back to grub-editenv "
@@ -666,7 +666,7 @@ def cloud_configs(ctx: CheckContext) -> list[str]:
 @rule(
     "COS-011",
     "cloud-config for the boot stages",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-011",
         "a.1 D11, D12",
@@ -745,7 +745,7 @@ def parse_layout(text: str, file: str) -> list[LayoutPaths]:
 @rule(
     "COS-012",
     "persistent and RW layout paths exist",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-012",
         "rancher/elemental-toolkit#1311",
@@ -797,7 +797,7 @@ def layout_paths(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-013",
     "os-release keys Elemental and Rancher upgrades use",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-013",
         "a.4 E13 (grub.go SetDefaultEntry), E17 (examples Dockerfiles)",
@@ -859,7 +859,7 @@ def dracut_conf_files(ctx: CheckContext) -> list[str]:
 @rule(
     "COS-014",
     "dracut builds a generic (not host-only) initrd",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-014",
         "a.2 system/base-dracut-modules 50-cos-initrd.conf",
@@ -903,7 +903,7 @@ def dracut_hostonly(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-015",
     "luet records the cOS toolkit packages (legacy)",
-    "cos=I",
+    {Profile.COS: Severity.INFO},
     sources=("boot-requirements b.2 COS-015", "a.2 meta/cos-minimal", "c (luet database location)"),
     description=(
         "Luet-era cOS images record their packages in /var/cache/luet/luet.db: it should list "
@@ -942,7 +942,7 @@ LEGACY_FILES = {
 @rule(
     "COS-016",
     "legacy cOS configuration files",
-    "cos=I",
+    {Profile.COS: Severity.INFO},
     sources=("boot-requirements b.2 COS-016", "a.1 D12", "a.2 system/cos-config"),
     description=(
         "Legacy cOS installers and upgrades read /etc/cos/config and /etc/cos-upgrade-image; on a "

@@ -6,7 +6,8 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 
-from ..check import Result, Rule, failed, not_run, passed, rule, skipped
+from ...report import Severity
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
 from ..context import INITRD_GLOBS, Artifact, CheckContext, kernel_version
 from ..emulate import bootc, elemental_v1, elemental_v2
 from ..emulate.grub import DEFAULT_BOOT_PATHS
@@ -44,7 +45,12 @@ def _summary(info: InitrdInfo) -> str:
 @rule(
     "INI-001",
     "an initramfs exists",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 INI-001",
         "D3, D9 (cOS docs: initrd at /boot/initrd, custom paths allowed)",
@@ -71,7 +77,7 @@ def initrd_exists(ctx: CheckContext) -> Iterable[Result]:
     a = ctx.initrd
     if a is None:
         where = list(INITRD_GLOBS)
-        if ctx.profile == "bootc" and ctx.kernel is not None:
+        if ctx.profile is Profile.BOOTC and ctx.kernel is not None:
             where = [posixpath.join(posixpath.dirname(ctx.kernel.path), "initramfs.img")]
         yield failed("no initramfs found", "/boot", [f"looked in: {', '.join(where)}"], hint=_DRACUT_HINT)
         return
@@ -95,7 +101,12 @@ def initrd_exists(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "INI-002",
     "the initramfs is a valid cpio stream",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 INI-002",
         "d.2 (Linux lib/decompress.c, Documentation/driver-api/early-userspace/buffer-format.rst)",
@@ -158,7 +169,12 @@ def initrd_valid(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "INI-003",
     "the initramfs is built for the kernel",
-    "gen=W cos=E kairos=E bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=(
         "boot-requirements.md b.1 INI-003",
         "rancher/elemental#1450 (stale initrd for another kernel picked)",
@@ -208,17 +224,22 @@ def initrd_matches_kernel(ctx: CheckContext) -> Iterable[Result]:
 # --- INI-004 -----------------------------------------------------------------------------------
 
 _PROFILE_TOOLS = {
-    "generic": ("v2", "v1"),  # no fixed path: Debian links /boot/initrd.img, Fedora has none
-    "cos": ("v2", "v1", "fixed"),
-    "kairos": ("v1", "fixed"),
-    "bootc": ("beside",),
+    Profile.GENERIC: ("v2", "v1"),  # no fixed path: Debian links /boot/initrd.img, Fedora has none
+    Profile.COS: ("v2", "v1", "fixed"),
+    Profile.KAIROS: ("v1", "fixed"),
+    Profile.BOOTC: ("beside",),
 }
 
 
 @rule(
     "INI-004",
     "every tool picks the same initramfs",
-    "gen=W cos=W kairos=W bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=(
         "boot-requirements.md b.1 INI-004",
         "E4 (elemental-toolkit GetInitrdPatterns)",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ...fs.node import Kind
 from ...report import Severity
-from ..check import Result, Rule, failed, not_run, passed, rule, skipped
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
 from ..context import CheckContext, link_chain
 from ..emulate import kairos
 from ..emulate.grub import DEFAULT_BOOT_PATHS
@@ -120,7 +120,7 @@ def _lookup_binary(ctx: CheckContext, name: str) -> _Found:
 @rule(
     "KAI-001",
     "Kairos binaries are on PATH and executable",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=(
         "boot-requirements.md a.5 K1, K2",
         "kairos-init pkg/validation/validate.go",
@@ -183,7 +183,7 @@ def _boot_file(ctx: CheckContext, path: str, hint: str) -> Result:
 @rule(
     "KAI-002",
     "/boot/vmlinuz and /boot/initrd resolve",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K3, K4", "kairos-init pkg/validation/validate.go"),
 )
 def boot_links(ctx: CheckContext) -> Iterable[Result]:
@@ -208,7 +208,7 @@ def boot_links(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KAI-003",
     "/etc/kairos-release has the required keys",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K5, K6", "kairos-init pkg/validation/validate.go"),
 )
 def release_keys(ctx: CheckContext) -> Iterable[Result]:
@@ -246,7 +246,7 @@ def release_keys(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KAI-004",
     "/var/lock exists",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K7", "kairos-init pkg/validation/validate.go"),
 )
 def var_lock(ctx: CheckContext) -> Iterable[Result]:
@@ -293,7 +293,7 @@ def _initrd_listing(ctx: CheckContext) -> _Listing | Result:
 @rule(
     "KAI-005",
     "the initrd carries immucore and kairos-agent",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K8", "kairos-init pkg/validation/validate.go", "kairos-init#53"),
 )
 def initrd_agents(ctx: CheckContext) -> Iterable[Result]:
@@ -338,7 +338,7 @@ def _renesas_in(names: Iterable[str]) -> list[str]:
 @rule(
     "KAI-006",
     "the initrd carries xhci-pci-renesas if the kernel ships it",
-    "kairos=W",
+    {Profile.KAIROS: Severity.WARNING},
     sources=("boot-requirements.md a.5 K9", "kairos-init pkg/validation/validate.go"),
 )
 def initrd_renesas(ctx: CheckContext) -> Iterable[Result]:
@@ -381,7 +381,7 @@ def initrd_renesas(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KAI-007",
     "no SSH host keys baked in",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K10", "kairos-init pkg/validation/validate.go"),
 )
 def ssh_host_keys(ctx: CheckContext) -> Iterable[Result]:
@@ -430,7 +430,7 @@ def _unit_state(ctx: CheckContext, unit: str) -> tuple[str, str, str]:
 @rule(
     "KAI-008",
     "required systemd units exist and are not masked",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K11, K12", "kairos-init pkg/validation/validate.go"),
 )
 def units(ctx: CheckContext) -> Iterable[Result]:
@@ -476,7 +476,7 @@ def units(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KAI-009",
     "Kairos finds a kernel version in /lib/modules and /boot/vmlinuz is that kernel",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=(
         "boot-requirements.md a.5 K13",
         "kairos-init pkg/kernel/kernel.go GetLatestFromPath",
@@ -542,7 +542,7 @@ def _vmlinuz_matches(ctx: CheckContext, kver: str) -> Iterator[Result]:
 @rule(
     "KAI-010",
     "kairos-agent's GRUB config and bootargs exist",
-    "kairos=W",
+    {Profile.KAIROS: Severity.WARNING},
     sources=("boot-requirements.md a.5 (kairos-agent GrubConf)", "kairos-io/kairos#1770"),
 )
 def grub_config(ctx: CheckContext) -> Iterable[Result]:
@@ -681,7 +681,7 @@ def _efi_results(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "KAI-011",
     "AuroraBoot can build an ISO: kernel/initrd pick and EFI binaries",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=(
         "boot-requirements.md a.5 (AuroraBoot pkg/ops/iso.go, kairos-sdk utils GetEfi*Files)",
         "boot-requirements.md a.3 (Elemental v1 FindKernelInitrd / FindFileWithPrefix)",

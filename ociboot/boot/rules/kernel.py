@@ -9,7 +9,8 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 
-from ..check import Result, Rule, failed, not_run, passed, rule, skipped
+from ...report import Severity
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
 from ..context import KERNEL_GLOBS, Artifact, CheckContext, kernel_version
 from ..emulate import bootc, elemental_v1, elemental_v2, kairos
 from ..emulate.pick import Pick
@@ -39,7 +40,12 @@ def _evidence(a: Artifact) -> list[str]:
 @rule(
     "KRN-001",
     "a kernel exists",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=("boot-requirements.md b.1 KRN-001", "E1 (elemental-toolkit GetKernelPatterns)", "D2"),
     description=(
         "At least one file in a kernel location (/boot/{vmlinuz,Image,zImage,uImage,image}*, "
@@ -90,7 +96,12 @@ def _why_not(a: Artifact) -> str:
 @rule(
     "KRN-002",
     "the chosen kernel is a boot image",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-002",
         "d.1 (Linux Documentation/arch/x86/boot.rst, arm64/booting.rst, zboot-header.S, UAPI.5 UKI)",
@@ -157,7 +168,12 @@ _X86 = {"amd64", "386"}
 @rule(
     "KRN-003",
     "the kernel's architecture is the image's",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-003",
         "d.1 (bzImage xloadflags, Image magics, PE machine)",
@@ -213,7 +229,12 @@ def kernel_arch(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KRN-004",
     "the kernel has its modules directory",
-    "gen=W cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-004",
         "E3/E3a (elemental-toolkit pkg/utils/common.go FindKernel)",
@@ -249,7 +270,7 @@ def kernel_modules_dir(ctx: CheckContext) -> Iterable[Result]:
             hint=f"install the modules package matching {version} (or the kernel matching the modules)",
         )
         return
-    if ctx.profile == "cos":
+    if ctx.profile is Profile.COS:
         e3 = elemental_v2.e3_version(ctx, a.real)
         if e3 != version:
             picked = f"picks {e3}" if e3 else "finds none"
@@ -267,7 +288,12 @@ def kernel_modules_dir(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KRN-005",
     "depmod ran for the kernel",
-    "gen=W cos=W kairos=W bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=("boot-requirements.md b.1 KRN-005", "a.2 (cOS packages/kernel build.yaml: depmod -a)"),
     description=(
         "modules.dep exists in the kernel's modules directory: without it modprobe finds no "
@@ -291,13 +317,22 @@ def modules_dep(ctx: CheckContext) -> Iterable[Result]:
 
 # --- KRN-006 -----------------------------------------------------------------------------------
 
-_PROFILE_TOOLS = {"generic": ("v2", "v1", "k13"), "cos": ("v2", "v1"), "kairos": ("v1", "k13")}
+_PROFILE_TOOLS = {
+    Profile.GENERIC: ("v2", "v1", "k13"),
+    Profile.COS: ("v2", "v1"),
+    Profile.KAIROS: ("v1", "k13"),
+}
 
 
 @rule(
     "KRN-006",
     "every tool picks the same kernel",
-    "gen=W cos=W kairos=W bootc=E",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-006",
         "E1/E2 (elemental-toolkit GetKernelPatterns, resolveLink)",
@@ -317,7 +352,7 @@ _PROFILE_TOOLS = {"generic": ("v2", "v1", "k13"), "cos": ("v2", "v1"), "kairos":
 def kernel_picks(ctx: CheckContext) -> Iterable[Result]:
     modules_kernels = [f"{d}/vmlinuz" for d in bootc.kernel_dirs(ctx)]
     bootc_line = f"bootc: {len(modules_kernels)} kernel(s) in /usr/lib/modules: {', '.join(modules_kernels)}"
-    if ctx.profile == "bootc":
+    if ctx.profile is Profile.BOOTC:
         if len(modules_kernels) > 1:
             yield failed(
                 f"Found multiple subdirectories in usr/lib/modules with vmlinuz ({len(modules_kernels)})",
@@ -372,7 +407,12 @@ def _pick_release(ctx: CheckContext, key: str, pick: Pick) -> str | None:
 @rule(
     "KRN-007",
     "no modules directories without a kernel",
-    "gen=I cos=I kairos=I bootc=W",
+    {
+        Profile.GENERIC: Severity.INFO,
+        Profile.COS: Severity.INFO,
+        Profile.KAIROS: Severity.INFO,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-007",
         "ublue-os/aurora#1286",

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 from ...fs.node import Kind
 from ...fs.tree import Resolution, split
-from ..check import Result, Rule, failed, passed, rule, skipped
+from ...report import Severity
+from ..check import Profile, Result, Rule, failed, passed, rule, skipped
 from ..context import CheckContext, link_chain
 from ..emulate import elemental_v1, elemental_v2
 from ..emulate.grub import BOOT_LINKS
@@ -50,7 +51,7 @@ def _link_subjects(ctx: CheckContext) -> list[str]:
 @rule(
     "LNK-001",
     "boot links resolve inside the image",
-    "gen=E cos=E kairos=E bootc=-",
+    {Profile.GENERIC: Severity.ERROR, Profile.COS: Severity.ERROR, Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md b.1 LNK-001", "D9", "E9", "K3", "K4", "path_resolution(7)"),
     description=(
         "/boot/vmlinuz and /boot/initrd (and --kernel/--initrd paths), when present, resolve to "
@@ -97,7 +98,12 @@ def boot_links_resolve(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "LNK-002",
     "boot link chains are at most 4 deep",
-    "gen=W cos=E kairos=W bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=("boot-requirements.md b.1 LNK-002", "E2 (elemental-toolkit pkg/utils/common.go resolveLink)"),
     description=(
         "Elemental v2 follows at most MaxLinkDepth = 4 nested links when it resolves a kernel "
@@ -137,7 +143,7 @@ def link_depth(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "LNK-003",
     "absolute boot links survive host-side resolution",
-    "gen=I cos=W kairos=W bootc=-",
+    {Profile.GENERIC: Severity.INFO, Profile.COS: Severity.WARNING, Profile.KAIROS: Severity.WARNING},
     sources=(
         "boot-requirements.md b.1 LNK-003",
         "a.3 (elemental-cli pkg/utils/common.go FindFileWithPrefix)",
