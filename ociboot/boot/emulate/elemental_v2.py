@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ...fs.node import Node
+from ...fs.tree import Resolution
 from ..context import CheckContext
 from .pick import Pick, nothing
 
@@ -30,8 +31,6 @@ KERNEL_PATTERNS = ("/boot/uImage*", "/boot/Image*", "/boot/zImage*", "/boot/vmli
 INITRD_PATTERNS = ("/boot/elemental.initrd*", "/boot/initrd*", "/boot/initramfs*")
 #: constants.go KernelModulesDir: E3 reads the names in this directory.
 MODULES_DIR = "/lib/modules"
-#: How far `links_read` follows a chain to say how deep it is (Linux's MAXSYMLINKS).
-COUNT_LIMIT = 40
 
 
 def _base_dir(pattern: str) -> str:
@@ -96,11 +95,13 @@ def resolve_link(ctx: CheckContext, path: str, depth: int = MAX_LINK_DEPTH) -> F
         depth -= 1
 
 
-def links_read(ctx: CheckContext, path: str) -> int:
-    """How many nested links resolveLink reads to resolve `path` (more than MAX_LINK_DEPTH: it
-    gives up); a loop counts past COUNT_LIMIT."""
-    followed = resolve_link(ctx, path, COUNT_LIMIT)
-    return len(followed.hops) + (1 if "too many nested links" in (followed.error or "") else 0)
+def links_read(ctx: CheckContext, path: str, res: Resolution) -> tuple[int, bool]:
+    """(how many nested links resolveLink reads to resolve `path`, whether they loop), given
+    the image's own resolution `res` of it: a loop is that walk's verdict (bounded by its loop
+    limit), and no chain is followed further than that walk went."""
+    if res.error == "loop":
+        return len(res.chain), True
+    return len(resolve_link(ctx, path, len(res.chain) + 1).hops), False
 
 
 def _clean(path: str) -> str:

@@ -120,10 +120,10 @@ def link_depth(ctx: CheckContext) -> Iterable[Result]:
     deepest = 0
     for path in subjects:
         res = ctx.lookup(path)
-        depth = elemental_v2.links_read(ctx, path)
+        depth, loops = elemental_v2.links_read(ctx, path, res)
         deepest = max(deepest, depth)
         if depth > elemental_v2.MAX_LINK_DEPTH:
-            loop = " (a loop)" if depth > elemental_v2.COUNT_LIMIT else ""
+            loop = " (a loop)" if loops else ""
             yield failed(
                 f"{path} needs {depth} links to resolve{loop}, "
                 f"more than Elemental's {elemental_v2.MAX_LINK_DEPTH}",
