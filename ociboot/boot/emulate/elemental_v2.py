@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...fs.node import Node
 from ...fs.tree import Resolution
@@ -162,16 +162,7 @@ def kernel(ctx: CheckContext) -> Pick:
     version = e3_version(ctx, found.path)
     if version is None:
         return _failed(found, f"could not determine the version of kernel {found.path}")
-    return Pick(
-        found.tool,
-        found.matched,
-        found.path,
-        found.real,
-        found.pattern,
-        found.hops,
-        found.candidates,
-        version=version,
-    )
+    return replace(found, version=version)
 
 
 def initrd_file(ctx: CheckContext) -> Pick:
@@ -182,14 +173,4 @@ def initrd_file(ctx: CheckContext) -> Pick:
 
 def _failed(found: Pick, error: str) -> Pick:
     # A file found but refused (E3) keeps `real`: it is still the file FindFile returned.
-    return Pick(
-        found.tool,
-        found.matched,
-        found.path,
-        found.real,
-        found.pattern,
-        found.hops,
-        found.candidates,
-        found.reasons,
-        error,
-    )
+    return replace(found, error=error)
