@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__, pipeline, views
+from .boot.check import Profile
 from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
@@ -464,14 +465,6 @@ class CheckFormat(StrEnum):
     junit = "junit"
 
 
-class ProfileName(StrEnum):
-    auto = "auto"
-    generic = "generic"
-    cos = "cos"
-    kairos = "kairos"
-    bootc = "bootc"
-
-
 @app.command()
 def check(
     images: Annotated[
@@ -484,9 +477,7 @@ def check(
     jobs: Annotated[
         int | None, typer.Option("--jobs", "-j", min=1, help="images checked at once; default min(4, images)")
     ] = None,
-    profile: Annotated[
-        ProfileName, typer.Option("--profile", help="rule set; auto detects it")
-    ] = ProfileName.auto,
+    profile: Annotated[Profile, typer.Option("--profile", help="rule set; auto detects it")] = Profile.AUTO,
     kernel: Annotated[
         str | None, typer.Option("--kernel", help="custom kernel path inside the image")
     ] = None,
@@ -550,8 +541,8 @@ def check(
             policy = load_policy(policy_file, policy)
     except OcibootError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
-    if profile is not ProfileName.auto:
-        policy.profile = profile.value
+    if profile is not Profile.AUTO:
+        policy.profile = profile
     policy.kernel = kernel or policy.kernel
     policy.initrd = initrd or policy.initrd
     policy.require_packages = (*policy.require_packages, *(require_package or ()))
@@ -747,7 +738,7 @@ def _md(text: str) -> str:
 
 def _rules_markdown(data: dict[str, Any]) -> str:
     """docs/rules.md: tests/test_docs.py checks that the committed file is this output."""
-    profiles = [p.value for p in ProfileName if p is not ProfileName.auto]
+    profiles = [p.value for p in Profile if p is not Profile.AUTO]
     out = [
         "# Rules",
         "",
@@ -775,15 +766,13 @@ def _rules_markdown(data: dict[str, Any]) -> str:
 
 @app.command()
 def rules(
-    profile: Annotated[
-        ProfileName | None, typer.Option("--profile", help="only this profile's rules")
-    ] = None,
+    profile: Annotated[Profile | None, typer.Option("--profile", help="only this profile's rules")] = None,
     fmt: Annotated[RulesFormat, typer.Option("--format", "-f", help="output format")] = RulesFormat.text,
 ) -> None:
     """List every rule: id, per-profile severity, title, sources (markdown: docs/rules.md)."""
     from .boot.rules import ALL_RULES
 
-    selected = [r for r in ALL_RULES if profile in (None, ProfileName.auto) or profile.value in r.severity]
+    selected = [r for r in ALL_RULES if profile in (None, Profile.AUTO) or profile in r.severity]
     data: dict[str, Any] = {
         "schemaVersion": 1,
         "rules": [

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from .boot import facts, profiles, rules, scan
-from .boot.check import run_checks
+from .boot.check import Profile, run_checks
 from .boot.context import CheckContext, Policy
 from .cache import LayerCache
 from .errors import ContentError, ImageNotFound, OcibootError
@@ -284,10 +284,10 @@ def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Repor
         )
         return again.analyses.get(member)
 
-    if policy.profile == "auto":
+    if policy.profile == Profile.AUTO:
         profile, reason = profiles.detect_profile(loaded.tree, image.config)
     else:
-        profile, reason = policy.profile, "chosen with --profile"
+        profile, reason = Profile(policy.profile), "chosen with --profile"
     ctx = CheckContext(
         loaded.tree,
         image.config,

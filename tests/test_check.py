@@ -12,12 +12,14 @@ from imagebuilder import build_index, write_oci_archive, write_oci_layout
 from typer.testing import CliRunner
 
 from ociboot import pipeline
+from ociboot.boot.check import Profile, rule
 from ociboot.boot.context import Policy
 from ociboot.boot.profiles import PolicyError, load_policy
 from ociboot.boot.rules import ALL_RULES
 from ociboot.cli import app
 from ociboot.errors import OcibootError
 from ociboot.ref import ImageRef, Transport
+from ociboot.report import Severity
 from ociboot.spec import Platform
 
 runner = CliRunner()
@@ -165,6 +167,20 @@ def test_rules_listing_is_stable_json() -> None:
     ids = [r["id"] for r in doc["rules"]]
     assert ids == sorted(ids) == sorted(r.id for r in ALL_RULES)
     assert all(r["sources"] and r["severity"] and r["title"] for r in doc["rules"])
+
+
+def test_profiles_are_one_enum_that_rules_key_their_severities_by() -> None:
+    # The spellings users type and reports print; AUTO chooses, it is no rule set.
+    assert [str(p) for p in Profile] == ["auto", "generic", "cos", "kairos", "bootc"]
+    assert Profile.rule_sets() == (Profile.GENERIC, Profile.COS, Profile.KAIROS, Profile.BOOTC)
+    for r in ALL_RULES:
+        assert r.severity and all(type(p) is Profile and p is not Profile.AUTO for p in r.severity), r.id
+        assert all(isinstance(s, Severity) for s in r.severity.values()), r.id
+    with pytest.raises(ValueError, match="auto is not a rule set"):
+        rule("X-001", "never", {Profile.AUTO: Severity.ERROR})(lambda ctx: ())
+    result = runner.invoke(app, ["rules", "--profile", "bootc", "--format", "json"])
+    listed = json.loads(result.output)["rules"]
+    assert listed and all("bootc" in r["severity"] for r in listed)
 
 
 def test_readme_example_is_bootable() -> None:

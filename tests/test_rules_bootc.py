@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bootimages import ELF, BootImage, boot, bootable, failed, findings, initrd, kernel, passed
 
-from ociboot.boot.rules._bootc_lints import LINT_NAMES, parse_kargs, parse_sysusers, sample
+from ociboot.boot.emulate.bootc import LINT_NAMES, parse_kargs, parse_sysusers, sample
 from ociboot.boot.rules.bootc import merge_install_config
 from ociboot.report import Finding, Outcome, Report, Severity
 

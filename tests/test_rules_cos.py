@@ -27,8 +27,8 @@ from bootimages import (
     passed,
 )
 
+from ociboot.boot.emulate.grub import grub_path
 from ociboot.boot.rules import cos as rules
-from ociboot.boot.rules._elemental import grub_path
 from ociboot.boot.rules.cos import LEGACY_UNITS, parse_layout
 from ociboot.report import Outcome, Report, Severity
 

@@ -20,8 +20,8 @@ from bootimages import (
     passed,
 )
 
+from ociboot.boot.emulate.kairos import GoVersion, kairos_kernel_version
 from ociboot.boot.rules import kairos as rules
-from ociboot.boot.rules.kairos import GoVersion, kairos_kernel_version
 from ociboot.report import Outcome, Report, Severity
 
 KAI_IDS = [r.id for r in rules.RULES]

@@ -10,8 +10,10 @@ import ociboot
 PKG = Path(ociboot.__file__).parent
 
 # Level of each module (lower never imports higher).  Modules not listed fail the test, so a
-# new module must be placed on purpose.
-LEVELS = {
+# new module must be placed on purpose.  Inside `boot` the analyzers (kernel, initrd, pkgdb,
+# scan) come first, then what rules read (context, check, facts), then the tool emulations,
+# then the rule families, then profile detection and policies, which list the rules.
+LEVELS: dict[str, float] = {
     "errors": 0,
     "digest": 0,
     "mediatypes": 0,
@@ -34,6 +36,12 @@ LEVELS = {
     "layer": 3,
     "cache": 3,
     "boot": 4,
+    "boot.context": 4.1,
+    "boot.check": 4.1,
+    "boot.facts": 4.1,
+    "boot.emulate": 4.2,
+    "boot.rules": 4.3,
+    "boot.profiles": 4.4,
     "pipeline": 5,
     "views": 5,
     "cli": 6,
@@ -66,7 +74,7 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _level(module: str) -> int:
+def _level(module: str) -> float:
     probe = module
     while probe:
         if probe in LEVELS:
@@ -124,6 +132,38 @@ def test_lower_levels_never_import_higher() -> None:
                     f"ociboot.{module} (level {mine}) imports ociboot.{target} (level {_level(target)})"
                 )
     assert not problems, "\n".join(problems)
+
+
+def test_rule_families_never_import_each_other() -> None:
+    """A rule family (boot.rules.<name>) imports only from below it: what two families share
+    lives in context, check or emulate, so one family cannot change another's answer."""
+    problems = []
+    for module, path in _modules().items():
+        if not module.startswith("boot.rules."):
+            continue
+        for name, internal in _imports(module, path):
+            if internal and name.startswith("boot.rules") and name != module:
+                problems.append(f"ociboot.{module} imports ociboot.{name}")
+    assert not problems, "\n".join(problems)
+
+
+#: Each tool's constants, by a literal only its emulation may write (boot.emulate.<tool>).
+TOOL_CONSTANTS = {
+    "/boot/uImage*": "boot.emulate.elemental_v2",
+    "/boot/elemental.initrd*": "boot.emulate.elemental_v2",
+    "uImage": "boot.emulate.elemental_v1",
+    "/etc/kairos-release": "boot.emulate.kairos",
+    "/etc/elemental/bootargs.cfg": "boot.emulate.grub",
+}
+
+
+def test_tool_constants_are_written_once() -> None:
+    where: dict[str, set[str]] = {text: set() for text in TOOL_CONSTANTS}
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in where:
+                where[node.value].add(module)
+    assert where == {text: {owner} for text, owner in TOOL_CONSTANTS.items()}
 
 
 def test_third_party_libraries_stay_behind_their_module() -> None:

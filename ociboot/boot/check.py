@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from ..errors import OcibootError
@@ -21,8 +22,20 @@ from ..report import Finding, Outcome, RuleInfo, Severity
 if TYPE_CHECKING:
     from .context import CheckContext
 
-PROFILES = ("generic", "cos", "kairos", "bootc")
-_SEV = {"E": Severity.ERROR, "W": Severity.WARNING, "I": Severity.INFO}
+
+class Profile(StrEnum):
+    """A rule set, named as the CLI, policy files and reports spell it.  AUTO is a choice, not a
+    rule set: it asks `profiles.detect_profile` for one of the others."""
+
+    AUTO = "auto"
+    GENERIC = "generic"
+    COS = "cos"
+    KAIROS = "kairos"
+    BOOTC = "bootc"
+
+    @classmethod
+    def rule_sets(cls) -> tuple[Profile, ...]:
+        return tuple(p for p in cls if p is not cls.AUTO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,29 +78,29 @@ class Rule:
     id: str
     title: str
     description: str
-    severity: Mapping[str, Severity]  # profile -> severity; a profile not listed skips the rule
+    severity: Mapping[Profile, Severity]  # a profile not listed skips the rule
     run: RuleFn = field(repr=False, compare=False)
     sources: tuple[str, ...] = ()
 
-    def info(self, profile: str) -> RuleInfo:
+    def info(self, profile: Profile) -> RuleInfo:
         return RuleInfo(
             self.id, self.title, self.description, self.severity.get(profile, Severity.INFO), self.sources
         )
 
 
 def rule(
-    id: str, title: str, severities: str, *, sources: Sequence[str] = (), description: str = ""
+    id: str,
+    title: str,
+    severities: Mapping[Profile, Severity],
+    *,
+    sources: Sequence[str] = (),
+    description: str = "",
 ) -> Callable[[RuleFn], Rule]:
-    """Build a Rule from a function.  `severities` is the reference table's row, e.g.
-    "gen=E cos=E kairos=W bootc=-" ("-" or absent: not part of that profile)."""
-    table: dict[str, Severity] = {}
-    for item in severities.split():
-        profile, _, code = item.partition("=")
-        profile = "generic" if profile == "gen" else profile
-        if profile not in PROFILES:
-            raise ValueError(f"{id}: unknown profile {profile!r}")
-        if code != "-":
-            table[profile] = _SEV[code]
+    """Build a Rule from a function.  `severities` is the reference table's row: the severity in
+    each profile the rule belongs to (a profile not listed does not run it)."""
+    if Profile.AUTO in severities:
+        raise ValueError(f"{id}: {Profile.AUTO} is not a rule set")
+    table = dict(severities)
 
     def wrap(fn: RuleFn) -> Rule:
         doc = description or (fn.__doc__ or "").strip()

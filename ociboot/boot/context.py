@@ -19,8 +19,9 @@ from ..fs.node import Kind, Node
 from ..fs.tree import FileTree, Resolution
 from ..layer import AnalysisFailed
 from ..spec import ImageConfig
+from .check import Profile
 from .initrd import InitrdInfo
-from .kernel import KernelInfo
+from .kernel import KernelInfo, kernel_version_of_name
 from .pkgdb import PKGDB_PATHS, Package, is_pkgdb_path
 from .pkgdb.roles import Family, Role, roles_of
 from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
@@ -76,6 +77,16 @@ class Artifact:
         return link_chain(self.path, self.resolution)
 
 
+def kernel_version(a: Artifact | None) -> str | None:
+    """The release of a kernel: from its content (header, banner, .uname), else from its name
+    (`vmlinuz-6.1.0-28-amd64`, `/usr/lib/modules/<kver>/vmlinuz`), resolved path first."""
+    if a is None:
+        return None
+    if a.kernel is not None and a.kernel.version:
+        return a.kernel.version
+    return kernel_version_of_name(a.real) or kernel_version_of_name(a.path)
+
+
 def link_chain(path: str, res: Resolution) -> str:
     if not res.chain:
         return path
@@ -113,7 +124,7 @@ class Packages:
 class Policy:
     """What a user asked for beyond the profile (CLI options and --policy FILE)."""
 
-    profile: str = "auto"
+    profile: Profile = Profile.AUTO
     kernel: str | None = None
     initrd: str | None = None
     require_packages: tuple[str, ...] = ()
@@ -128,7 +139,7 @@ class CheckContext:
         tree: FileTree,
         config: ImageConfig,
         *,
-        profile: str,
+        profile: Profile,
         profile_reason: str = "",
         policy: Policy | None = None,
         compressed_size: int = 0,
@@ -136,7 +147,7 @@ class CheckContext:
     ) -> None:
         self.tree = tree
         self.config = config
-        self.profile = profile
+        self.profile = Profile(profile)
         self.profile_reason = profile_reason
         self.policy = policy or Policy()
         self.compressed_size = compressed_size
@@ -278,10 +289,10 @@ class CheckContext:
         first real kernel found."""
         if self.policy.kernel:
             return self.artifact(self.policy.kernel, as_initrd=False)
-        default = {"bootc": None}.get(self.profile, "/boot/vmlinuz")
+        default = None if self.profile is Profile.BOOTC else "/boot/vmlinuz"
         if default and self.exists(default):
             return self.artifact(default)
-        if self.profile == "bootc":
+        if self.profile is Profile.BOOTC:
             modules = [a for a in self.kernels if a.path.startswith("/usr/lib/modules/")]
             if modules:
                 return modules[0]
@@ -292,7 +303,7 @@ class CheckContext:
         if self.policy.initrd:
             return self.artifact(self.policy.initrd, as_initrd=True)
         kernel = self.kernel
-        if self.profile == "bootc" and kernel is not None:
+        if self.profile is Profile.BOOTC and kernel is not None:
             beside = posixpath.join(posixpath.dirname(kernel.path), "initramfs.img")
             return self.artifact(beside) if self.exists(beside) else None
         if self.exists("/boot/initrd"):

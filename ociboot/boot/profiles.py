@@ -15,8 +15,9 @@ from ..errors import OcibootError
 from ..fs.tree import FileTree
 from ..report import Severity
 from ..spec import ImageConfig
-from .check import PROFILES
+from .check import Profile
 from .context import Policy
+from .emulate.kairos import RELEASE as KAIROS_RELEASE
 from .rules import rule_ids
 
 BOOTC_LABELS = ("containers.bootc", "ostree.bootable")
@@ -28,18 +29,18 @@ class PolicyError(OcibootError):
     exit_code = 2
 
 
-def detect_profile(tree: FileTree, config: ImageConfig) -> tuple[str, str]:
+def detect_profile(tree: FileTree, config: ImageConfig) -> tuple[Profile, str]:
     """(profile, why) for `--profile auto`."""
-    if tree.lookup("/etc/kairos-release").ok:
-        return "kairos", "/etc/kairos-release exists"
+    if tree.lookup(KAIROS_RELEASE).ok:
+        return Profile.KAIROS, f"{KAIROS_RELEASE} exists"
     for label in BOOTC_LABELS:
         if label in config.labels:
-            return "bootc", f"image config label {label}={config.labels[label]}"
+            return Profile.BOOTC, f"image config label {label}={config.labels[label]}"
     if _is_dir(tree, "/etc/elemental"):
-        return "cos", "/etc/elemental exists (Elemental toolkit v2)"
+        return Profile.COS, "/etc/elemental exists (Elemental toolkit v2)"
     if _is_dir(tree, "/etc/cos"):
-        return "cos", "/etc/cos exists (cOS toolkit)"
-    return "generic", "no /etc/kairos-release, containers.bootc label, /etc/elemental or /etc/cos"
+        return Profile.COS, "/etc/cos exists (cOS toolkit)"
+    return Profile.GENERIC, "no /etc/kairos-release, containers.bootc label, /etc/elemental or /etc/cos"
 
 
 def _is_dir(tree: FileTree, path: str) -> bool:
@@ -80,11 +81,9 @@ def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
     policy = base or Policy()
     profile = _typed(data, "profile", str, where)
     if profile is not None:
-        if profile not in (*PROFILES, "auto"):
-            raise PolicyError(
-                f"policy {where}: profile {profile!r} is not one of auto, {', '.join(PROFILES)}"
-            )
-        policy.profile = profile
+        if profile not in set(Profile):
+            raise PolicyError(f"policy {where}: profile {profile!r} is not one of {', '.join(Profile)}")
+        policy.profile = Profile(profile)
     policy.kernel = _typed(data, "kernel", str, where) or policy.kernel
     policy.initrd = _typed(data, "initrd", str, where) or policy.initrd
     policy.require_packages = (*policy.require_packages, *_strings(data, "require-packages", where))

@@ -1,7 +1,7 @@
 """Rules of the `bootc` profile (boot-requirements.md b.4): what `bootc container lint`,
 `bootc install/switch` and bootc-image-builder (BIB) check or assume, answered statically.
 
-BTC-002 runs the bootc lints (_bootc_lints.py) under their own names and types (a.6), one Result
+BTC-002 runs the bootc lints (..emulate.bootc) under their own names and types (a.6), one Result
 per lint, sorted by name as bootc runs them; a lint's type (fatal/warning) is its Result's
 severity.  The other rules follow bootc's and BIB's code paths, cited in each description.
 """
@@ -14,11 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...report import Severity
-from ..check import Result, failed, not_run, passed, rule, skipped
+from ..check import Profile, Result, failed, not_run, passed, rule, skipped
 from ..context import CheckContext
-from ..initrd import InitrdInfo
-from ..kernel import KernelFormat
-from ._bootc_lints import (
+from ..emulate.bootc import (
     LINTS,
     MODULES,
     RUST_ARCH,
@@ -33,6 +31,8 @@ from ._bootc_lints import (
     sample,
     ukis,
 )
+from ..initrd import InitrdInfo
+from ..kernel import KernelFormat
 
 INSTALL_DIR = "/usr/lib/bootc/install"
 BOOTUPD_EFI = "/usr/lib/bootupd/updates/EFI"
@@ -57,7 +57,7 @@ CAPTURE: tuple[str, ...] = (
 @rule(
     "BTC-002",
     "bootc container lint",
-    "gen=- cos=- kairos=- bootc=E",
+    {Profile.BOOTC: Severity.ERROR},
     sources=("boot-requirements.md a.6, b.4", "bootc-dev/bootc crates/lib/src/lints.rs"),
 )
 def bootc_lints(ctx: CheckContext) -> Iterable[Result]:
@@ -82,7 +82,7 @@ def bootc_lints(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "BTC-001",
     "the image is labelled bootable",
-    "gen=- cos=- kairos=- bootc=E",
+    {Profile.BOOTC: Severity.ERROR},
     sources=(
         "boot-requirements.md a.6 (other bootc requirements), b.4",
         "bootc crates/ostree-ext/src/container/store.rs",
@@ -126,7 +126,7 @@ def bootc_label(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "BTC-003",
     "exactly one kernel where bootc looks",
-    "gen=- cos=- kairos=- bootc=E",
+    {Profile.BOOTC: Severity.ERROR},
     sources=(
         "boot-requirements.md a.6, b.4",
         "bootc crates/lib/src/kernel.rs find_kernel",
@@ -211,7 +211,7 @@ def _initramfs_info(ctx: CheckContext, path: str) -> InitrdInfo | Result:
 @rule(
     "BTC-004",
     "the initramfs beside the kernel is valid",
-    "gen=- cos=- kairos=- bootc=E",
+    {Profile.BOOTC: Severity.ERROR},
     sources=("boot-requirements.md a.6, b.4, b.1 INI-002/INI-003, d.2", "bootc docs bootc-images.md"),
 )
 def bootc_initramfs(ctx: CheckContext) -> Iterable[Result]:
@@ -263,7 +263,7 @@ def bootc_initramfs(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "BTC-005",
     "the initramfs has the ostree/bootc dracut module",
-    "gen=- cos=- kairos=- bootc=W",
+    {Profile.BOOTC: Severity.WARNING},
     sources=(
         "boot-requirements.md b.4, d.2",
         "bootc baseimage/dracut/usr/lib/dracut.conf.d/10-bootc-base.conf",
@@ -339,7 +339,7 @@ def _dig(data: Any, *keys: str) -> Any:
 @rule(
     "BTC-006",
     "a supported default root filesystem type",
-    "gen=- cos=- kairos=- bootc=W",
+    {Profile.BOOTC: Severity.WARNING},
     sources=(
         "boot-requirements.md a.7, b.4, e.14",
         "osbuild/images pkg/bootc/resolver.go DefaultRootfsType",
@@ -391,7 +391,7 @@ def bootc_root_fs(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "BTC-007",
     "os-release names the system",
-    "gen=- cos=- kairos=- bootc=E",
+    {Profile.BOOTC: Severity.ERROR},
     sources=("boot-requirements.md a.7, b.4", "osbuild/images pkg/bib/osinfo/osinfo.go validateOSRelease"),
 )
 def bootc_os_release(ctx: CheckContext) -> Iterable[Result]:
@@ -425,7 +425,7 @@ def bootc_os_release(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "BTC-008",
     "bootupd carries a UEFI vendor directory",
-    "gen=- cos=- kairos=- bootc=W",
+    {Profile.BOOTC: Severity.WARNING},
     sources=("boot-requirements.md a.7, b.4", "osbuild/images pkg/bib/osinfo/osinfo.go uefiVendor"),
 )
 def bootc_uefi_vendor(ctx: CheckContext) -> Iterable[Result]:
@@ -448,7 +448,7 @@ def bootc_uefi_vendor(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "BTC-009",
     "/boot is empty",
-    "gen=- cos=- kairos=- bootc=W",
+    {Profile.BOOTC: Severity.WARNING},
     sources=("boot-requirements.md a.6 nonempty-boot, b.4", "bootc lints.rs check_boot"),
 )
 def bootc_empty_boot(ctx: CheckContext) -> Iterable[Result]:

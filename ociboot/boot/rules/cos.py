@@ -7,7 +7,7 @@ legacy luet-era cOS derivative (v0.5-v0.9).  A `cos` profile forced on an image 
 judged as Elemental v2, the toolkit's current form.
 
 Elemental's own discovery of kernels, initrds and bootloader files is emulated, not
-approximated (COS-002, COS-008, COS-009): see `_elemental`.
+approximated (COS-002, COS-008, COS-009): see `..emulate.elemental_v2`.
 """
 
 from __future__ import annotations
@@ -20,27 +20,14 @@ from enum import StrEnum
 
 from ...fs.node import Kind
 from ...report import Outcome, Severity
-from ..check import Result, Rule, failed, not_run, passed, rule, skipped
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
 from ..context import CheckContext, link_chain, parse_env_file
+from ..emulate import elemental_v1, elemental_v2
+from ..emulate.elemental_v2 import INITRD_PATTERNS, KERNEL_PATTERNS, MODULES_DIR, find_file, walk_matches
+from ..emulate.grub import BOOTARGS, DEFAULT_BOOT_PATHS, boot_paths, grub_sets
+from ..emulate.pick import Pick
 from ..initrd import InitrdInfo
 from ..pkgdb.roles import NAMES, Family, Role
-from ._elemental import (
-    BOOTARGS,
-    DEFAULT_BOOT_PATHS,
-    INITRD_PATTERNS,
-    KERNEL_PATTERNS,
-    MODULES_DIR,
-    V1_INITRD_PREFIXES,
-    V1_KERNEL_PREFIXES,
-    V2Pick,
-    boot_paths,
-    find_file,
-    grub_sets,
-    v1_pick,
-    v2_initrd,
-    v2_kernel,
-    walk_matches,
-)
 
 #: Small files these rules read, as layer-member globs ('*' crosses '/').  Most are in the
 #: pipeline's base set already; listed again so this module does not depend on that.
@@ -81,7 +68,7 @@ def variant(ctx: CheckContext) -> Variant:
 @rule(
     "COS-001",
     "GRUB's kernel and initrd paths exist",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-001",
         "a.1 D9",
@@ -121,7 +108,7 @@ def boot_paths_exist(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-002",
     "Elemental finds the kernel, its version and the initrd",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-002",
         "a.4 E1-E5 (elemental-toolkit pkg/utils/common.go FindKernel, FindFile, resolveLink; "
@@ -144,77 +131,73 @@ def boot_paths_exist(ctx: CheckContext) -> Iterator[Result]:
     ),
 )
 def elemental_selection(ctx: CheckContext) -> Iterator[Result]:
-    kernel, initrd = v2_kernel(ctx), v2_initrd(ctx)
+    kernel, initrd = elemental_v2.kernel(ctx), elemental_v2.initrd_file(ctx)
     yield _kernel_result(kernel)
     yield _initrd_result(ctx, initrd, kernel)
-    yield from _v1_results(ctx, kernel, initrd)
+    yield from _v1_results((kernel, elemental_v1.kernel(ctx)), (initrd, elemental_v1.initrd(ctx)))
 
 
-def _kernel_result(pick: V2Pick) -> Result:
-    found = pick.found
-    evidence = [f"patterns, in order: {', '.join(KERNEL_PATTERNS)}"]
-    if found is not None:
-        evidence.insert(0, f"{found.pattern} matched first: {found.chain}")
+def _matched(pick: Pick, patterns: tuple[str, ...]) -> list[str]:
+    evidence = [f"patterns, in order: {', '.join(patterns)}"]
+    if pick.matched is not None:
+        evidence.insert(0, f"{pick.pattern} matched first: {pick.chain}")
+    return evidence
+
+
+def _kernel_result(pick: Pick) -> Result:
+    evidence = _matched(pick, KERNEL_PATTERNS)
     if pick.error:
         hint = "link /boot/vmlinuz (relative) to a kernel file whose name contains its /lib/modules version"
-        if found is not None and not found.error and "version" in pick.error:
-            hint = f"rename {found.resolved} to vmlinuz-<version> and link /boot/vmlinuz to it (E3)"
-        return failed(f"Elemental v2: {pick.error}", found.resolved if found else "/boot", evidence, hint)
-    assert found is not None
+        if pick.error.startswith("could not determine the version"):
+            hint = f"rename {pick.path} to vmlinuz-<version> and link /boot/vmlinuz to it (E3)"
+        return failed(f"Elemental v2: {pick.error}", pick.path or "/boot", evidence, hint)
     return passed(
-        f"Elemental v2 picks kernel {found.resolved}, version {pick.version}",
-        found.resolved,
+        f"Elemental v2 picks kernel {pick.path}, version {pick.version}",
+        pick.path,
         [*evidence, f"{MODULES_DIR}/{pick.version} is the first modules directory named in the path"],
     )
 
 
-def _initrd_result(ctx: CheckContext, pick: V2Pick, kernel: V2Pick) -> Result:
-    found = pick.found
-    evidence = [f"patterns, in order: {', '.join(INITRD_PATTERNS)}"]
-    if found is not None:
-        evidence.insert(0, f"{found.pattern} matched first: {found.chain}")
-    if pick.error or found is None:
+def _initrd_result(ctx: CheckContext, pick: Pick, kernel: Pick) -> Result:
+    evidence = _matched(pick, INITRD_PATTERNS)
+    if pick.error or pick.path is None:
         hint = "build the initrd with dracut (`elemental init` writes /boot/elemental.initrd-<version>)"
-        return failed(f"Elemental v2: {pick.error}", found.resolved if found else "/boot", evidence, hint)
+        return failed(f"Elemental v2: {pick.error}", pick.path or "/boot", evidence, hint)
     version = kernel.version
     if version is None:
-        return passed(f"Elemental v2 picks initrd {found.resolved}", found.resolved, evidence)
-    info = ctx.analysis(found.resolved)
+        return passed(f"Elemental v2 picks initrd {pick.path}", pick.path, evidence)
+    info = ctx.analysis(pick.path)
     built_for = info.kernel_versions if isinstance(info, InitrdInfo) else ()
-    if version in built_for or (not built_for and version in found.resolved):
+    if version in built_for or (not built_for and version in pick.path):
         why = "carries modules for" if built_for else "is named for"
         return passed(
-            f"Elemental v2 picks initrd {found.resolved}, which {why} kernel {version}",
-            found.resolved,
+            f"Elemental v2 picks initrd {pick.path}, which {why} kernel {version}",
+            pick.path,
             evidence,
         )
     if not built_for:
         return not_run(
-            f"cannot tell which kernel {found.resolved} was built for: no (usr/)lib/modules/<version> "
+            f"cannot tell which kernel {pick.path} was built for: no (usr/)lib/modules/<version> "
             "inside and no version in its name",
-            found.resolved,
+            pick.path,
             evidence,
         )
-    others = [m for p in INITRD_PATTERNS for m in walk_matches(ctx, p) if m != found.match and version in m]
+    others = [m for p in INITRD_PATTERNS for m in walk_matches(ctx, p) if m != pick.matched and version in m]
     return failed(
-        f"Elemental v2 picks initrd {found.resolved}, built for kernel {', '.join(built_for)}, "
+        f"Elemental v2 picks initrd {pick.path}, built for kernel {', '.join(built_for)}, "
         f"but its kernel is version {version} (rancher/elemental#1450)",
-        found.resolved,
+        pick.path,
         [*evidence, *(f"an initrd for {version} exists but sorts later: {m}" for m in others)],
         hint=f"remove initrds of other kernels from /boot, or rebuild with `elemental init` for {version}",
     )
 
 
-def _v1_results(ctx: CheckContext, kernel: V2Pick, initrd: V2Pick) -> Iterator[Result]:
+def _v1_results(kernels: tuple[Pick, Pick], initrds: tuple[Pick, Pick]) -> Iterator[Result]:
+    """v1 against v2 on the file each finds (v2's E3 version does not matter here)."""
     agree = []
-    for what, v2, prefixes in (
-        ("kernel", kernel, V1_KERNEL_PREFIXES),
-        ("initrd", initrd, V1_INITRD_PREFIXES),
-    ):
-        v1, notes = v1_pick(ctx, prefixes)
-        v2_path = v2.found.resolved if v2.found is not None and not v2.found.error else None
-        v1_real = ctx.lookup(v1).path if v1 else None
-        v2_real = ctx.lookup(v2_path).path if v2_path else None
+    for what, (v2, v1) in (("kernel", kernels), ("initrd", initrds)):
+        v1_real = v1.real if v1.ok else None
+        v2_real = v2.real
         if v1_real == v2_real:
             agree.append(f"{what}: both pick {v1_real or 'nothing'}")
             continue
@@ -222,7 +205,7 @@ def _v1_results(ctx: CheckContext, kernel: V2Pick, initrd: V2Pick) -> Iterator[R
         yield failed(
             f"Elemental v1 and v2 pick different {what} files: v1 {v1_text}, v2 {v2_real or 'nothing'}",
             v1_real or v2_real or "/boot",
-            [f"v1 prefixes, by /boot entry name: {', '.join(prefixes)}", *notes],
+            [f"v1 prefixes, by /boot entry name: {', '.join(v1.candidates)}", *v1.reasons],
             hint=f"keep one {what} in /boot, or make the names sort the same way for both "
             "(build-iso from Elemental v1 / elemental-cli uses the v1 search)",
             severity=Severity.WARNING,
@@ -234,7 +217,7 @@ def _v1_results(ctx: CheckContext, kernel: V2Pick, initrd: V2Pick) -> Iterator[R
 @rule(
     "COS-003",
     "GRUB config for Elemental",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-003",
         "a.4 E8 (elemental-toolkit pkg/bootloader/grub.go InstallConfig)",
@@ -274,7 +257,7 @@ def grub_config(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-004",
     "GRUB bootargs set kernel and initramfs to existing paths",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=("boot-requirements b.2 COS-004", "a.4 E9", "a.1 D12", "kairos-io/kairos#1770"),
     description=(
         "grub.cfg sources /etc/cos/bootargs.cfg and /etc/elemental/bootargs.cfg (E9); without "
@@ -330,7 +313,7 @@ def bootargs(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-005",
     "the elemental binary is in the image",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-005",
         "a.4 E14 (module-setup.sh of elemental-setup and elemental-rootfs install it)",
@@ -371,7 +354,7 @@ LEGACY_MODULES: tuple[tuple[str, ...], ...] = (("cos-immutable-rootfs", "element
 @rule(
     "COS-006",
     "the initrd carries the Elemental/cOS dracut modules",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-006",
         "a.4 E7 (pkg/features/features.go), E14",
@@ -459,7 +442,7 @@ UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/sys
 @rule(
     "COS-007",
     "Elemental/cOS setup units are enabled",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-007",
         "elemental-toolkit pkg/features/features.go (elemental-setup, elemental-rootfs)",
@@ -550,18 +533,18 @@ def _bootloader_result(ctx: CheckContext, what: str, patterns: tuple[str, ...], 
     """A failure Result for one Elemental bootloader search, or the evidence line of its success."""
     arch = ctx.config.architecture
     found = find_file(ctx, patterns)
-    if found is None or found.error:
+    if found.path is None or found.error:
         return failed(
-            f"Elemental: {message}" + (f" ({found.error})" if found and found.error else ""),
-            found.match if found else patterns[0],
+            f"Elemental: {message}" + (f" ({found.error})" if found.path and found.error else ""),
+            found.matched or patterns[0],
             [f"patterns, in order: {', '.join(patterns)}"],
             hint=f"install the distribution's {what} EFI package for {arch}",
         )
-    other = foreign_arch(found.resolved, arch)
+    other = foreign_arch(found.path, arch)
     if other:
         return failed(
             f"Elemental picks {found.chain} for {what}, built for {other}, on this {arch} image",
-            found.resolved,
+            found.path,
             [f"{found.pattern} matched first"],
             hint=f"remove the {other} files or install the {arch} {what} package",
         )
@@ -571,7 +554,7 @@ def _bootloader_result(ctx: CheckContext, what: str, patterns: tuple[str, ...], 
 @rule(
     "COS-008",
     "EFI shim, GRUB and MokManager binaries for Elemental",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-008",
         "a.4 E10 (pkg/constants/constants.go Get{Shim,GrubEFI,MokMngr}FilePatterns; "
@@ -607,7 +590,7 @@ def efi_binaries(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-009",
     "GRUB modules Elemental installs",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=(
         "boot-requirements b.2 COS-009",
         "a.4 E11 (constants.go GetDefaultGrubModules(+Patterns); grub.go installModules)",
@@ -635,7 +618,7 @@ def grub_modules(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-010",
     "grub2-editenv or grub-editenv on PATH",
-    "cos=E",
+    {Profile.COS: Severity.ERROR},
     sources=("boot-requirements b.2 COS-010", "a.4 E12 (pkg/bootloader/grub.go; examples/orange/Dockerfile)"),
     description=(
         "Elemental sets GRUB environment variables with grub2-editenv, falling back to grub-editenv "
@@ -683,7 +666,7 @@ def cloud_configs(ctx: CheckContext) -> list[str]:
 @rule(
     "COS-011",
     "cloud-config for the boot stages",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-011",
         "a.1 D11, D12",
@@ -762,7 +745,7 @@ def parse_layout(text: str, file: str) -> list[LayoutPaths]:
 @rule(
     "COS-012",
     "persistent and RW layout paths exist",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-012",
         "rancher/elemental-toolkit#1311",
@@ -814,7 +797,7 @@ def layout_paths(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-013",
     "os-release keys Elemental and Rancher upgrades use",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-013",
         "a.4 E13 (grub.go SetDefaultEntry), E17 (examples Dockerfiles)",
@@ -876,7 +859,7 @@ def dracut_conf_files(ctx: CheckContext) -> list[str]:
 @rule(
     "COS-014",
     "dracut builds a generic (not host-only) initrd",
-    "cos=W",
+    {Profile.COS: Severity.WARNING},
     sources=(
         "boot-requirements b.2 COS-014",
         "a.2 system/base-dracut-modules 50-cos-initrd.conf",
@@ -920,7 +903,7 @@ def dracut_hostonly(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "COS-015",
     "luet records the cOS toolkit packages (legacy)",
-    "cos=I",
+    {Profile.COS: Severity.INFO},
     sources=("boot-requirements b.2 COS-015", "a.2 meta/cos-minimal", "c (luet database location)"),
     description=(
         "Luet-era cOS images record their packages in /var/cache/luet/luet.db: it should list "
@@ -959,7 +942,7 @@ LEGACY_FILES = {
 @rule(
     "COS-016",
     "legacy cOS configuration files",
-    "cos=I",
+    {Profile.COS: Severity.INFO},
     sources=("boot-requirements b.2 COS-016", "a.1 D12", "a.2 system/cos-config"),
     description=(
         "Legacy cOS installers and upgrades read /etc/cos/config and /etc/cos-upgrade-image; on a "

@@ -6,13 +6,15 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 
-from ..check import Result, Rule, failed, not_run, passed, rule, skipped
-from ..context import INITRD_GLOBS, Artifact, CheckContext
+from ...report import Severity
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
+from ..context import INITRD_GLOBS, Artifact, CheckContext, kernel_version
+from ..emulate import bootc, elemental_v1, elemental_v2
+from ..emulate.grub import DEFAULT_BOOT_PATHS
+from ..emulate.pick import Pick, nothing
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat, KernelInfo
 from ..scan import INITRD_CAP
-from .kernel import kernel_version
-from .links import V1_INITRD_PREFIXES, V2_INITRD_PATTERNS, Pick, elemental_v1_pick, elemental_v2_pick
 
 _DRACUT_HINT = "build it with dracut -f /boot/initrd-<kver> <kver> and link /boot/initrd to it"
 
@@ -43,7 +45,12 @@ def _summary(info: InitrdInfo) -> str:
 @rule(
     "INI-001",
     "an initramfs exists",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 INI-001",
         "D3, D9 (cOS docs: initrd at /boot/initrd, custom paths allowed)",
@@ -70,7 +77,7 @@ def initrd_exists(ctx: CheckContext) -> Iterable[Result]:
     a = ctx.initrd
     if a is None:
         where = list(INITRD_GLOBS)
-        if ctx.profile == "bootc" and ctx.kernel is not None:
+        if ctx.profile is Profile.BOOTC and ctx.kernel is not None:
             where = [posixpath.join(posixpath.dirname(ctx.kernel.path), "initramfs.img")]
         yield failed("no initramfs found", "/boot", [f"looked in: {', '.join(where)}"], hint=_DRACUT_HINT)
         return
@@ -94,7 +101,12 @@ def initrd_exists(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "INI-002",
     "the initramfs is a valid cpio stream",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 INI-002",
         "d.2 (Linux lib/decompress.c, Documentation/driver-api/early-userspace/buffer-format.rst)",
@@ -157,7 +169,12 @@ def initrd_valid(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "INI-003",
     "the initramfs is built for the kernel",
-    "gen=W cos=E kairos=E bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=(
         "boot-requirements.md b.1 INI-003",
         "rancher/elemental#1450 (stale initrd for another kernel picked)",
@@ -207,17 +224,22 @@ def initrd_matches_kernel(ctx: CheckContext) -> Iterable[Result]:
 # --- INI-004 -----------------------------------------------------------------------------------
 
 _PROFILE_TOOLS = {
-    "generic": ("v2", "v1"),  # no fixed path: Debian links /boot/initrd.img, Fedora has none
-    "cos": ("v2", "v1", "fixed"),
-    "kairos": ("v1", "fixed"),
-    "bootc": ("beside",),
+    Profile.GENERIC: ("v2", "v1"),  # no fixed path: Debian links /boot/initrd.img, Fedora has none
+    Profile.COS: ("v2", "v1", "fixed"),
+    Profile.KAIROS: ("v1", "fixed"),
+    Profile.BOOTC: ("beside",),
 }
 
 
 @rule(
     "INI-004",
     "every tool picks the same initramfs",
-    "gen=W cos=W kairos=W bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=(
         "boot-requirements.md b.1 INI-004",
         "E4 (elemental-toolkit GetInitrdPatterns)",
@@ -245,13 +267,13 @@ def initrd_picks(ctx: CheckContext) -> Iterable[Result]:
     evidence, wrong = [], []
     for pick in picks.values():
         line = pick.describe()
-        info = ctx.artifact(pick.real).initrd if pick.real else None
+        info = ctx.artifact(pick.real).initrd if pick.ok and pick.real else None
         if info is not None:
             line += f" [modules for: {', '.join(info.kernel_versions) or 'none'}]"
             if pick in relevant and version and version not in info.kernel_versions:
-                wrong.append(f"{pick.tool} loads {pick.path}, built for another kernel than {version}")
+                wrong.append(f"{pick.tool} loads {pick.matched}, built for another kernel than {version}")
         evidence.append(line)
-    reals = {p.real for p in relevant}
+    reals = {p.real if p.ok else None for p in relevant}
     if len(reals) > 1 or None in reals or wrong:
         why = "; ".join(wrong) if wrong else "the tools disagree on which to load"
         yield failed(
@@ -265,26 +287,15 @@ def initrd_picks(ctx: CheckContext) -> Iterable[Result]:
 
 
 def _initrd_picks(ctx: CheckContext) -> dict[str, Pick]:
-    fixed = ctx.lookup("/boot/initrd")
+    fixed = DEFAULT_BOOT_PATHS["initramfs"]
+    res = ctx.lookup(fixed)
     grub = "GRUB bootargs / Kairos K4"
-    out = {
-        "v2": elemental_v2_pick(ctx, V2_INITRD_PATTERNS),
-        "v1": elemental_v1_pick(ctx, V1_INITRD_PREFIXES),
-        "fixed": Pick(grub, "/boot/initrd", fixed.path)
-        if fixed.ok
-        else Pick(grub, None, None, f"/boot/initrd: {fixed.reason}"),
+    return {
+        "v2": elemental_v2.initrd_file(ctx),
+        "v1": elemental_v1.initrd(ctx),
+        "fixed": Pick(grub, fixed, fixed, res.path) if res.ok else nothing(grub, f"{fixed}: {res.reason}"),
+        "beside": bootc.initramfs_beside(ctx, ctx.kernel.path if ctx.kernel is not None else None),
     }
-    if ctx.kernel is not None:
-        beside = posixpath.join(posixpath.dirname(ctx.kernel.path), "initramfs.img")
-        res = ctx.lookup(beside)
-        out["beside"] = (
-            Pick("bootc", beside, res.path)
-            if res.ok
-            else Pick("bootc", None, None, f"{beside}: {res.reason}")
-        )
-    else:
-        out["beside"] = Pick("bootc", None, None, "no kernel")
-    return out
 
 
 RULES: tuple[Rule, ...] = (initrd_exists, initrd_valid, initrd_matches_kernel, initrd_picks)

@@ -10,18 +10,19 @@ rules look inside the image, with every link resolved in the image root.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ...fs.node import Kind
 from ...report import Severity
-from ..check import Result, Rule, failed, not_run, passed, rule, skipped
-from ..context import CheckContext, link_chain, parse_env_file
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
+from ..context import CheckContext, link_chain
+from ..emulate import kairos
+from ..emulate.grub import DEFAULT_BOOT_PATHS
+from ..emulate.kairos import RELEASE, kairos_kernel_version, kairos_kver, modules_entries
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat
 
-RELEASE = "/etc/kairos-release"
 CAPTURE: tuple[str, ...] = ("etc/kairos-release", "etc/os-release", "usr/lib/os-release")
 
 #: K1: the build's PATH plus the two directories kairos-init prepends for providers.
@@ -60,14 +61,6 @@ RHEL_IDS = frozenset({"rhel", "fedora", "centos", "almalinux", "rocky"})
 #: K11 unit directories, in systemd's precedence order (systemd.unit(5) "Unit File Load Path").
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 RENESAS = ("xhci-pci-renesas", "xhci_pci_renesas")
-#: Elemental v1 / kairos-agent FindKernelInitrd prefixes (AuroraBoot pkg/ops/iso.go).
-ISO_KERNEL_PREFIXES = ("uImage", "Image", "zImage", "vmlinuz", "image")
-ISO_INITRD_PREFIXES = ("initrd", "initramfs")
-
-
-def _release(ctx: CheckContext) -> dict[str, str] | None:
-    text = ctx.read_text(RELEASE)
-    return None if text is None else parse_env_file(text)
 
 
 def _os_ids(ctx: CheckContext) -> set[str]:
@@ -84,7 +77,7 @@ def _variant(release: dict[str, str] | None) -> str:
 
 def _wanted_binaries(ctx: CheckContext) -> list[tuple[str, str]]:
     """(binary, why it is wanted), following K1 and the prefix fix."""
-    release = _release(ctx) or {}
+    release = kairos.release(ctx) or {}
     wanted = [(b, "K1") for b in CORE_BINARIES]
     family = release.get("KAIROS_FAMILY", "").lower() or ctx.os_release.get("ID", "").lower()
     if family != "hadron":
@@ -127,7 +120,7 @@ def _lookup_binary(ctx: CheckContext, name: str) -> _Found:
 @rule(
     "KAI-001",
     "Kairos binaries are on PATH and executable",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=(
         "boot-requirements.md a.5 K1, K2",
         "kairos-init pkg/validation/validate.go",
@@ -190,7 +183,7 @@ def _boot_file(ctx: CheckContext, path: str, hint: str) -> Result:
 @rule(
     "KAI-002",
     "/boot/vmlinuz and /boot/initrd resolve",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K3, K4", "kairos-init pkg/validation/validate.go"),
 )
 def boot_links(ctx: CheckContext) -> Iterable[Result]:
@@ -215,7 +208,7 @@ def boot_links(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KAI-003",
     "/etc/kairos-release has the required keys",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K5, K6", "kairos-init pkg/validation/validate.go"),
 )
 def release_keys(ctx: CheckContext) -> Iterable[Result]:
@@ -225,7 +218,7 @@ def release_keys(ctx: CheckContext) -> Iterable[Result]:
     KAIROS_SOFTWARE_VERSION_PREFIX.  kairos-init takes the variant from its own flags; a static
     check can only take it from the file.  (The k3s/k0s binary check of the table's KAI-003 row
     lives in KAI-001, with the other binaries.)"""
-    release = _release(ctx)
+    release = kairos.release(ctx)
     hint = "run kairos-init (it writes /etc/kairos-release) or add the key"
     if release is None:
         if ctx.exists(RELEASE):
@@ -253,7 +246,7 @@ def release_keys(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KAI-004",
     "/var/lock exists",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K7", "kairos-init pkg/validation/validate.go"),
 )
 def var_lock(ctx: CheckContext) -> Iterable[Result]:
@@ -300,7 +293,7 @@ def _initrd_listing(ctx: CheckContext) -> _Listing | Result:
 @rule(
     "KAI-005",
     "the initrd carries immucore and kairos-agent",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K8", "kairos-init pkg/validation/validate.go", "kairos-init#53"),
 )
 def initrd_agents(ctx: CheckContext) -> Iterable[Result]:
@@ -345,7 +338,7 @@ def _renesas_in(names: Iterable[str]) -> list[str]:
 @rule(
     "KAI-006",
     "the initrd carries xhci-pci-renesas if the kernel ships it",
-    "kairos=W",
+    {Profile.KAIROS: Severity.WARNING},
     sources=("boot-requirements.md a.5 K9", "kairos-init pkg/validation/validate.go"),
 )
 def initrd_renesas(ctx: CheckContext) -> Iterable[Result]:
@@ -388,7 +381,7 @@ def initrd_renesas(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KAI-007",
     "no SSH host keys baked in",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K10", "kairos-init pkg/validation/validate.go"),
 )
 def ssh_host_keys(ctx: CheckContext) -> Iterable[Result]:
@@ -437,7 +430,7 @@ def _unit_state(ctx: CheckContext, unit: str) -> tuple[str, str, str]:
 @rule(
     "KAI-008",
     "required systemd units exist and are not masked",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md a.5 K11, K12", "kairos-init pkg/validation/validate.go"),
 )
 def units(ctx: CheckContext) -> Iterable[Result]:
@@ -448,7 +441,7 @@ def units(ctx: CheckContext) -> Iterable[Result]:
     follows systemd.unit(5): a link to /dev/null or an empty file, judged in the directory that
     wins by systemd's precedence (kairos-init only looks for a /dev/null link)."""
     ids = _os_ids(ctx)
-    family = (_release(ctx) or {}).get("KAIROS_FAMILY", "").lower()
+    family = (kairos.release(ctx) or {}).get("KAIROS_FAMILY", "").lower()
     wanted: list[tuple[str, str]] = []
     if ids & RHEL_IDS or family == "rhel":
         wanted += [("systemd-udevd.service", "K11"), ("systemd-logind.service", "K11")]
@@ -479,127 +472,11 @@ def units(ctx: CheckContext) -> Iterable[Result]:
 
 # --- KAI-009 -------------------------------------------------------------------------------------
 
-# hashicorp/go-version's VersionRegexpRaw, which kairos-init's K13 sort uses (pkg/kernel/kernel.go).
-_GO_VERSION = re.compile(
-    r"v?([0-9]+(\.[0-9]+)*?)"
-    r"(-([0-9]+[0-9A-Za-z\-~]*(\.[0-9A-Za-z\-~]+)*)|(-?([A-Za-z\-~]+[0-9A-Za-z\-~]*(\.[0-9A-Za-z\-~]+)*)))?"
-    r"(\+([0-9A-Za-z\-~]+(\.[0-9A-Za-z\-~]+)*))??"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class GoVersion:
-    """A version as hashicorp/go-version parses, orders and prints it."""
-
-    segments: tuple[int, ...]
-    pre: str
-    metadata: str
-
-    @classmethod
-    def parse(cls, text: str) -> GoVersion | None:
-        m = _GO_VERSION.fullmatch(text)
-        if m is None:
-            return None
-        segments = [int(s) for s in m.group(1).split(".")]
-        if any(s >= 1 << 63 for s in segments):
-            return None  # strconv.ParseInt(.., 64) fails
-        segments += [0] * (3 - len(segments))
-        return cls(tuple(segments), m.group(7) or m.group(4) or "", m.group(10) or "")
-
-    def __str__(self) -> str:
-        text = ".".join(map(str, self.segments))
-        text += f"-{self.pre}" if self.pre else ""
-        return text + (f"+{self.metadata}" if self.metadata else "")
-
-    def compare(self, other: GoVersion) -> int:
-        if str(self) == str(other):
-            return 0
-        if self.segments == other.segments:
-            if not self.pre or not other.pre:
-                return (not self.pre) - (not other.pre)
-            return _compare_pre(self.pre, other.pre)
-        width = max(len(self.segments), len(other.segments))
-        mine = self.segments + (0,) * (width - len(self.segments))
-        theirs = other.segments + (0,) * (width - len(other.segments))
-        return (mine > theirs) - (mine < theirs)
-
-
-def _compare_pre(a: str, b: str) -> int:
-    """go-version comparePrereleases: dot parts, numbers below words, words by byte order.  So
-    "28-amd64" < "9-amd64": Debian ABI numbers compare as text."""
-    pa, pb = a.split("."), b.split(".")
-    for i in range(max(len(pa), len(pb))):
-        x = pa[i] if i < len(pa) else ""
-        y = pb[i] if i < len(pb) else ""
-        if x == y:
-            continue
-        xn, yn = _int64(x), _int64(y)
-        if x == "":
-            return -1 if yn is not None else 1
-        if y == "":
-            return 1 if xn is not None else -1
-        if xn is not None and yn is None:
-            return -1
-        if xn is None and yn is not None:
-            return 1
-        if xn is None and yn is None:
-            return 1 if x > y else -1
-        assert xn is not None and yn is not None
-        return 1 if xn > yn else -1
-    return 0
-
-
-def _int64(text: str) -> int | None:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        return None
-    return value if text.lstrip("+-").isdigit() and -(1 << 63) <= value < 1 << 63 else None
-
-
-def kairos_kernel_version(entries: Iterable[tuple[str, bool]], model: str = "") -> str | None:
-    """K13, kairos-init GetLatestFromPath: `entries` are (name, is a real directory) of
-    /lib/modules in name order.  RPi3/RPi4 prefer `*-raspi`; otherwise the highest go-version
-    among the directories, printed canonically; none parses: the first entry of any kind."""
-    entries = list(entries)
-    if model in ("rpi3", "rpi4"):
-        raspi = [name for name, is_dir in entries if is_dir and name.endswith("-raspi")]
-        parsed = [v for v in map(GoVersion.parse, raspi) if v is not None]
-        if parsed:
-            return str(_highest(parsed))
-        if raspi:
-            return sorted(raspi)[-1]
-    versions = [v for v in (GoVersion.parse(n) for n, is_dir in entries if is_dir) if v is not None]
-    if versions:
-        return str(_highest(versions))
-    return entries[0][0] if entries else None
-
-
-def _highest(versions: list[GoVersion]) -> GoVersion:
-    best = versions[0]
-    for v in versions[1:]:
-        if v.compare(best) > 0:
-            best = v
-    return best
-
-
-def _modules_entries(ctx: CheckContext) -> list[tuple[str, bool]] | None:
-    if not ctx.is_dir("/lib/modules"):
-        return None
-    return [(name, node.is_dir) for name, node in ctx.tree.listdir("/lib/modules")]
-
-
-def kairos_kver(ctx: CheckContext) -> str | None:
-    """The kernel release Kairos picks from /lib/modules (K13), None without one."""
-    entries = _modules_entries(ctx)
-    model = (_release(ctx) or {}).get("KAIROS_MODEL", "")
-    return kairos_kernel_version(entries, model) if entries else None
-
 
 @rule(
     "KAI-009",
     "Kairos finds a kernel version in /lib/modules and /boot/vmlinuz is that kernel",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=(
         "boot-requirements.md a.5 K13",
         "kairos-init pkg/kernel/kernel.go GetLatestFromPath",
@@ -613,7 +490,7 @@ def kernel_version(ctx: CheckContext) -> Iterable[Result]:
     when that name is not a directory there (go-version prints `6.1` as `6.1.0`) or when
     /boot/vmlinuz is a different kernel (go-version orders `6.1.0-9-amd64` above
     `6.1.0-28-amd64`, so two Debian ABIs pick the older one)."""
-    entries = _modules_entries(ctx)
+    entries = modules_entries(ctx)
     if not entries:
         state = "missing" if entries is None else "empty"
         yield failed(
@@ -623,7 +500,7 @@ def kernel_version(ctx: CheckContext) -> Iterable[Result]:
             hint="install the kernel package (it ships /lib/modules/<kver>)",
         )
         return
-    kver = kairos_kernel_version(entries, (_release(ctx) or {}).get("KAIROS_MODEL", ""))
+    kver = kairos_kernel_version(entries, (kairos.release(ctx) or {}).get("KAIROS_MODEL", ""))
     assert kver is not None
     listed = ", ".join(name for name, _ in entries)
     yield passed(f"Kairos would choose kernel {kver}", f"/lib/modules/{kver}", [f"/lib/modules: {listed}"])
@@ -665,7 +542,7 @@ def _vmlinuz_matches(ctx: CheckContext, kver: str) -> Iterator[Result]:
 @rule(
     "KAI-010",
     "kairos-agent's GRUB config and bootargs exist",
-    "kairos=W",
+    {Profile.KAIROS: Severity.WARNING},
     sources=("boot-requirements.md a.5 (kairos-agent GrubConf)", "kairos-io/kairos#1770"),
 )
 def grub_config(ctx: CheckContext) -> Iterable[Result]:
@@ -688,45 +565,6 @@ def grub_config(ctx: CheckContext) -> Iterable[Result]:
 
 
 # --- KAI-011 -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IsoPick:
-    """What Elemental v1 FindFileWithPrefix returns (None: nothing) and why others were passed over."""
-
-    path: str | None
-    passed_over: tuple[str, ...]
-    entry: str = ""  # the /boot entry that matched, when `path` is its link target
-
-
-def iso_pick(ctx: CheckContext, prefixes: tuple[str, ...]) -> IsoPick:
-    """FindFileWithPrefix over /boot: entries in name order (Go's ReadDir), directories skipped
-    (lstat type: a link to a directory is not one), the first whose name starts with a prefix.  A
-    link is read once: a relative target is joined to /boot and must exist; an ABSOLUTE target is
-    stat'ed as is on the build host, not in the image, so it is passed over here, and so is a
-    relative one whose further hops go absolute."""
-    over: list[str] = []
-    if not ctx.is_dir("/boot"):
-        return IsoPick(None, ("/boot is not a directory",))
-    for name, node in ctx.tree.listdir("/boot"):
-        if node.is_dir or not name.startswith(prefixes):
-            continue
-        path = f"/boot/{name}"
-        if not node.is_symlink:
-            return IsoPick(path, tuple(over))
-        target = node.entry.linkname
-        if target.startswith("/"):
-            over.append(f"{path} -> {target}: absolute target is looked up on the build host")
-            continue
-        found = posixpath.normpath(posixpath.join("/boot", target))
-        res = ctx.lookup(found)
-        if any(t.startswith("/") for _, t in res.chain):
-            over.append(f"{path} -> {link_chain(found, res)}: an absolute hop is looked up on the host")
-        elif not res.ok:
-            over.append(f"{path} -> {target}: {res.reason}")
-        else:
-            return IsoPick(found, tuple(over), f"{path} -> {target}")
-    return IsoPick(None, tuple(over))
 
 
 def _efi_lists(arch: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -776,24 +614,23 @@ def _efi_lists(arch: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def _iso_results(ctx: CheckContext) -> Iterator[Result]:
     evidence: list[str] = []
     picked = 0
-    for what, prefixes, default in (
-        ("kernel", ISO_KERNEL_PREFIXES, "/boot/vmlinuz"),
-        ("initrd", ISO_INITRD_PREFIXES, "/boot/initrd"),
+    for what, pick, default in (
+        ("kernel", kairos.iso_kernel(ctx), DEFAULT_BOOT_PATHS["kernel"]),
+        ("initrd", kairos.iso_initrd(ctx), DEFAULT_BOOT_PATHS["initramfs"]),
     ):
-        pick = iso_pick(ctx, prefixes)
-        if pick.path is None:
+        if not pick.ok or pick.path is None:
             yield failed(
                 f"AuroraBoot finds no {what} in /boot",
                 "/boot",
-                [f"prefixes: {', '.join(prefixes)}", *pick.passed_over],
+                [f"prefixes: {', '.join(pick.candidates)}", *pick.reasons],
                 hint=f"make {default} a relative link "
                 f"(ln -sf {posixpath.basename(default)}-<kver> {default}) or a regular file",
             )
             continue
         res = ctx.lookup(pick.path)
         picked += 1
-        via = f" (via {pick.entry})" if pick.entry else ""
-        evidence += [f"{what}: {link_chain(pick.path, res)}{via}", *pick.passed_over]
+        via = f" (via {pick.chain})" if pick.hops else ""
+        evidence += [f"{what}: {link_chain(pick.path, res)}{via}", *pick.reasons]
         if what == "kernel":
             info = ctx.artifact(pick.path).kernel
             if info is not None and not info.is_kernel:
@@ -844,7 +681,7 @@ def _efi_results(ctx: CheckContext) -> Iterator[Result]:
 @rule(
     "KAI-011",
     "AuroraBoot can build an ISO: kernel/initrd pick and EFI binaries",
-    "kairos=E",
+    {Profile.KAIROS: Severity.ERROR},
     sources=(
         "boot-requirements.md a.5 (AuroraBoot pkg/ops/iso.go, kairos-sdk utils GetEfi*Files)",
         "boot-requirements.md a.3 (Elemental v1 FindKernelInitrd / FindFileWithPrefix)",

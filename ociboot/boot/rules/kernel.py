@@ -1,7 +1,7 @@
 """Rules KRN-001..007: is there a kernel, is it one, does it fit the image and its modules.
 
 The kernel is identified by content (boot-requirements d.1, ociboot.boot.kernel); the file
-each tool would pick is emulated in .links.
+each tool would pick is emulated in ..emulate.
 """
 
 from __future__ import annotations
@@ -9,18 +9,13 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 
-from ..check import Result, Rule, failed, not_run, passed, rule, skipped
-from ..context import KERNEL_GLOBS, Artifact, CheckContext
+from ...report import Severity
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
+from ..context import KERNEL_GLOBS, Artifact, CheckContext, kernel_version
+from ..emulate import bootc, elemental_v1, elemental_v2, kairos
+from ..emulate.pick import Pick
 from ..initrd import InitrdInfo
-from ..kernel import KernelFormat, KernelInfo, kernel_version_of_name
-from .kairos import kairos_kver
-from .links import (
-    V1_KERNEL_PREFIXES,
-    V2_KERNEL_PATTERNS,
-    Pick,
-    elemental_v1_pick,
-    elemental_v2_pick,
-)
+from ..kernel import KernelFormat, KernelInfo
 
 _INSTALL_HINT = "install the distribution's kernel package and link /boot/vmlinuz to it"
 
@@ -39,32 +34,18 @@ def _evidence(a: Artifact) -> list[str]:
     return out
 
 
-def kernel_version(a: Artifact | None) -> str | None:
-    """The release of a kernel: from its content (header, banner, .uname), else from its name
-    (`vmlinuz-6.1.0-28-amd64`, `/usr/lib/modules/<kver>/vmlinuz`), resolved path first."""
-    if a is None:
-        return None
-    if a.kernel is not None and a.kernel.version:
-        return a.kernel.version
-    return kernel_version_of_name(a.real) or kernel_version_of_name(a.path)
-
-
-def elemental_e3_version(ctx: CheckContext, a: Artifact) -> str | None:
-    """E3: the first /lib/modules entry (ReadDir order) whose name is a substring of the
-    kernel's resolved path; Elemental v2 runs dracut and names the initrd with it."""
-    for name in ctx.listdir("/lib/modules"):
-        if name in a.real:
-            return name
-    return None
-
-
 # --- KRN-001 -----------------------------------------------------------------------------------
 
 
 @rule(
     "KRN-001",
     "a kernel exists",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=("boot-requirements.md b.1 KRN-001", "E1 (elemental-toolkit GetKernelPatterns)", "D2"),
     description=(
         "At least one file in a kernel location (/boot/{vmlinuz,Image,zImage,uImage,image}*, "
@@ -115,7 +96,12 @@ def _why_not(a: Artifact) -> str:
 @rule(
     "KRN-002",
     "the chosen kernel is a boot image",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-002",
         "d.1 (Linux Documentation/arch/x86/boot.rst, arm64/booting.rst, zboot-header.S, UAPI.5 UKI)",
@@ -182,7 +168,12 @@ _X86 = {"amd64", "386"}
 @rule(
     "KRN-003",
     "the kernel's architecture is the image's",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-003",
         "d.1 (bzImage xloadflags, Image magics, PE machine)",
@@ -238,7 +229,12 @@ def kernel_arch(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KRN-004",
     "the kernel has its modules directory",
-    "gen=W cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-004",
         "E3/E3a (elemental-toolkit pkg/utils/common.go FindKernel)",
@@ -274,8 +270,8 @@ def kernel_modules_dir(ctx: CheckContext) -> Iterable[Result]:
             hint=f"install the modules package matching {version} (or the kernel matching the modules)",
         )
         return
-    if ctx.profile == "cos":
-        e3 = elemental_e3_version(ctx, a)
+    if ctx.profile is Profile.COS:
+        e3 = elemental_v2.e3_version(ctx, a.real)
         if e3 != version:
             picked = f"picks {e3}" if e3 else "finds none"
             yield failed(
@@ -292,7 +288,12 @@ def kernel_modules_dir(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "KRN-005",
     "depmod ran for the kernel",
-    "gen=W cos=W kairos=W bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=("boot-requirements.md b.1 KRN-005", "a.2 (cOS packages/kernel build.yaml: depmod -a)"),
     description=(
         "modules.dep exists in the kernel's modules directory: without it modprobe finds no "
@@ -316,13 +317,22 @@ def modules_dep(ctx: CheckContext) -> Iterable[Result]:
 
 # --- KRN-006 -----------------------------------------------------------------------------------
 
-_PROFILE_TOOLS = {"generic": ("v2", "v1", "k13"), "cos": ("v2", "v1"), "kairos": ("v1", "k13")}
+_PROFILE_TOOLS = {
+    Profile.GENERIC: ("v2", "v1", "k13"),
+    Profile.COS: ("v2", "v1"),
+    Profile.KAIROS: ("v1", "k13"),
+}
 
 
 @rule(
     "KRN-006",
     "every tool picks the same kernel",
-    "gen=W cos=W kairos=W bootc=E",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-006",
         "E1/E2 (elemental-toolkit GetKernelPatterns, resolveLink)",
@@ -340,9 +350,9 @@ _PROFILE_TOOLS = {"generic": ("v2", "v1", "k13"), "cos": ("v2", "v1"), "kairos":
     ),
 )
 def kernel_picks(ctx: CheckContext) -> Iterable[Result]:
-    modules_kernels = ctx.glob("/usr/lib/modules/*/vmlinuz")
+    modules_kernels = [f"{d}/vmlinuz" for d in bootc.kernel_dirs(ctx)]
     bootc_line = f"bootc: {len(modules_kernels)} kernel(s) in /usr/lib/modules: {', '.join(modules_kernels)}"
-    if ctx.profile == "bootc":
+    if ctx.profile is Profile.BOOTC:
         if len(modules_kernels) > 1:
             yield failed(
                 f"Found multiple subdirectories in usr/lib/modules with vmlinuz ({len(modules_kernels)})",
@@ -375,22 +385,20 @@ def kernel_picks(ctx: CheckContext) -> Iterable[Result]:
 
 
 def _kernel_picks(ctx: CheckContext) -> dict[str, Pick]:
-    k13 = kairos_kver(ctx)
-    kairos = "Kairos (K13, highest semver /lib/modules dir)"
     return {
-        "v2": elemental_v2_pick(ctx, V2_KERNEL_PATTERNS),
-        "v1": elemental_v1_pick(ctx, V1_KERNEL_PREFIXES),
-        "k13": Pick(kairos, f"/lib/modules/{k13}", None) if k13 else Pick(kairos, None, None, "empty"),
+        "v2": elemental_v2.kernel_file(ctx),
+        "v1": elemental_v1.kernel(ctx),
+        "k13": kairos.kernel_release(ctx),
     }
 
 
 def _pick_release(ctx: CheckContext, key: str, pick: Pick) -> str | None:
     """What a pick amounts to, comparable across tools: the kernel release it boots."""
-    if pick.path is None:
+    if not pick.ok or pick.matched is None:
         return None
     if key == "k13":
-        return posixpath.basename(pick.path)
-    return kernel_version(ctx.artifact(pick.path)) or pick.real
+        return pick.version
+    return kernel_version(ctx.artifact(pick.matched)) or pick.real
 
 
 # --- KRN-007 -----------------------------------------------------------------------------------
@@ -399,7 +407,12 @@ def _pick_release(ctx: CheckContext, key: str, pick: Pick) -> str | None:
 @rule(
     "KRN-007",
     "no modules directories without a kernel",
-    "gen=I cos=I kairos=I bootc=W",
+    {
+        Profile.GENERIC: Severity.INFO,
+        Profile.COS: Severity.INFO,
+        Profile.KAIROS: Severity.INFO,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=(
         "boot-requirements.md b.1 KRN-007",
         "ublue-os/aurora#1286",

@@ -1,104 +1,21 @@
 """Rules LNK-001..003: the boot links (/boot/vmlinuz, /boot/initrd) and how each tool follows them.
 
-Also home of the selection emulations shared by KRN-006, INI-004 and LNK-003: which file
-Elemental v2 (boot-requirements a.4 E1/E2/E4), Elemental v1 / kairos-agent / AuroraBoot
-(a.3 FindFileWithPrefix) and Kairos (a.5 K13) would pick from the same tree.  ociboot's own
-resolution re-roots absolute links at the image root; these emulations reproduce where the
-tools differ from that, because those differences are the bugs users hit.
+ociboot's own resolution re-roots absolute links at the image root; the tools' resolutions
+(`..emulate`) differ from that, and those differences are the bugs users hit.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from ...fs.node import Kind
 from ...fs.tree import Resolution, split
-from ..check import Result, Rule, failed, passed, rule, skipped
+from ...report import Severity
+from ..check import Profile, Result, Rule, failed, passed, rule, skipped
 from ..context import CheckContext, link_chain
-
-#: Elemental v2 `constants.MaxLinkDepth`: resolveLink fails on the fifth nested link (E2).
-MAX_LINK_DEPTH = 4
-#: E1 GetKernelPatterns and E4 GetInitrdPatterns, in the order Elemental v2 tries them.
-V2_KERNEL_PATTERNS = ("/boot/uImage*", "/boot/Image*", "/boot/zImage*", "/boot/vmlinuz*", "/boot/image*")
-V2_INITRD_PATTERNS = ("/boot/elemental.initrd*", "/boot/initrd*", "/boot/initramfs*")
-#: a.3 FindKernelInitrd prefixes (Elemental v1, kairos-agent, AuroraBoot build-iso).
-V1_KERNEL_PREFIXES = ("uImage", "Image", "zImage", "vmlinuz", "image")
-V1_INITRD_PREFIXES = ("initrd", "initramfs")
-#: The fixed paths GRUB's bootargs load (D9, E9, K3/K4).
-BOOT_LINKS = ("/boot/vmlinuz", "/boot/initrd")
-
-
-@dataclass(frozen=True, slots=True)
-class Pick:
-    """What one tool would load: `path` as the tool names it, `real` where that is in the image
-    (None: the tool finds nothing, `error` says why); `notes` are candidates it passed over."""
-
-    tool: str
-    path: str | None
-    real: str | None
-    error: str | None = None
-    notes: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        if self.path is None:
-            text = f"{self.tool}: nothing ({self.error})"
-        elif self.real and self.real != self.path:
-            text = f"{self.tool}: {self.path} (= {self.real})"
-        else:
-            text = f"{self.tool}: {self.path}"
-        return text + "".join(f"; {n}" for n in self.notes)
-
-
-def elemental_v2_pick(ctx: CheckContext, patterns: Sequence[str], tool: str = "Elemental v2") -> Pick:
-    """E1/E4: per pattern in order, the first lexical match under /boot, its links resolved
-    (absolute targets re-rooted) at most MAX_LINK_DEPTH deep (E2), else an error."""
-    for pattern in patterns:
-        matches = ctx.glob(pattern)
-        if not matches:
-            continue
-        first = matches[0]
-        res = ctx.lookup(first)
-        if len(res.chain) > MAX_LINK_DEPTH:
-            deep = f"{first}: too many nested links ({len(res.chain)} > {MAX_LINK_DEPTH})"
-            return Pick(tool, None, None, deep)
-        if not res.ok:
-            return Pick(tool, None, None, f"{link_chain(first, res)}: {res.reason}")
-        return Pick(tool, first, res.path)
-    return Pick(tool, None, None, f"no match for {', '.join(patterns)}")
-
-
-def elemental_v1_pick(
-    ctx: CheckContext, prefixes: Sequence[str], tool: str = "Elemental v1 / kairos-agent / AuroraBoot"
-) -> Pick:
-    """a.3 FindFileWithPrefix: the first entry of /boot sorted by name (directories skipped)
-    with one of `prefixes`.  A link is followed one level: a relative target is joined to
-    /boot and must exist; an absolute target is looked up on the build host, not in the
-    image, so it is passed over here (it exists only if the host happens to have that file)."""
-    if not ctx.is_dir("/boot"):
-        return Pick(tool, None, None, "/boot is not a directory")
-    notes: list[str] = []
-    for name, node in ctx.tree.listdir("/boot"):
-        if node.is_dir or not name.startswith(tuple(prefixes)):
-            continue
-        path = f"/boot/{name}"
-        if not node.is_symlink:
-            return Pick(tool, path, path, notes=tuple(notes))
-        target = node.entry.linkname
-        if target.startswith("/"):
-            notes.append(f"passed over {path} -> {target} (absolute: looked up on the host)")
-            continue
-        joined = posixpath.normpath(posixpath.join("/boot", target)) if target else path
-        res = ctx.lookup(joined)
-        if not target or not res.ok:
-            notes.append(f"passed over {path} -> {target} (target missing)")
-            continue
-        if any(t.startswith("/") for _, t in res.chain):
-            notes.append(f"passed over {path} -> {target} (resolves through an absolute link, on the host)")
-            continue
-        return Pick(tool, joined, res.path, notes=tuple(notes))
-    return Pick(tool, None, None, f"no /boot entry starting with {', '.join(prefixes)}", tuple(notes))
+from ..emulate import elemental_v1, elemental_v2
+from ..emulate.grub import BOOT_LINKS
 
 
 def climbs_above_root(res: Resolution) -> list[str]:
@@ -119,8 +36,8 @@ def climbs_above_root(res: Resolution) -> list[str]:
     return out
 
 
-def _relative(target: str) -> str:
-    return posixpath.relpath(target, "/boot")
+def _relative(target: str, link: str) -> str:
+    return posixpath.relpath(target, posixpath.dirname(link))
 
 
 def _link_subjects(ctx: CheckContext) -> list[str]:
@@ -134,7 +51,7 @@ def _link_subjects(ctx: CheckContext) -> list[str]:
 @rule(
     "LNK-001",
     "boot links resolve inside the image",
-    "gen=E cos=E kairos=E bootc=-",
+    {Profile.GENERIC: Severity.ERROR, Profile.COS: Severity.ERROR, Profile.KAIROS: Severity.ERROR},
     sources=("boot-requirements.md b.1 LNK-001", "D9", "E9", "K3", "K4", "path_resolution(7)"),
     description=(
         "/boot/vmlinuz and /boot/initrd (and --kernel/--initrd paths), when present, resolve to "
@@ -181,13 +98,19 @@ def boot_links_resolve(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "LNK-002",
     "boot link chains are at most 4 deep",
-    "gen=W cos=E kairos=W bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=("boot-requirements.md b.1 LNK-002", "E2 (elemental-toolkit pkg/utils/common.go resolveLink)"),
     description=(
         "Elemental v2 follows at most MaxLinkDepth = 4 nested links when it resolves a kernel "
         "or initrd and fails with 'too many nested links' on the fifth (E2). Checked for "
         "/boot/vmlinuz, /boot/initrd, --kernel/--initrd and every kernel and initrd candidate; "
-        "every link followed counts, including those of parent directories."
+        "the links counted are those Elemental reads itself, one per hop (a linked parent "
+        "directory on the way is followed by the kernel's path walk and does not count)."
     ),
 )
 def link_depth(ctx: CheckContext) -> Iterable[Result]:
@@ -197,17 +120,18 @@ def link_depth(ctx: CheckContext) -> Iterable[Result]:
     deepest = 0
     for path in subjects:
         res = ctx.lookup(path)
-        deepest = max(deepest, len(res.chain))
-        if len(res.chain) > MAX_LINK_DEPTH:
-            loop = " (a loop)" if res.error == "loop" else ""
+        depth, loops = elemental_v2.links_read(ctx, path, res)
+        deepest = max(deepest, depth)
+        if depth > elemental_v2.MAX_LINK_DEPTH:
+            loop = " (a loop)" if loops else ""
             yield failed(
-                f"{path} needs {len(res.chain)} links to resolve{loop}, "
-                f"more than Elemental's {MAX_LINK_DEPTH}",
+                f"{path} needs {depth} links to resolve{loop}, "
+                f"more than Elemental's {elemental_v2.MAX_LINK_DEPTH}",
                 path,
                 [link_chain(path, res)],
                 hint=f"link {path} directly to the file it means (one relative link)",
             )
-    if subjects and deepest <= MAX_LINK_DEPTH:
+    if subjects and deepest <= elemental_v2.MAX_LINK_DEPTH:
         yield passed(f"{len(subjects)} boot path(s), longest link chain {deepest}", None, list(subjects))
     elif not subjects:
         yield skipped("no kernel or initrd paths to resolve")
@@ -219,7 +143,7 @@ def link_depth(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "LNK-003",
     "absolute boot links survive host-side resolution",
-    "gen=I cos=W kairos=W bootc=-",
+    {Profile.GENERIC: Severity.INFO, Profile.COS: Severity.WARNING, Profile.KAIROS: Severity.WARNING},
     sources=(
         "boot-requirements.md b.1 LNK-003",
         "a.3 (elemental-cli pkg/utils/common.go FindFileWithPrefix)",
@@ -228,8 +152,10 @@ def link_depth(ctx: CheckContext) -> Iterable[Result]:
     description=(
         "Elemental v1, kairos-agent and AuroraBoot take the first /boot entry by name with a "
         "kernel (uImage, Image, zImage, vmlinuz, image) or initrd (initrd, initramfs) prefix and "
-        "look up an absolute link target on the build host, not in the image: such a link is "
-        "passed over (or, worse, finds the host's file). It is fine only if a regular file or a "
+        "look up an absolute link target on the build host, not in the image: such a link, or a "
+        "relative one whose way to the file goes through an absolute link (a linked parent "
+        "directory too), is passed over (or, worse, finds the host's file). It is fine only if a "
+        "regular file or a "
         "relative link follows in sorted order; kairos-init itself writes /boot/vmlinuz as an "
         "absolute link, which is why this is a warning and not an error."
     ),
@@ -239,30 +165,32 @@ def absolute_boot_links(ctx: CheckContext) -> Iterable[Result]:
         yield skipped("no /boot directory")
         return
     found = False
-    for what, prefixes in (("kernel", V1_KERNEL_PREFIXES), ("initrd", V1_INITRD_PREFIXES)):
-        absolute = [
-            (f"/boot/{name}", node.entry.linkname)
-            for name, node in ctx.tree.listdir("/boot")
-            if node.is_symlink and name.startswith(prefixes) and node.entry.linkname.startswith("/")
-        ]
+    for what, prefixes in (
+        ("kernel", elemental_v1.KERNEL_PREFIXES),
+        ("initrd", elemental_v1.INITRD_PREFIXES),
+    ):
+        absolute = elemental_v1.host_lookups(ctx, prefixes)
         if not absolute:
             continue
         found = True
-        pick = elemental_v1_pick(ctx, prefixes)
-        links = [f"{p} -> {t}" for p, t in absolute]
-        if pick.path is None:
+        pick = elemental_v1.find_file_with_prefix(ctx, prefixes)
+        links = [
+            f"{link} -> {t}" + (f" (on the way from {e})" if link != e else "") for e, link, t in absolute
+        ]
+        entry, link, target = absolute[0]
+        if not pick.ok:
             yield failed(
                 f"no {what} for Elemental v1 / kairos-agent / AuroraBoot: "
                 f"{', '.join(links)} is absolute and resolved on the build host",
-                absolute[0][0],
+                entry,
                 [pick.describe()],
-                hint=f"use a relative link (ln -sf {_relative(absolute[0][1])} {absolute[0][0]})",
+                hint=f"use a relative link (ln -sf {_relative(target, link)} {link})",
             )
         else:
             yield passed(
                 f"absolute {what} link(s) {', '.join(links)} passed over; "
                 f"{pick.path} follows in sorted order",
-                absolute[0][0],
+                entry,
                 [pick.describe()],
             )
     if not found:

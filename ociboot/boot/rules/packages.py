@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..check import Result, failed, not_run, passed, rule, skipped
+from ...report import Severity
+from ..check import Profile, Result, failed, not_run, passed, rule, skipped
 from ..context import CheckContext
+from ..emulate.switch_root import find_init
 from ..pkgdb import PKGDB_PATHS, Package
 from ..pkgdb.roles import NAMES, Family, Role, roles_of
-from .system import find_init
 
 #: The roles PKG-001 looks for and PKG-002 accepts as names (the toolkit role is cOS-only).
 ROLES = (Role.KERNEL, Role.BOOTLOADER, Role.INIT, Role.INITRAMFS)
@@ -79,7 +80,12 @@ def _db_summary(ctx: CheckContext) -> list[str]:
 @rule(
     "PKG-001",
     "packages provide kernel, bootloader, init and initramfs",
-    "gen=I cos=W kairos=W bootc=I",
+    {
+        Profile.GENERIC: Severity.INFO,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.INFO,
+    },
     sources=(
         "boot-requirements.md b.1 PKG-001 and §c (package names per family)",
         "a.1 D8 (cOS: at least grub, systemd, dracut, a kernel)",
@@ -171,7 +177,12 @@ def _by_files(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "PKG-002",
     "required packages are installed",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=("boot-requirements.md §c", "ociboot policy: --require-package / require-packages"),
     description=(
         "Each name given with --require-package (or a policy file's require-packages) must be "

@@ -12,66 +12,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ...fs.node import Kind, Node
+from ...report import Severity
 from ...textsafe import raw
-from ..check import Result, failed, not_run, passed, rule
+from ..check import Profile, Result, failed, not_run, passed, rule
 from ..context import CheckContext, link_chain, parse_env_file
+from ..emulate.switch_root import SYSTEMD_PATHS, find_init
 from ..pkgdb.roles import Family
 
 # --- INIT-001 ------------------------------------------------------------------------------------
-
-#: Where systemd lives; systemd's switch-root execs it directly when the initrd names no init
-#: (systemd src/core/main.c do_reexecute: SYSTEMD_BINARY_PATH first, then /sbin/init).
-SYSTEMD_PATHS = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd")
-OPENRC_PATHS = ("/sbin/openrc", "/usr/sbin/openrc", "/sbin/openrc-init", "/usr/sbin/openrc-init")
-
-
-@dataclass(frozen=True, slots=True)
-class InitInfo:
-    """What boots after the initrd: /sbin/init as the kernel would resolve it, and systemd."""
-
-    init_chain: str | None  # "/sbin/init -> ../lib/systemd/systemd" when /sbin/init resolves
-    init_real: str | None  # the file /sbin/init resolves to (None: missing or dangling)
-    init_problem: str | None  # why /sbin/init does not resolve to an executable file
-    systemd: str | None  # an executable systemd binary, if any
-    openrc: str | None  # an executable OpenRC binary, if any
-
-    @property
-    def init_is_systemd(self) -> bool:
-        return self.init_real is not None and self.init_real.rsplit("/", 1)[-1] == "systemd"
-
-
-def _resolution_text(path: str, ctx: CheckContext) -> str:
-    """`/sbin/init: /sbin -> usr/sbin, /usr/sbin/init -> ../lib/systemd/systemd => /usr/lib/...`:
-    every link the walk followed, including links of parent directories."""
-    res = ctx.lookup(path)
-    hops = ", ".join(f"{link} -> {target}" for link, target in res.chain)
-    if not res.ok:
-        return f"{path}: {hops + ', ' if hops else ''}{res.reason} at {res.path}"
-    return f"{path}: {hops} => {res.path}" if hops else path
-
-
-def find_init(ctx: CheckContext) -> InitInfo:
-    res = ctx.lookup("/sbin/init")
-    text = _resolution_text("/sbin/init", ctx)
-    real: str | None = None
-    problem: str | None = None
-    if res.ok and ctx.is_executable("/sbin/init"):
-        real = res.path
-    elif res.ok:
-        problem = f"{text}: not an executable regular file"
-    elif res.chain:
-        problem = f"dangling: {text}"
-    else:
-        problem = "/sbin/init: no such file"
-    systemd = next((p for p in SYSTEMD_PATHS if ctx.is_executable(p)), None)
-    openrc = next((p for p in OPENRC_PATHS if ctx.is_executable(p)), None)
-    return InitInfo(text if real else None, real, problem, systemd, openrc)
 
 
 @rule(
     "INIT-001",
     "an init exists",
-    "gen=E cos=E kairos=E bootc=E",
+    {
+        Profile.GENERIC: Severity.ERROR,
+        Profile.COS: Severity.ERROR,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 INIT-001",
         "a.1 D8 (cOS: systemd init)",
@@ -112,15 +71,15 @@ def init_exists(ctx: CheckContext) -> Iterable[Result]:
         )
         return
     alpine = ctx.os_release.get("ID") == "alpine" or ctx.family is Family.ALPINE
-    if ctx.profile == "kairos" and alpine and info.openrc and info.init_real:
+    if ctx.profile is Profile.KAIROS and alpine and info.openrc and info.init_real:
         yield passed(
             f"OpenRC on Alpine: /sbin/init -> {info.init_real}, {info.openrc}", "/sbin/init", evidence
         )
         return
-    if ctx.profile == "generic" and info.init_real:
+    if ctx.profile is Profile.GENERIC and info.init_real:
         yield passed(f"/sbin/init resolves to {info.init_real} (not systemd)", "/sbin/init", evidence)
         return
-    need = {"cos": "systemd", "bootc": "systemd", "kairos": "systemd (or OpenRC on Alpine)"}
+    need = {Profile.COS: "systemd", Profile.BOOTC: "systemd", Profile.KAIROS: "systemd (or OpenRC on Alpine)"}
     what = need.get(ctx.profile, "an executable init")
     found = f"/sbin/init is {info.init_real}" if info.init_real else "no /sbin/init"
     yield failed(f"no {what} found ({found})", "/sbin/init", evidence, hint=hint_systemd)
@@ -137,7 +96,12 @@ OS_RELEASE_KEYS = ("ID", "VERSION_ID", "NAME")
 @rule(
     "OSR-001",
     "os-release names the system",
-    "gen=W cos=W kairos=W bootc=E",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 OSR-001",
         "a.7 (osbuild/images pkg/bib/osinfo/osinfo.go validateOSRelease)",
@@ -198,7 +162,12 @@ API_DIRS = ("/dev", "/proc", "/sys", "/run", "/tmp", "/var")
 @rule(
     "LAY-001",
     "API directories are directories",
-    "gen=I cos=I kairos=I bootc=E",
+    {
+        Profile.GENERIC: Severity.INFO,
+        Profile.COS: Severity.INFO,
+        Profile.KAIROS: Severity.INFO,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 LAY-001",
         "bootc lint api-base-directories (a.6)",
@@ -237,7 +206,12 @@ def api_dirs(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "LAY-002",
     "/var/run is a symlink",
-    "gen=W cos=W kairos=W bootc=E",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=("boot-requirements.md b.1 LAY-002", "bootc lint var-run (a.6)"),
     description=(
         "If /var/run exists it must be a symlink (conventionally to ../run): a real directory is "
@@ -264,7 +238,12 @@ def var_run(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "LAY-003",
     "not both /etc and /usr/etc",
-    "gen=I cos=I kairos=I bootc=E",
+    {
+        Profile.GENERIC: Severity.INFO,
+        Profile.COS: Severity.INFO,
+        Profile.KAIROS: Severity.INFO,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=("boot-requirements.md b.1 LAY-003", "bootc lint etc-usretc (a.6)"),
     description=(
         "/usr/etc is where ostree keeps the default /etc; an image with both is undefined "
@@ -305,7 +284,12 @@ MAX_LISTED = 20
 @rule(
     "LAY-004",
     "names and link targets are UTF-8",
-    "gen=W cos=W kairos=W bootc=E",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.ERROR,
+    },
     sources=(
         "boot-requirements.md b.1 LAY-004",
         "bootc lint utf8 (a.6), bootc#975",
@@ -382,7 +366,12 @@ def _listing(paths: list[str]) -> list[str]:
 @rule(
     "LAY-005",
     "no build leftovers in runtime paths",
-    "gen=I cos=I kairos=I bootc=W",
+    {
+        Profile.GENERIC: Severity.INFO,
+        Profile.COS: Severity.INFO,
+        Profile.KAIROS: Severity.INFO,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=(
         "boot-requirements.md b.1 LAY-005",
         "bootc lints nonempty-run-tmp, var-log, buildah-injected (a.6)",
@@ -433,7 +422,12 @@ def build_leftovers(ctx: CheckContext) -> Iterable[Result]:
 @rule(
     "SSH-001",
     "no baked SSH host keys",
-    "gen=W cos=W kairos=E bootc=W",
+    {
+        Profile.GENERIC: Severity.WARNING,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.ERROR,
+        Profile.BOOTC: Severity.WARNING,
+    },
     sources=("boot-requirements.md b.1 SSH-001", "a.5 K10 (kairos-init validate [SSH])"),
     description=(
         "/etc/ssh/ssh_host_*_key baked into the image means every machine booted from it shares "
@@ -490,15 +484,15 @@ class SizeCheck:
         return f"{_mib(size)} {sign} {self.what} {_mib(self.limit)}"
 
 
-def size_checks(size: int, compressed: int, profile: str) -> list[SizeCheck]:
+def size_checks(size: int, compressed: int, profile: Profile) -> list[SizeCheck]:
     """The allocations each tool would make for a root of `size` bytes, and whether it fits.
 
     cos: the legacy upgrade's fixed 3240 MiB image; kairos: 2.5 x compressed (0 = unknown: no
     check).  Other profiles get both, for information."""
     checks = []
-    if profile in ("cos", "generic", "bootc"):
+    if profile in (Profile.COS, Profile.GENERIC, Profile.BOOTC):
         checks.append(SizeCheck("cOS DEFAULT_IMAGE_SIZE", COS_IMAGE_SIZE, size > COS_IMAGE_SIZE))
-    if profile in ("kairos", "generic", "bootc") and compressed > 0:
+    if profile in (Profile.KAIROS, Profile.GENERIC, Profile.BOOTC) and compressed > 0:
         limit = int(compressed * KAIROS_FACTOR)
         checks.append(
             SizeCheck(
@@ -515,7 +509,12 @@ def _mib(n: int) -> str:
 @rule(
     "SIZ-001",
     "the root fits the space the installer allocates",
-    "gen=I cos=W kairos=W bootc=I",
+    {
+        Profile.GENERIC: Severity.INFO,
+        Profile.COS: Severity.WARNING,
+        Profile.KAIROS: Severity.WARNING,
+        Profile.BOOTC: Severity.INFO,
+    },
     sources=(
         "boot-requirements.md b.1 SIZ-001",
         "a.2 cOS system/cos-config DEFAULT_IMAGE_SIZE=3240, installer/upgrade.sh dd count=3240",
@@ -537,7 +536,7 @@ def size(ctx: CheckContext) -> Iterable[Result]:
     if ctx.compressed_size <= 0:
         evidence.append("compressed size unknown: Kairos allocation not computed")
     # Only cos and kairos allocate from these numbers; elsewhere they are information.
-    over = [c for c in checks if c.over] if ctx.profile in ("cos", "kairos") else []
+    over = [c for c in checks if c.over] if ctx.profile in (Profile.COS, Profile.KAIROS) else []
     if over:
         for c in over:
             yield failed(

@@ -1,5 +1,6 @@
-"""The lints of `bootc container lint` (bootc-dev/bootc crates/lib/src/lints.rs), re-implemented
-on a flattened image tree for BTC-002, plus the small file helpers the bootc rules share.
+"""bootc: where it looks for the kernel and initramfs (boot-requirements a.6) and the lints of
+`bootc container lint` (bootc-dev/bootc crates/lib/src/lints.rs), re-implemented on a flattened
+image tree for BTC-002, plus the small file helpers the bootc rules share.
 
 bootc checks an image as an "alternative root" (`--rootfs DIR`), so the lints that apply are
 all but `var-tmpfiles` (running root only).  Each lint keeps bootc's name, type (fatal or
@@ -19,6 +20,7 @@ from ...fs.node import Kind, Node
 from ...report import Outcome, Severity
 from ..check import Result
 from ..context import CheckContext
+from .pick import Pick, nothing
 
 MODULES = "/usr/lib/modules"
 UKI_DIR = "/boot/EFI/Linux"
@@ -104,6 +106,17 @@ def kernel_dirs(ctx: CheckContext) -> list[str]:
 
 def ukis(ctx: CheckContext) -> list[str]:
     return [f"{UKI_DIR}/{n}" for n in matching_files(ctx, UKI_DIR, ".efi") if ctx.is_file(f"{UKI_DIR}/{n}")]
+
+
+def initramfs_beside(ctx: CheckContext, kernel: str | None) -> Pick:
+    """The initramfs.img in the directory of the kernel bootc boots (docs bootc-images.md)."""
+    if kernel is None:
+        return nothing("bootc", "no kernel")
+    path = posixpath.join(posixpath.dirname(kernel), "initramfs.img")
+    res = ctx.lookup(path)
+    if not res.ok:
+        return nothing("bootc", f"{path}: {res.reason}")
+    return Pick("bootc", path, path, res.path)
 
 
 def boot_entries(ctx: CheckContext) -> list[str] | None:
