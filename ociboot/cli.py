@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__, pipeline, views
+from .budget import DEFAULT_ANALYSIS_BUDGET
 from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
@@ -361,6 +362,17 @@ def check(
         bool, typer.Option("--fatal-warnings", help="warnings fail the check too")
     ] = False,
     all_platforms: Annotated[bool, typer.Option("--all-platforms", help="one report per platform")] = False,
+    analysis_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--analysis-budget",
+            metavar="SIZE",
+            parser=_budget_size,
+            help="analysis work per image: bytes read and inflated from kernels, initrds and package "
+            f"databases (e.g. 2G; default {_human(DEFAULT_ANALYSIS_BUDGET)}); "
+            "rules whose files it does not cover say NOT RUN",
+        ),
+    ] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="write the report to FILE")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
     platform: PlatformOpt = None,
@@ -395,6 +407,7 @@ def check(
     policy.require_packages = (*policy.require_packages, *(require_package or ()))
     policy.skip = (*policy.skip, *(skip or ()))
     policy.fatal_warnings = fatal_warnings or policy.fatal_warnings
+    policy.analysis_budget = analysis_budget or policy.analysis_budget
     unknown = sorted(set(policy.skip) - rule_ids())
     if unknown:
         raise typer.BadParameter(
@@ -444,6 +457,16 @@ def check(
         sys.stdout.write(rendered)
     code = 3 if unreadable else report_exit_code(reports, fatal_warnings=policy.fatal_warnings)
     raise typer.Exit(code)
+
+
+def _budget_size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if size <= 0:
+        raise typer.BadParameter(f"{text!r} is not a positive size")
+    return size
 
 
 def _image_list(path: str) -> list[str]:

@@ -71,6 +71,20 @@ class Compression(StrEnum):
 #: Enough bytes for `sniff` to decide.
 SNIFF_BYTES = 6
 
+#: What decoding costs in ociboot.budget's unit (about the CPU time of reading one byte in the
+#: analyzers' walks, ~1 ns): per compressed byte read, per decompressed byte produced.  The worst
+#: of code-like and random data, measured on 2 cores (ns per compressed byte: bzip2 420, lzma 65,
+#: xz 38, zstd 12, gzip 4, lz4 2; per output byte of a bomb: bzip2 2.9, xz 2.3, the rest < 1).
+DECODE_COST: dict[Compression, tuple[int, int]] = {
+    Compression.NONE: (0, 0),
+    Compression.GZIP: (4, 1),
+    Compression.ZSTD: (12, 1),
+    Compression.LZ4: (2, 1),
+    Compression.XZ: (40, 3),
+    Compression.LZMA: (64, 3),
+    Compression.BZIP2: (512, 3),
+}
+
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
 

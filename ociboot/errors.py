@@ -11,11 +11,12 @@
     │   ├── InvalidManifest           malformed JSON / schema violation / cap exceeded / loop
     │   ├── UnsupportedMediaType      schema1, encrypted layers, unknown layer types
     │   └── NoMatchingPlatform        an index has no manifest for the wanted platform
-    └── LayerError                    a layer's tar stream cannot be applied safely
-        ├── UnsafePath                `..` or other names that would escape the root
-        ├── InvalidWhiteout           a bare `.wh.` and similar
-        ├── UnsupportedCompression    magic and media type disagree, or an unknown codec
-        └── TruncatedLayer            the stream ended early or is not a tar
+    ├── LayerError                    a layer's tar stream cannot be applied safely
+    │   ├── UnsafePath                `..` or other names that would escape the root
+    │   ├── InvalidWhiteout           a bare `.wh.` and similar
+    │   ├── UnsupportedCompression    magic and media type disagree, or an unknown codec
+    │   └── TruncatedLayer            the stream ended early or is not a tar
+    └── AnalysisBudgetExceeded        an image's analysis budget ran out (rules say "not run")
 
 "The image is not bootable" is never an exception: it is a Finding (see report.py).
 Foreign exceptions are translated at the module that owns the library, `raise X(...) from exc`.
@@ -110,3 +111,10 @@ class UnsupportedCompression(LayerError):
 
 class TruncatedLayer(LayerError):
     pass
+
+
+class AnalysisBudgetExceeded(OcibootError):
+    """An image's analysis budget (ociboot.budget) ran out: the analysis was cut, not refused.
+
+    Caught where an analyzer runs (layer.py) and kept as that file's result, so the rules that
+    need it say "not run"; it never reaches the CLI as "the image could not be read"."""

@@ -13,6 +13,7 @@ PKG = Path(ociboot.__file__).parent
 # new module must be placed on purpose.
 LEVELS = {
     "errors": 0,
+    "budget": 0,
     "digest": 0,
     "mediatypes": 0,
     "report": 0,

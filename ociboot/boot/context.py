@@ -12,15 +12,18 @@ import posixpath
 import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from functools import cached_property
 from typing import Any
 
+from ..budget import DEFAULT_ANALYSIS_BUDGET
 from ..fs.node import Kind, Node
 from ..fs.tree import FileTree, Resolution
+from ..layer import OverBudget
 from ..spec import ImageConfig
 from .initrd import InitrdInfo
 from .kernel import KernelInfo
-from .pkgdb import Package
+from .pkgdb import PKGDB_PATHS, Package
 from .pkgdb.roles import Family, Role, roles_of
 from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
 
@@ -119,6 +122,7 @@ class Policy:
     skip: tuple[str, ...] = ()
     severity: dict[str, str] = field(default_factory=dict)
     fatal_warnings: bool = False
+    analysis_budget: int = DEFAULT_ANALYSIS_BUDGET  # bytes of analysis work per image
 
 
 class CheckContext:
@@ -339,6 +343,12 @@ class CheckContext:
     def packages(self) -> Packages:
         # One per path: only the layer whose member is visible in the final tree counts.
         dbs = [db for _, db in self._files_with_analysis(PackageDbResult)]
+        # A database the image's analysis budget did not cover could not be read: never absent.
+        dbs += [
+            PackageDbResult(path, error=cut.error)
+            for path, cut in self._files_with_analysis(OverBudget)
+            if any(fnmatchcase(path[1:], pattern) for pattern in PKGDB_PATHS)
+        ]
         ids = {self.os_release.get("ID", ""), *self.os_release.get("ID_LIKE", "").split()}
         family = next((f for f, names in _FAMILIES if ids & names), None)
         if family is None and any(db.path.endswith("luet.db") for db in dbs):
