@@ -18,8 +18,10 @@ Decisions:
 
 from __future__ import annotations
 
+import _compression
 import bz2
 import gzip
+import io
 import lzma
 import zlib
 from collections.abc import Callable
@@ -218,9 +220,9 @@ def open_decompressed(
             # An xz stream ends with its footer magic "YZ", never with a zero byte, so zeros
             # at the very end are padding; liblzma reads 4 of them as a truncated next stream.
             source = cast(IO[bytes], _TrailingZerosDropped(raw))
-        inner = lzma.LZMAFile(source, format=lzma.FORMAT_XZ)  # noqa: SIM115 - returned open
+        inner = _lzma_reader(source, lzma.FORMAT_XZ)
     elif compression is Compression.LZMA:
-        inner = lzma.LZMAFile(source, format=lzma.FORMAT_ALONE)  # noqa: SIM115 - returned open
+        inner = _lzma_reader(source, lzma.FORMAT_ALONE)
     elif compression is Compression.BZIP2:
         inner = bz2.BZ2File(source)
     elif compression is Compression.LZ4:
@@ -232,6 +234,21 @@ def open_decompressed(
 
 def _nothing() -> None:
     pass
+
+
+#: What liblzma may allocate for one xz or lzma stream.  The header names the dictionary size (up
+#: to 4 GiB in an lzma header) and liblzma allocates it before decoding a byte, then fills it with
+#: what it decodes; `xz -9` needs 65 MiB, the kernel's own xz/lzma decoders accept far less.
+LZMA_MEMLIMIT = 128 << 20
+
+
+def _lzma_reader(source: IO[bytes], fmt: int) -> io.BufferedReader:
+    """lzma.LZMAFile's reader (concatenated streams, trailing garbage ignored), with a memory
+    limit, which LZMAFile does not pass on: over it, liblzma raises LZMAError."""
+    raw = _compression.DecompressReader(
+        source, lzma.LZMADecompressor, trailing_error=lzma.LZMAError, format=fmt, memlimit=LZMA_MEMLIMIT
+    )
+    return io.BufferedReader(raw)
 
 
 class _TrailingZerosDropped:

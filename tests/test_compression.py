@@ -14,7 +14,7 @@ import lz4.block
 import pytest
 import zstandard
 from bootimages import boot
-from fuzzing import cpu_seconds
+from fuzzing import cpu_seconds, outcome
 from imagebuilder import compress
 
 from ociboot.compression import Compression, PeekableReader, open_decompressed, sniff
@@ -181,6 +181,28 @@ def test_lz4_legacy_decodes_at_the_speed_of_a_c_decoder() -> None:
     lz4_cpu = cpu_seconds(lambda: _read_all(open_decompressed(io.BytesIO(lz4_blob), Compression.LZ4)))
     gzip_cpu = cpu_seconds(lambda: _read_all(open_decompressed(io.BytesIO(gzip_blob), Compression.GZIP)))
     assert lz4_cpu < 3 * gzip_cpu, f"lz4 {lz4_cpu:.3f} s of CPU, gzip {gzip_cpu:.3f} s"
+
+
+MEMORY = 256 << 20
+
+
+def test_an_lzma_header_cannot_make_liblzma_allocate_gigabytes() -> None:
+    # An lzma header names its dictionary size, up to 4 GiB, which liblzma allocates before
+    # decoding and then fills: refused over LZMA_MEMLIMIT instead of taking the memory.
+    blob = lzma.compress(b"boot me " * 1000, format=lzma.FORMAT_ALONE)
+    forged = blob[:1] + (0xFF000000).to_bytes(4, "little") + blob[5:]
+    assert sniff(forged) is Compression.LZMA
+    got = outcome(
+        lambda: _read_all(open_decompressed(io.BytesIO(forged), Compression.LZMA)), memory=256 << 20
+    )
+    assert isinstance(got, TruncatedLayer) and "Memory usage limit" in str(got)
+    xz = bytearray(
+        lzma.compress(b"x", format=lzma.FORMAT_XZ, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 30}])
+    )
+    got = outcome(
+        lambda: _read_all(open_decompressed(io.BytesIO(bytes(xz)), Compression.XZ)), memory=256 << 20
+    )
+    assert isinstance(got, TruncatedLayer), got
 
 
 # --- peeking ---------------------------------------------------------------------------------
