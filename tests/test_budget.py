@@ -153,6 +153,17 @@ def test_a_kernel_over_the_budget_is_not_run_never_a_pass(tmp_path: Path) -> Non
     assert not report.bootable()
 
 
+def test_a_package_database_over_the_budget_blocks(tmp_path: Path) -> None:
+    # The dpkg status is the last file analyzed (var/ after boot/ in tar order): one unit short
+    # of the template's cost cuts only it.  PKG-001 is only informational under generic, but a
+    # database this run did not read is not a damaged one: it blocks like every file not read.
+    report = bootable("generic").check(tmp_path, analysis_budget=TEMPLATE - 1)
+    (blocking,) = report.failures()
+    assert blocking.rule == "PKG-001" and blocking.outcome is Outcome.ERROR
+    assert blocking.message.startswith("package database /var/lib/dpkg/status could not be read: the image's")
+    assert bootable("generic").check(tmp_path, analysis_budget=TEMPLATE).bootable()
+
+
 def test_the_second_read_spends_from_the_same_budget(tmp_path: Path) -> None:
     # --kernel names a path no analyzer glob matches: check reads its layer again (fetch), and
     # that read finds the budget already used up by the first pass.

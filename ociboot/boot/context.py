@@ -349,11 +349,17 @@ class CheckContext:
             for path, cut in self._files_with_analysis(OverBudget)
             if any(fnmatchcase(path[1:], pattern) for pattern in PKGDB_PATHS)
         ]
+        dbs.sort(key=lambda db: db.path)
         ids = {self.os_release.get("ID", ""), *self.os_release.get("ID_LIKE", "").split()}
         family = next((f for f, names in _FAMILIES if ids & names), None)
         if family is None and any(db.path.endswith("luet.db") for db in dbs):
             family = Family.LUET
         return Packages(tuple(dbs), family)
+
+    @cached_property
+    def over_budget(self) -> frozenset[str]:
+        """Files of the final tree whose analysis the image's analysis budget did not cover."""
+        return frozenset(path for path, _ in self._files_with_analysis(OverBudget))
 
     def _files_with_analysis(self, kind: type) -> list[tuple[str, Any]]:
         out = []
