@@ -89,4 +89,6 @@ def no_charge(n: int) -> None:
 
 
 def _size(n: int) -> str:
-    return f"{n / _MIB:g} MiB" if n % _MIB == 0 or n >= _MIB else f"{n} bytes"
+    if n % (1 << 30) == 0:
+        return f"{n >> 30} GiB"
+    return f"{n / _MIB:g} MiB" if n >= _MIB else f"{n} bytes"
