@@ -29,6 +29,7 @@ from rich.table import Table
 
 from . import __version__, pipeline, views
 from .boot.check import Profile
+from .budget import DEFAULT_ANALYSIS_BUDGET
 from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
@@ -501,6 +502,17 @@ def check(
             "--platform narrows to one)",
         ),
     ] = False,
+    analysis_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--analysis-budget",
+            metavar="SIZE",
+            parser=_budget_size,
+            help="analysis work per image: bytes read and inflated from kernels, initrds and package "
+            f"databases (e.g. 2G; default {_human(DEFAULT_ANALYSIS_BUDGET)}); "
+            "rules whose files it does not cover say NOT RUN",
+        ),
+    ] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="write the report to FILE")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
     platform: Annotated[
@@ -548,6 +560,7 @@ def check(
     policy.require_packages = (*policy.require_packages, *(require_package or ()))
     policy.skip = (*policy.skip, *(skip or ()))
     policy.fatal_warnings = fatal_warnings or policy.fatal_warnings
+    policy.analysis_budget = analysis_budget or policy.analysis_budget
     unknown = sorted(set(policy.skip) - rule_ids())
     if unknown:
         raise typer.BadParameter(
@@ -648,6 +661,16 @@ def _text(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool) -> str
     return render_text(
         checked.reports, fatal_warnings=fatal_warnings, verbose=verbose, unreadable=checked.unreadable
     )
+
+
+def _budget_size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if size <= 0:
+        raise typer.BadParameter(f"{text!r} is not a positive size")
+    return size
 
 
 def _image_list(path: str) -> list[str]:

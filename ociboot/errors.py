@@ -16,7 +16,8 @@
     │   ├── InvalidWhiteout           a bare `.wh.` and similar
     │   ├── UnsupportedCompression    magic and media type disagree, or an unknown codec
     │   └── TruncatedLayer            the stream ended early or is not a tar
-    └── UnsafeCache                   exit code 2: the cache dir or an entry is writable by others
+    ├── UnsafeCache                   exit code 2: the cache dir or an entry is writable by others
+    └── AnalysisBudgetExceeded        an image's analysis budget ran out (rules say "not run")
 
 "The image is not bootable" is never an exception: it is a Finding (see report.py).
 Foreign exceptions are translated at the module that owns the library, `raise X(...) from exc`.
@@ -118,3 +119,10 @@ class UnsafeCache(OcibootError):
     entries could steer a verdict, so it is not used.  Exit 2: the user's setup, not the image."""
 
     exit_code = 2
+
+
+class AnalysisBudgetExceeded(OcibootError):
+    """An image's analysis budget (ociboot.budget) ran out: the analysis was cut, not refused.
+
+    Caught where an analyzer runs (layer.py) and kept as that file's result, so the rules that
+    need it say "not run"; it never reaches the CLI as "the image could not be read"."""

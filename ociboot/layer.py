@@ -44,9 +44,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .budget import AnalysisBudget
 from .compression import Compression, PeekableReader, Readable, open_decompressed, sniff
 from .digest import Digest, VerifyingReader
-from .errors import DigestMismatch, LayerError, TruncatedLayer, UnsafePath, UnsupportedMediaType
+from .errors import (
+    AnalysisBudgetExceeded,
+    DigestMismatch,
+    LayerError,
+    TruncatedLayer,
+    UnsafePath,
+    UnsupportedMediaType,
+)
 from .fs.node import NO_XATTRS, Entry, Kind, make_entry
 from .mediatypes import layer_compression, unreadable_layer
 from .sources import ImageSource
@@ -136,8 +144,9 @@ def _larger(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else max(a, b)
 
 
-#: analyze(entry, reader) -> result: reads a member's bytes from the tar stream as they pass.
-Analyzer = Callable[[Entry, "MemberReader"], Any]
+#: analyze(entry, reader, budget) -> result: reads a member's bytes from the tar stream as they
+#: pass, charging its work to the image's budget.
+Analyzer = Callable[[Entry, "MemberReader", AnalysisBudget], Any]
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -147,26 +156,34 @@ class AnalyzeSpec:
     An initrd must be read whole to be judged (decompressed, its cpio walked) but must never be
     held in memory: its analyzer pulls the member's bytes from the tar stream and keeps only its
     findings.  Patterns as in CaptureSpec; the first pattern (in sorted order) that matches wins.
+    `budget` is the image's, shared by every spec of one check (not part of the spec's identity:
+    it bounds the work, it does not change a result).
     """
 
     rules: tuple[tuple[str, Analyzer], ...]
+    budget: AnalysisBudget = field(compare=False, hash=False, repr=False)
     _any: re.Pattern[str] | None = field(compare=False, hash=False, repr=False)
 
-    def __init__(self, rules: Mapping[str, Analyzer] | Iterable[tuple[str, Analyzer]] = ()) -> None:
+    def __init__(
+        self,
+        rules: Mapping[str, Analyzer] | Iterable[tuple[str, Analyzer]] = (),
+        budget: AnalysisBudget | None = None,
+    ) -> None:
         merged = dict(
             (_clean_pattern(p), fn) for p, fn in (rules.items() if isinstance(rules, Mapping) else rules)
         )
         ordered = tuple(sorted(merged.items(), key=lambda rule: rule[0]))
         joined = "|".join(fnmatch.translate(p) for p, _ in ordered)
         object.__setattr__(self, "rules", ordered)
+        object.__setattr__(self, "budget", budget or AnalysisBudget())
         object.__setattr__(self, "_any", re.compile(joined) if ordered else None)
 
     @classmethod
-    def exact(cls, path: str, analyzer: Analyzer) -> AnalyzeSpec:
-        return cls({re.sub(r"([*?\[])", r"[\1]", _clean_pattern(path)): analyzer})
+    def exact(cls, path: str, analyzer: Analyzer, budget: AnalysisBudget | None = None) -> AnalyzeSpec:
+        return cls({re.sub(r"([*?\[])", r"[\1]", _clean_pattern(path)): analyzer}, budget)
 
     def __or__(self, other: AnalyzeSpec) -> AnalyzeSpec:
-        return AnalyzeSpec([*self.rules, *other.rules])
+        return AnalyzeSpec([*self.rules, *other.rules], self.budget)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -182,6 +199,13 @@ class AnalysisFailed:
     """An analyzer raised: kept as its result so a check can say it could not run."""
 
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverBudget(AnalysisFailed):
+    """An analysis cut (or never started) because the image's budget ran out.  A fact about this
+    run, not about the layer: the cache registers no such type, so a layer holding one is never
+    stored, and a later run with a larger budget reads the file again."""
 
 
 # --- the index -------------------------------------------------------------------------------
@@ -795,9 +819,10 @@ class _Walker:
             cap = self.capture.cap(path)
         if self.analyses:
             self.analyses.pop(path, None)  # a later record of the path replaces the result
-        analyzer = self.analyze.analyzer(path) if self.analyze is not None and entry.kind is _FILE else None
-        if analyzer is not None and not sparse:
-            self._analyze(entry, size, analyzer, cap)
+        spec = self.analyze
+        analyzer = spec.analyzer(path) if spec is not None and entry.kind is _FILE else None
+        if spec is not None and analyzer is not None and not sparse:
+            self._analyze(entry, size, analyzer, spec.budget, cap)
             return
         if cap == NOT_WANTED:
             if self.captured:
@@ -829,12 +854,16 @@ class _Walker:
                 named=True,
             )
 
-    def _analyze(self, entry: Entry, size: int, analyzer: Analyzer, cap: int | None) -> None:
+    def _analyze(
+        self, entry: Entry, size: int, analyzer: Analyzer, budget: AnalysisBudget, cap: int | None
+    ) -> None:
         reader = MemberReader(self.blocks, size, 0 if cap == NOT_WANTED else (size if cap is None else cap))
         try:
-            self.analyses[entry.path] = analyzer(entry, reader)
+            self.analyses[entry.path] = analyzer(entry, reader, budget)
         except DigestMismatch:
             raise
+        except AnalysisBudgetExceeded as exc:
+            self.analyses[entry.path] = OverBudget(str(exc))
         except Exception as exc:
             # The member's own damage (a corrupt initrd) is the analyzer's finding, not the layer's;
             # a layer cut inside this member still fails just below, when the rest is skipped.

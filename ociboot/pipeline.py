@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from .boot import facts, profiles, rules, scan
 from .boot.check import Profile, run_checks
 from .boot.context import CheckContext, Policy
+from .budget import AnalysisBudget
 from .cache import LayerCache
 from .errors import ContentError, ImageNotFound, OcibootError
 from .fs.node import Kind
@@ -270,17 +271,24 @@ def _failure(exc: Exception) -> str:
 
 
 def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Report:
-    """One pass over the layers capturing what the rules want, then the rules of the profile."""
+    """One pass over the layers capturing what the rules want, then the rules of the profile.
+
+    Every analysis of the image, in that pass and in the rules' second reads (`fetch`), spends
+    from one budget."""
     capture = CaptureSpec(scan.capture_globs(rules.CAPTURE))
+    budget = AnalysisBudget(policy.analysis_budget)
     analyze = AnalyzeSpec(
-        scan.analyze_globs([policy.kernel] if policy.kernel else [], [policy.initrd] if policy.initrd else [])
+        scan.analyze_globs(
+            [policy.kernel] if policy.kernel else [], [policy.initrd] if policy.initrd else []
+        ),
+        budget,
     )
     loaded = load_tree(image, capture, options, analyze)
 
     def fetch(layer: int, member: str, as_initrd: bool) -> object:
         analyzer = scan.analyze_initrd if as_initrd else scan.analyze_kernel_file
         (again,) = index_layers(
-            image, None, options, only=[layer], analyze=AnalyzeSpec.exact(member, analyzer)
+            image, None, options, only=[layer], analyze=AnalyzeSpec.exact(member, analyzer, budget)
         )
         return again.analyses.get(member)
 

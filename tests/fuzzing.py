@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TypeVar
 
+from hypothesis import strategies as st
+
 from ociboot.errors import OcibootError
 
 T = TypeVar("T")
@@ -129,3 +131,43 @@ def assert_memory_linear(run: Callable[[], object], input_size: int, *, multiple
     assert peak <= multiple * input_size + (1 << 20), (
         f"{what}: peak {peak} bytes for a {input_size} byte input (bound {multiple}x + 1 MiB)"
     )
+
+
+# --- mutations of real inputs ---------------------------------------------------------------------
+
+#: Length-like values: the largest unsigned/signed 32-bit numbers, a sign bit, a 16 MiB count.
+HUGE = (b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x80", b"\x00\x00\x00\x01")
+
+
+def edits(extra: tuple[bytes, ...] = ()) -> st.SearchStrategy[list[tuple[str, int, object]]]:
+    """Lists of edits for `mutate`: flip, insert (huge lengths, `extra` tokens), overwrite with a
+    huge length, delete, repeat a slice (long runs, deep nesting)."""
+    one = st.one_of(
+        st.tuples(st.just("flip"), st.integers(min_value=0), st.integers(min_value=1, max_value=255)),
+        st.tuples(st.just("insert"), st.integers(min_value=0), st.sampled_from(HUGE + extra)),
+        st.tuples(st.just("overwrite"), st.integers(min_value=0), st.sampled_from(HUGE)),
+        st.tuples(st.just("delete"), st.integers(min_value=0), st.integers(min_value=1, max_value=64)),
+        st.tuples(st.just("repeat"), st.integers(min_value=0), st.integers(min_value=2, max_value=400)),
+    )
+    return st.lists(one, min_size=1, max_size=6)
+
+
+def mutate(data: bytes, changes: list[tuple[str, int, object]], cut: int | None = None) -> bytes:
+    """`data` with `changes` (from `edits()`) applied at positions taken modulo its length, then
+    cut at `cut` (modulo the length) if given."""
+    out = bytearray(data)
+    for kind, where, arg in changes:
+        at = where % max(len(out), 1)
+        if kind == "flip" and out:
+            out[at] ^= arg  # type: ignore[operator]
+        elif kind == "insert":
+            out[at:at] = arg  # type: ignore[index]
+        elif kind == "overwrite":
+            out[at : at + 4] = arg  # type: ignore[index]
+        elif kind == "delete":
+            del out[at : at + arg]  # type: ignore[operator]
+        elif kind == "repeat":
+            out[at:at] = bytes(out[at : at + 16]) * arg  # type: ignore[operator]
+    if cut is not None and out:
+        del out[cut % len(out) :]
+    return bytes(out)

@@ -218,7 +218,7 @@ def test_spec_keys_separate_what_was_asked() -> None:
         CaptureSpec([("b", None), ("a", 1)]), None
     )
     # An analyzer without a stable name (a lambda, a closure) cannot be keyed: no caching.
-    assert spec_key(None, AnalyzeSpec({"x": lambda e, r: None})) is None
+    assert spec_key(None, AnalyzeSpec({"x": lambda e, r, b: None})) is None
 
 
 def test_ls_and_check_entries_do_not_collide(tmp_path: Path) -> None:

@@ -290,7 +290,7 @@ def test_conformance_layers(conformance: Path, rel: str, names: list[str]) -> No
 # --- streaming analyzers ---------------------------------------------------------------------
 
 
-def _digest_of_member(entry: Entry, reader: Any) -> tuple[str, int]:
+def _digest_of_member(entry: Entry, reader: Any, budget: object) -> tuple[str, int]:
     h = hashlib.sha256()
     while chunk := reader.read(7):  # odd sizes: the reader must never run past the member
         h.update(chunk)
@@ -315,7 +315,7 @@ def test_an_analyzer_that_stops_early_leaves_the_walk_intact_and_keeps_a_capture
     listing = read_tar(
         io.BytesIO(layer.tar()),
         capture=CaptureSpec({"boot/k": 10}),
-        analyze=AnalyzeSpec({"boot/k": lambda entry, reader: reader.read(3)}),
+        analyze=AnalyzeSpec({"boot/k": lambda entry, reader, budget: reader.read(3)}),
     )
     assert listing.analyses["boot/k"] == b"HHH"
     assert listing.captured["boot/k"] == b"H" * 10 and "boot/k" not in listing.complete
@@ -323,7 +323,7 @@ def test_an_analyzer_that_stops_early_leaves_the_walk_intact_and_keeps_a_capture
 
 
 def test_a_failing_analyzer_is_a_result_and_a_cut_member_still_fails_the_layer() -> None:
-    def boom(entry: Entry, reader: Any) -> None:
+    def boom(entry: Entry, reader: Any, budget: object) -> None:
         raise ValueError("bad initrd")
 
     layer = LayerBuilder().file("boot/initrd", b"q" * 3000)

@@ -15,6 +15,7 @@ PKG = Path(ociboot.__file__).parent
 # then the rule families, then profile detection and policies, which list the rules.
 LEVELS: dict[str, float] = {
     "errors": 0,
+    "budget": 0,
     "digest": 0,
     "mediatypes": 0,
     "report": 0,

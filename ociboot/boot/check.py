@@ -66,6 +66,13 @@ def not_run(message: str, path: str | None = None, evidence: Iterable[str] = ())
     return Result(Outcome.ERROR, message, path, tuple(evidence))
 
 
+def unreadable(message: str, path: str | None = None, evidence: Iterable[str] = ()) -> Result:
+    """A file the rule needs could not be read (its analyzer failed, or the image's analysis
+    budget ran out before it): not run, and blocking whatever the rule's own severity, because
+    what was not read may be what fails."""
+    return Result(Outcome.ERROR, message, path, tuple(evidence), severity=Severity.ERROR)
+
+
 def skipped(message: str, path: str | None = None) -> Result:
     return Result(Outcome.SKIP, message, path)
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..budget import DEFAULT_ANALYSIS_BUDGET
 from ..fs.node import Kind, Node
 from ..fs.tree import FileTree, Resolution
-from ..layer import AnalysisFailed
+from ..layer import AnalysisFailed, OverBudget
 from ..spec import ImageConfig
 from .check import Profile
 from .initrd import InitrdInfo
@@ -131,6 +132,7 @@ class Policy:
     skip: tuple[str, ...] = ()
     severity: dict[str, str] = field(default_factory=dict)
     fatal_warnings: bool = False
+    analysis_budget: int = DEFAULT_ANALYSIS_BUDGET  # bytes of analysis work per image
 
 
 class CheckContext:
@@ -351,11 +353,14 @@ class CheckContext:
     def packages(self) -> Packages:
         # One per path: only the layer whose member is visible in the final tree counts.  A
         # reader that crashed (AnalysisFailed) leaves a database that could not be read: it is
-        # reported as such, never dropped (dropping it made the image look database-free).
+        # reported as such, never dropped (dropping it made the image look database-free); so is
+        # one the image's analysis budget did not cover (OverBudget is an AnalysisFailed).
         dbs = [
             db
             if isinstance(db, PackageDbResult)
-            else PackageDbResult(path, error=f"reader failed: {db.error}")
+            else PackageDbResult(
+                path, error=db.error if isinstance(db, OverBudget) else f"reader failed: {db.error}"
+            )
             for path, db in self._files_with_analysis((PackageDbResult, AnalysisFailed))
             if isinstance(db, PackageDbResult) or is_pkgdb_path(path)
         ]
@@ -366,6 +371,11 @@ class CheckContext:
         if family is None and any(db.path.endswith("luet.db") for db in dbs):
             family = Family.LUET
         return Packages(tuple(dbs), family)
+
+    @cached_property
+    def over_budget(self) -> frozenset[str]:
+        """Files of the final tree whose analysis the image's analysis budget did not cover."""
+        return frozenset(path for path, _ in self._files_with_analysis(OverBudget))
 
     def _unread_databases(self, read: set[str]) -> list[PackageDbResult]:
         """Files at a database location in the final tree that no reader saw while the layers

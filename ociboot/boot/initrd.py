@@ -23,11 +23,12 @@ from __future__ import annotations
 import io
 import re
 import stat
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..compression import Compression, Readable, open_decompressed, sniff
+from ..budget import MEMBER_COST, AnalysisBudget, Metered, no_charge
+from ..compression import DECODE_COST, Compression, Readable, open_decompressed, sniff
 from ..errors import TruncatedLayer, UnsupportedCompression
 from . import _sniff
 
@@ -128,17 +129,23 @@ def inspect_initrd(
     *,
     cap: int = 1 << 30,
     capture: Collection[str] = (),
+    budget: AnalysisBudget | None = None,
 ) -> InitrdInfo:
     """Walk every segment of an initrd and report what it holds.
 
     `data` is the whole initrd or a binary stream of it.  `cap` bounds the uncompressed bytes
     walked (a decompression bomb stops there, reported as `cap_hit`).  `capture` names extra
     members (normalised paths) whose bytes to keep in `files`, up to `CAPTURE_LIMIT` each.
-    Never raises on bad bytes; a failing stream's own errors (e.g. a digest mismatch) propagate.
+    `budget` (the image's) is charged for every byte read, compressed and decompressed (zero
+    padding too), weighted by what decoding costs (compression.DECODE_COST), and MEMBER_COST per
+    member.
+    Never raises on bad bytes; a failing stream's own errors (e.g. a digest mismatch) and
+    AnalysisBudgetExceeded propagate.
     """
     raw = io.BytesIO(bytes(data)) if isinstance(data, bytes | bytearray | memoryview) else data
-    walk = _Walk(cap, {*DRACUT_MODULES_FILES, *(_normalise(p) for p in capture)})
-    reader = _Reader(raw)
+    charge = budget.spend if budget is not None else no_charge
+    walk = _Walk(cap, {*DRACUT_MODULES_FILES, *(_normalise(p) for p in capture)}, charge)
+    reader = _Reader(raw, charge)
     description = _sniff.describe(reader.peek(1 << 16))
     try:
         walk.run(reader)
@@ -163,8 +170,9 @@ class _Reader:
     problem messages can name positions).  Buffered bytes are `_buf[_pos:]`; slicing from a
     position keeps small reads from copying the whole buffer each time."""
 
-    def __init__(self, raw: Readable) -> None:
+    def __init__(self, raw: Readable, charge: Callable[[int], None]) -> None:
         self._raw = raw
+        self._charge = charge  # every byte pulled from `raw` is work done
         self._buf = b""
         self._pos = 0
         self.offset = 0
@@ -178,6 +186,7 @@ class _Reader:
             chunk = self._raw.read(max(_CHUNK, n - have))
             if not chunk:
                 break
+            self._charge(len(chunk))
             parts.append(chunk)
             have += len(chunk)
         self._buf, self._pos = b"".join(parts), 0
@@ -197,7 +206,9 @@ class _Reader:
     def read(self, n: int = -1) -> bytes:
         """Up to `n` bytes: the Readable handed to decompressors."""
         if n is None or n < 0:
-            data = self._buf[self._pos :] + self._raw.read()
+            rest = self._raw.read()
+            self._charge(len(rest))
+            data = self._buf[self._pos :] + rest
             self._buf, self._pos = b"", 0
             self.offset += len(data)
             return data
@@ -231,8 +242,9 @@ class _Reader:
 class _Walk:
     """State of one inspection: what was found so far, and the budget spent."""
 
-    def __init__(self, cap: int, wanted: set[str]) -> None:
+    def __init__(self, cap: int, wanted: set[str], charge: Callable[[int], None]) -> None:
         self.cap = cap
+        self.charge = charge
         self.spent = 0
         self.wanted = wanted
         self.segments: list[Segment] = []
@@ -292,7 +304,10 @@ class _Walk:
         before = len(self.members)
         what = f"{compression} segment at offset {start}"
         where = f"offset {{}} of the {what}"
-        inner = _Reader(open_decompressed(reader, compression, what, zero_padding_ends=True))
+        per_in, per_out = DECODE_COST[compression]
+        source = Metered(reader, lambda n: self.charge(n * per_in))
+        decoded = open_decompressed(source, compression, what, zero_padding_ends=True)
+        inner = _Reader(decoded, lambda n: self.charge(n * per_out))
         fmt: CpioFormat | None = None
         archives = 0
         problem = None
@@ -334,6 +349,7 @@ class _Walk:
         fmt: CpioFormat | None = None
         while True:
             at = r.offset
+            self.charge(MEMBER_COST)
             self.spend(_HEADER)
             header = r.exact(_HEADER)
             if len(header) < _HEADER:

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..cache import parse_size
 from ..errors import OcibootError
 from ..fs.tree import FileTree
 from ..report import Severity
@@ -48,7 +49,16 @@ def _is_dir(tree: FileTree, path: str) -> bool:
     return res.ok and res.node is not None and res.node.is_dir
 
 
-_KEYS = {"profile", "kernel", "initrd", "require-packages", "skip", "severity", "fatal-warnings"}
+_KEYS = {
+    "profile",
+    "kernel",
+    "initrd",
+    "require-packages",
+    "skip",
+    "severity",
+    "fatal-warnings",
+    "analysis-budget",
+}
 
 
 def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
@@ -60,6 +70,7 @@ def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
     require-packages = ["grub2", "kernel"]   # names or roles: kernel, bootloader, init, initramfs
     skip = ["LAY-004"]
     fatal-warnings = false
+    analysis-budget = "2G"              # analysis work per image (ociboot.budget), or bytes
     [severity]
     KRN-005 = "error"                   # error | warning | info
     """
@@ -90,6 +101,9 @@ def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
     policy.skip = (*policy.skip, *_strings(data, "skip", where))
     policy.fatal_warnings = bool(_typed(data, "fatal-warnings", bool, where)) or policy.fatal_warnings
     known = rule_ids()
+    budget = data.get("analysis-budget")
+    if budget is not None:
+        policy.analysis_budget = _size(budget, "analysis-budget", where)
     for rule_id, level in (_typed(data, "severity", dict, where) or {}).items():
         if rule_id not in known:
             raise PolicyError(
@@ -113,6 +127,17 @@ def _typed(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if value is not None and not isinstance(value, kind):
         raise PolicyError(f"policy {where}: {key} must be a {kind.__name__}")
     return value
+
+
+def _size(value: Any, key: str, where: str) -> int:
+    """A positive size: bytes as an integer, or a string such as "2G"."""
+    try:
+        size = value if isinstance(value, int) and not isinstance(value, bool) else parse_size(value)
+    except (TypeError, ValueError, AttributeError):
+        size = 0
+    if size <= 0:
+        raise PolicyError(f'policy {where}: {key} must be a positive size ("2G" or bytes), not {value!r}')
+    return size
 
 
 def _strings(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:

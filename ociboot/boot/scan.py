@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
+from ..budget import FILE_COST, AnalysisBudget
 from ..compression import Readable
 from .initrd import InitrdInfo, inspect_initrd
 from .kernel import KernelInfo, analyze_kernel
@@ -79,25 +80,32 @@ def is_initrd_name(path: str) -> bool:
     return base == "initramfs.img" or any(fnmatchcase(base, p) for p in INITRD_NAMES)
 
 
-def analyze_boot_file(entry: _Entry, reader: Readable) -> KernelInfo | InitrdInfo:
+# Every analyzer charges the image's budget (ociboot.budget) for the work it does, starting with
+# FILE_COST: once the budget is used up, no analysis starts.
+
+
+def analyze_boot_file(entry: _Entry, reader: Readable, budget: AnalysisBudget) -> KernelInfo | InitrdInfo:
     """A candidate kernel or initrd, judged by content (the name only decides which question)."""
     if is_initrd_name(entry.path):
-        return analyze_initrd(entry, reader)
-    return analyze_kernel_file(entry, reader)
+        return analyze_initrd(entry, reader, budget)
+    return analyze_kernel_file(entry, reader, budget)
 
 
-def analyze_initrd(entry: _Entry, reader: Readable) -> InitrdInfo:
-    return inspect_initrd(reader, cap=INITRD_CAP)
+def analyze_initrd(entry: _Entry, reader: Readable, budget: AnalysisBudget) -> InitrdInfo:
+    budget.spend(FILE_COST)
+    return inspect_initrd(reader, cap=INITRD_CAP, budget=budget)
 
 
-def analyze_kernel_file(entry: _Entry, reader: Readable) -> KernelInfo:
-    return analyze_kernel(reader, entry.size)
+def analyze_kernel_file(entry: _Entry, reader: Readable, budget: AnalysisBudget) -> KernelInfo:
+    budget.spend(FILE_COST)
+    return analyze_kernel(reader, entry.size, budget)
 
 
-def analyze_pkgdb(entry: _Entry, reader: Readable) -> PackageDbResult:
+def analyze_pkgdb(entry: _Entry, reader: Readable, budget: AnalysisBudget) -> PackageDbResult:
     path = "/" + entry.path
     if entry.size > PKGDB_CAP:
         return PackageDbResult(path, error=f"{entry.size} bytes, over the {PKGDB_CAP} byte cap: not read")
+    budget.spend(FILE_COST + entry.size)
     data = reader.read(entry.size)
     try:
         return PackageDbResult(path, tuple(read_packages(entry.path, data)))

@@ -7,7 +7,7 @@ import posixpath
 from collections.abc import Iterable
 
 from ...report import Severity
-from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped, unreadable
 from ..context import INITRD_GLOBS, Artifact, CheckContext, kernel_version
 from ..emulate import bootc, elemental_v1, elemental_v2
 from ..emulate.grub import DEFAULT_BOOT_PATHS
@@ -158,7 +158,7 @@ def initrd_valid(ctx: CheckContext) -> Iterable[Result]:
             [_subject(a), f"as a kernel: {info.description or info.format}"],
         )
     elif getattr(info, "error", None):
-        yield not_run(f"{a.path}{given} could not be read: {info.error}", a.path, [_subject(a)])
+        yield unreadable(f"{a.path}{given} could not be read: {info.error}", a.path, [_subject(a)])
     else:
         yield failed(f"{a.path}{given} is not a regular file", a.path, [_subject(a)], hint=_DRACUT_HINT)
 
@@ -257,6 +257,11 @@ _PROFILE_TOOLS = {
     ),
 )
 def initrd_picks(ctx: CheckContext) -> Iterable[Result]:
+    # An initrd that could not be read (its analysis failed, or the image's analysis budget ran
+    # out before it) may be the one a tool loads: never a pass.
+    for a in ctx.initrd_candidates:
+        if a.ok and getattr(a.analysis, "error", None):
+            yield unreadable(f"{a.path} could not be read: {a.analysis.error}", a.path, [_subject(a)])
     distinct = {a.real for a in ctx.initrd_candidates if a.ok}
     if len(distinct) <= 1:
         yield passed(f"{len(distinct)} initrd file(s): nothing to choose between", None, sorted(distinct))

@@ -10,7 +10,7 @@ import posixpath
 from collections.abc import Iterable
 
 from ...report import Severity
-from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped
+from ..check import Profile, Result, Rule, failed, not_run, passed, rule, skipped, unreadable
 from ..context import KERNEL_GLOBS, Artifact, CheckContext, kernel_version
 from ..emulate import bootc, elemental_v1, elemental_v2, kairos
 from ..emulate.pick import Pick
@@ -55,6 +55,11 @@ def _evidence(a: Artifact) -> list[str]:
     ),
 )
 def kernel_exists(ctx: CheckContext) -> Iterable[Result]:
+    # A candidate that could not be read (its analysis failed, or the image's analysis budget ran
+    # out before it) may be the kernel a tool boots: never a pass.
+    unread = [a for a in ctx.kernel_candidates if a.ok and getattr(a.analysis, "error", None)]
+    for a in unread:
+        yield unreadable(f"{a.path} could not be read: {a.analysis.error}", a.path, [_subject(a)])
     unique: dict[str, Artifact] = {}
     for a in ctx.kernels:
         unique.setdefault(a.real, a)  # /boot/vmlinuz and its target are one kernel
@@ -70,6 +75,8 @@ def kernel_exists(ctx: CheckContext) -> Iterable[Result]:
             [f"{_subject(a)}: {a.kernel.description or a.kernel.format}" for a in kernels if a.kernel],
         )
         return
+    if unread:
+        return  # whether one of them is a kernel is not known: "not run" above, not "no kernel"
     rejected = [f"{_subject(a)}: not a kernel ({_why_not(a)})" for a in ctx.kernel_candidates]
     yield failed(
         "no kernel found",
@@ -153,7 +160,7 @@ def kernel_is_boot_image(ctx: CheckContext) -> Iterable[Result]:
             "not vmlinux, System.map, config or .hmac",
         )
     elif getattr(info, "error", None):
-        yield not_run(f"{a.path}{given} could not be read: {info.error}", a.path, [_subject(a)])
+        yield unreadable(f"{a.path}{given} could not be read: {info.error}", a.path, [_subject(a)])
     else:
         yield failed(
             f"{a.path}{given} is not a kernel: {_why_not(a)}", a.path, [_subject(a)], hint=_INSTALL_HINT

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ...report import Severity
-from ..check import Profile, Result, failed, not_run, passed, rule, skipped
+from ..check import Profile, Result, failed, not_run, passed, rule, skipped, unreadable
 from ..context import CheckContext
 from ..emulate.switch_root import find_init
 from ..pkgdb import PKGDB_PATHS, Package
@@ -104,6 +104,9 @@ def _db_summary(ctx: CheckContext) -> list[str]:
 def role_packages(ctx: CheckContext) -> Iterable[Result]:
     pk = ctx.packages
     for db in pk.errors:
+        if db.path in ctx.over_budget:  # not a damaged database: one this run did not read
+            yield unreadable(f"package database {db.path} could not be read: {db.error}", db.path)
+            continue
         yield failed(
             f"package database {db.path} could not be read: {db.error}",
             db.path,
