@@ -10,6 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ociboot.boot.rules import ALL_RULES
+from ociboot.boot.upstream import SOURCE
 from ociboot.cli import app
 from ociboot.report import RULES_DOC_URL, Finding, Outcome, Report, Severity, render_sarif
 
@@ -38,7 +39,10 @@ def test_rules_doc_says_what_why_where_and_how_severe_for_every_rule() -> None:
         for profile, severity in r.severity.items():
             assert f"{profile} {severity}" in section, r.id
         for source in r.sources:
-            assert f"- {source}" in unescaped, r.id
+            m = SOURCE.fullmatch(source)
+            assert m is not None, (r.id, source)
+            assert f"]({m['url']})" in section, (r.id, source)
+            assert m["label"] is None or m["label"].replace("\\", "") in unescaped, (r.id, source)
 
 
 def test_rule_descriptions_are_text_not_docstring_layout() -> None:
