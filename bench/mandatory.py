@@ -22,14 +22,14 @@ from typing import Any
 import requests
 import zstandard
 
-CHUNK = 1 << 20  # field-notes.md: 1 MiB reads; 8 KiB costs 1.7x
+CHUNK = 1 << 20  # docs/measurements.md: 1 MiB reads; 8 KiB costs 1.7x
 ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 
 try:
     from isal.igzip import IGzipFile as GzipReader
 
     GZIP = "isal"
-except ImportError:  # the stdlib's zlib is 2-2.5x slower (field-notes.md) but always there
+except ImportError:  # the stdlib's zlib is 2-2.5x slower (docs/measurements.md) but always there
     GzipReader = gzip.GzipFile  # type: ignore[assignment,misc]
     GZIP = "zlib"
 

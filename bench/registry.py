@@ -1,7 +1,7 @@
 """Debian's docker-registry on 127.0.0.1 for the benchmark, a streaming push, and its access log.
 
 The registry runs from a config written here (the packaged one listens everywhere with auth,
-field-notes.md), with info-level logging: every finished request is logged with its URI and the
+docs/measurements.md), with info-level logging: every finished request is logged with its URI and the
 bytes written back, which is how blob bytes fetched are counted per measured run.
 """
 

@@ -1,6 +1,6 @@
 """Command line: arguments -> pipeline -> render -> exit code.  No logic of its own.
 
-Exit codes (DESIGN.md §4): 0 ok/bootable, 1 not bootable, 2 usage, 3 the image could not be read.
+Exit codes (docs/architecture.md §5): 0 ok/bootable, 1 not bootable, 2 usage, 3 the image could not be read.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from rich.table import Table
 
 from . import __version__, pipeline, views
 from .boot.check import Profile
+from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
 from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
@@ -131,7 +132,8 @@ CacheDirOpt = Annotated[
     str | None,
     typer.Option("--cache-dir", help="keep layer indexes in DIR (implies --cache)"),
 ]
-# Opt-in: without it nothing is ever written to disk (DESIGN.md; issue 4's cold run writes 0 bytes).
+# Opt-in: without it nothing is ever written to disk (docs/architecture.md §4; issue 4's cold run
+# writes 0 bytes).
 CacheOpt = Annotated[
     bool,
     typer.Option(
@@ -759,6 +761,15 @@ def _md(text: str) -> str:
     return "`".join(p if i % 2 else p.translate(_MD_SPECIAL) for i, p in enumerate(parts))
 
 
+def _md_source(source: str) -> str:
+    """A rule source (`boot.upstream`: URL, then an optional label) as a markdown link."""
+    m = SOURCE.fullmatch(source)
+    if m is None:
+        return _md(source)
+    link = f"[{_md(link_text(m['url']))}]({m['url']})"
+    return f"{link} {_md(m['label'])}" if m["label"] else link
+
+
 def _rules_markdown(data: dict[str, Any]) -> str:
     """docs/rules.md: tests/test_docs.py checks that the committed file is this output."""
     profiles = [p.value for p in Profile if p is not Profile.AUTO]
@@ -772,6 +783,8 @@ def _rules_markdown(data: dict[str, Any]) -> str:
         "its sources.  A failed **error** makes the image not bootable (exit 1), a **warning** does",
         "so only with `--fatal-warnings`, an **info** never does; — means the rule is not part of",
         "that profile.  `--skip RULE` and a policy's `[severity]` table change this per run.",
+        "D1-D13, E1-E17 and K1-K13 in a description name the tool behaviours described in",
+        "[tools.md](tools.md); the sources link to the upstream code at the commit that was read.",
         "",
         "| rule | title | " + " | ".join(profiles) + " |",
         "|---|---|" + "---|" * len(profiles),
@@ -783,7 +796,7 @@ def _rules_markdown(data: dict[str, Any]) -> str:
         out += ["", f"## {r['id']}", "", f"**{_md(r['title'])}**", "", _md(r["description"]), ""]
         severities = ", ".join(f"{p} {s}" for p, s in r["severity"].items())
         out += [f"Severity: {severities or 'in no profile'}.", "", "Sources:", ""]
-        out += [f"- {_md(src)}" for src in r["sources"]]
+        out += [f"- {_md_source(src)}" for src in r["sources"]]
     return "\n".join(out) + "\n"
 
 

@@ -7,7 +7,7 @@ Decisions:
 - Compression is sniffed from the first bytes, not taken from a media type (containerd and
   go-containerregistry's PeekCompression do the same); the caller decides what a mismatch means.
 - gzip: multi-member streams and zero padding after the last member are read through (RFC 1952
-  §2.2 allows members back to back); isal inflates 2-2.5x faster than zlib (field-notes).
+  §2.2 allows members back to back); isal inflates 2-2.5x faster than zlib (docs/measurements.md).
 - zstd: `stream_reader(read_across_frames=True)`, because layers may hold several frames and
   `decompressobj()` stops after the first.  zstandard ends *silently* on a truncated frame, so
   the compressed bytes are tracked frame by frame (RFC 8878 §3.1) to tell a clean end from a cut.

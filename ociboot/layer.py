@@ -9,7 +9,7 @@ wrong blob digest or diff_id always surfaces (go-containerregistry's mutate.Extr
 ggcr#2303).  Memory holds a few queued chunks plus the captured bytes, never a whole layer.
 Inflating and hashing release the GIL, so the thread overlaps them with the Python walk.
 
-The tar walker is our own (field-notes: tarfile costs ~46 µs per member, which dominates layers of
+The tar walker is our own (docs/measurements.md: tarfile costs ~46 µs per member, which dominates layers of
 many small files).  It reads POSIX ustar (+ prefix), GNU (base-256 numbers, 'L'/'K' long names)
 and pax ('x'/'g' records, POSIX.1-2008 pax "Extended Header"), and decides on purpose:
 
@@ -71,7 +71,7 @@ MAX_META_BYTES = 1 << 20
 #: is refused (LayerError), never indexed in part.
 MAX_INDEX_BYTES = 512 << 20
 _ENTRY_BYTES = 256
-# Read-ahead: chunks of 1 MiB (oras and isal both do best with large reads, field-notes), four
+# Read-ahead: chunks of 1 MiB (oras and isal both do best with large reads, docs/measurements.md), four
 # queued: a few MiB of memory whatever the layer size.
 _CHUNK = 1 << 20
 _DEPTH = 4

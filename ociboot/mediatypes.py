@@ -32,7 +32,7 @@ class MediaType(StrEnum):
     DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
 
-#: Sent as `Accept` for every manifest request (field-notes: without Docker v2 a registry
+#: Sent as `Accept` for every manifest request (docs/measurements.md: without Docker v2 a registry
 #: down-converts to schema1; without the OCI index type an index answers 404).
 MANIFEST_ACCEPT = (
     MediaType.OCI_MANIFEST,

@@ -178,7 +178,7 @@ def _ordered(findings: Iterable[Finding]) -> list[Finding]:
 def exit_code(
     reports: Sequence[Report], *, fatal_warnings: bool = False, unreadable: Sequence[Unreadable] = ()
 ) -> int:
-    """0 bootable, 1 not bootable, 3 something could not be read (DESIGN.md §4)."""
+    """0 bootable, 1 not bootable, 3 something could not be read (docs/architecture.md §5)."""
     if unreadable:
         return 3
     return 0 if all(r.bootable(fatal_warnings=fatal_warnings) for r in reports) else 1

@@ -163,7 +163,7 @@ class LayerBuilder:
                 tf.addfile(m.info, io.BytesIO(m.data) if m.data is not None else None)
         out = buf.getvalue()
         if not end_blocks:
-            # umoci 0.4.7 writes layers without the end-of-archive blocks (field-notes).
+            # umoci 0.4.7 writes layers without the end-of-archive blocks (docs/measurements.md).
             out = out.rstrip(b"\0")
             out += b"\0" * (-len(out) % 512)
         return out

@@ -422,7 +422,7 @@ def test_a_warm_check_fetches_no_layer_blob(registry: RegistryServer, tmp_path: 
 
 
 def test_the_cache_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Without --cache or --cache-dir nothing is written to disk (DESIGN.md: opt-in).
+    # Without --cache or --cache-dir nothing is written to disk (docs/architecture.md: opt-in).
     ref = layout_of(tmp_path, generic().build())
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert runner.invoke(app, ["check", ref]).exit_code == 0

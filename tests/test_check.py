@@ -190,7 +190,7 @@ def test_readme_example_is_bootable() -> None:
 def test_a_layer_that_fails_when_read_again_is_an_error_not_a_finding(tmp_path: Path) -> None:
     # /boot/vmlinuz points outside the kernel globs, so the rules re-read its layer (Fetch); the
     # blob changes on disk before that second read.  "Could not read the image" raises
-    # (DESIGN §3-4): it must not become a rule's "internal error" finding.
+    # (docs/architecture.md §4-5): it must not become a rule's "internal error" finding.
     img = generic().drop(f"/boot/vmlinuz-{KVER}").file(f"/opt/k/vmlinuz-{KVER}", kernel())
     img.link("/boot/vmlinuz", f"/opt/k/vmlinuz-{KVER}")
     built = img.build()

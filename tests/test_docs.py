@@ -10,6 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ociboot.boot.rules import ALL_RULES
+from ociboot.boot.upstream import SOURCE
 from ociboot.cli import app
 from ociboot.report import RULES_DOC_URL, Finding, Outcome, Report, Severity, render_sarif
 
@@ -38,7 +39,10 @@ def test_rules_doc_says_what_why_where_and_how_severe_for_every_rule() -> None:
         for profile, severity in r.severity.items():
             assert f"{profile} {severity}" in section, r.id
         for source in r.sources:
-            assert f"- {source}" in unescaped, r.id
+            m = SOURCE.fullmatch(source)
+            assert m is not None, (r.id, source)
+            assert f"]({m['url']})" in section, (r.id, source)
+            assert m["label"] is None or m["label"].replace("\\", "") in unescaped, (r.id, source)
 
 
 def test_rule_descriptions_are_text_not_docstring_layout() -> None:
@@ -99,3 +103,57 @@ def test_the_readme_json_example_is_what_check_says_of_the_shipped_example() -> 
         assert shown["initrd"][key] == facts["initrd"][key], key
     first = {k: v for k, v in actual["findings"][0].items() if k in ("rule", "severity", "outcome", "path")}
     assert first.items() <= example["findings"][0].items()
+
+
+#: A citation of something outside the repository: the project's old design and research notes,
+#: or the directory they lived in beside it (the conformance corpus there is read, not cited).
+OUTSIDE = re.compile(
+    r"\.\./shared(?!/conformance)|shared/reference|field-notes|boot-requirements|DESIGN(?:\.md| §)"
+    r"|peers\.md"
+)
+
+
+#: Being moved into a package by the work on issue 8's registry item, which rewrites its comments;
+#: the package that replaces it is checked like every other module.
+NOT_YET = {REPO / "ociboot" / "sources" / "registry.py"}
+
+
+def _cited_files() -> list[Path]:
+    files = [REPO / "README.md", REPO / "pyproject.toml", *sorted((REPO / "ociboot").rglob("*.py"))]
+    for folder in ("bench", "fixtures", "tests"):
+        files += [p for p in sorted((REPO / folder).rglob("*")) if p.suffix in (".py", ".md", ".toml")]
+    return [p for p in files if p.is_file() and p != Path(__file__).resolve() and p not in NOT_YET]
+
+
+def test_code_cites_nothing_outside_the_repository() -> None:
+    found = []
+    for path in _cited_files():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if OUTSIDE.search(line):
+                found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not found, "cite docs/ or a public URL instead:\n" + "\n".join(found)
+
+
+def test_the_outside_pattern_catches_what_it_is_for() -> None:
+    for text in ("DESIGN.md §4", "(DESIGN §3)", "field-notes.md", "boot-requirements a.4", "../shared/x"):
+        assert OUTSIDE.search(text), text
+    assert not OUTSIDE.search("read from ../shared/conformance")
+
+
+def test_every_rule_source_is_a_public_https_url_with_an_optional_label() -> None:
+    for r in ALL_RULES:
+        assert r.sources, r.id
+        for source in r.sources:
+            m = SOURCE.fullmatch(source)
+            assert m is not None, f"{r.id}: {source!r} is not 'https://... [label]'"
+            # Code is cited at a commit (what was read), not at a branch that moves on.
+            github = re.fullmatch(r"https://github\.com/[^/]+/[^/]+/(blob|tree)/([^/]+)/.+", m["url"])
+            assert github is None or re.fullmatch(r"[0-9a-f]{40}", github[2]), (r.id, source)
+
+
+def test_every_tool_behaviour_id_the_code_names_is_described_in_docs() -> None:
+    described = set(re.findall(r"^\| ([DEK]\d+a?) \|", (DOCS / "tools.md").read_text(), re.MULTILINE))
+    named = set()
+    for path in (REPO / "ociboot").rglob("*.py"):
+        named |= set(re.findall(r"\b([DEK]\d{1,2}a?)\b", path.read_text()))
+    assert named and named <= described, sorted(named - described)

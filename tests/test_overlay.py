@@ -383,7 +383,7 @@ def test_bare_whiteout_is_an_error_naming_layer_and_path() -> None:
 
 @pytest.mark.parametrize("path", ["../etc/shadow", "a/../../x", "/abs", "a//b", "./a"])
 def test_unsafe_path_is_refused(path: str) -> None:
-    """DESIGN §3: unsafe names are refused with the layer digest and path (layer.py normalises
+    """docs/architecture.md §4: unsafe names are refused with the layer digest and path (layer.py normalises
     first; this is the overlay's own guard)."""
     with pytest.raises(UnsafePath) as info:
         flatten([Layer("sha256:evil", (Entry(path, Kind.FILE),))])

@@ -1,4 +1,4 @@
-"""Overlay laws: flatten() against a naive reference model (DESIGN §6).
+"""Overlay laws: flatten() against a naive reference model (docs/architecture.md §6).
 
 The model keeps the filesystem as a flat dict `path tuple -> Rec` and applies each layer with
 the rules spelled out one by one (fs/overlay.py's docstring states the same rules):

@@ -1,4 +1,4 @@
-"""The architecture's rules, enforced: import layering (DESIGN.md §2) and the pinned public API."""
+"""The architecture's rules, enforced: import layering (docs/architecture.md §3) and the pinned public API."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _level(module: str) -> float:
         if probe in LEVELS:
             return LEVELS[probe]
         probe = probe.rpartition(".")[0]
-    raise AssertionError(f"module ociboot.{module} has no level in DESIGN.md's import rules")
+    raise AssertionError(f"module ociboot.{module} has no level in LEVELS (docs/architecture.md §3)")
 
 
 def _imports(module: str, path: Path) -> list[tuple[str, bool]]:

@@ -18,7 +18,7 @@ from typing import Any
 UNAVAILABLE = "(libmagic unavailable: install the libmagic1 package)"
 
 # libmagic never needs more than this for the formats we ask about (the x86 version string sits
-# about 17.6 KB in, field-notes.md); a larger buffer only costs time.
+# about 17.6 KB in, docs/measurements.md); a larger buffer only costs time.
 MAX_BYTES = 1 << 20
 
 _local = threading.local()

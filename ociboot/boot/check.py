@@ -6,7 +6,7 @@ that cannot decide (a cap was hit, a database format is unknown) yields Outcome.
 never counts as a pass.  An exception escaping a rule is a bug; it is caught and reported as
 that rule's ERROR so one broken rule cannot hide the others.  An OcibootError is not a broken
 rule but an image that could not be read (a layer re-read for a rule failed): it propagates, as
-DESIGN §3 says ("could not read the image" raises).
+docs/architecture.md §4 says ("could not read the image" raises).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
 #: path) or was analyzed as the wrong kind (an --initrd path not named like an initrd).
 Fetch = Callable[[int, str, bool], Any]
 
-#: boot-requirements KRN-001 / INI-001 candidate locations, in report order.
+#: Where KRN-001 / INI-001 look for candidates (docs/rules.md), in report order.
 KERNEL_GLOBS = (
     *(f"/boot/{n}" for n in KERNEL_NAMES),
     "/usr/lib/modules/*/vmlinuz",

@@ -1,6 +1,6 @@
 """What is inside an initramfs: cpio segments, members, kernel versions, dracut modules.
 
-Bytes in, facts out (boot-requirements.md §d.2, rules INI-002/INI-003).  An initrd is what
+Bytes in, facts out (docs/tools.md "Kernels and initramfs", rules INI-002/INI-003).  An initrd is what
 Linux's init/initramfs.c unpacks: a sequence of segments, each either an uncompressed cpio
 archive (early microcode / ACPI tables, written first so the kernel finds them before the
 decompressor runs) or a compressed stream of cpio archives, with zero bytes allowed between

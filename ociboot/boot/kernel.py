@@ -1,6 +1,6 @@
 """Is this file a bootable Linux kernel?  Identification by content: bytes in, facts out.
 
-A kernel is a kernel because its header says so (boot-requirements.md §d.1), never because of
+A kernel is a kernel because its header says so (docs/tools.md "Kernels and initramfs"), never because of
 its name: x86 bzImage (`HdrS` at 0x202), arm64 Image (`ARM\\x64` at 0x38), RISC-V Image
 (`RSC\\x05` at 0x38), ARM zImage (0x016f2818 at 0x24), EFI zboot (`zimg` at 4) and UKIs
 (PE/COFF with a `.linux` section); arm64 Images are also shipped gzip/zstd-wrapped (`Image.gz`).

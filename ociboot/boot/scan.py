@@ -1,4 +1,4 @@
-"""What the checks need from the layers while they stream, declared up front (DESIGN §3):
+"""What the checks need from the layers while they stream, declared up front (docs/architecture.md §4):
 
 - CAPTURE: small files whose bytes are kept (os-release, configs), as glob -> byte cap;
 - ANALYZE: files read whole as they pass and reduced to facts (kernels, initrds, package
@@ -114,7 +114,7 @@ def analyze_pkgdb(entry: _Entry, reader: Readable, budget: AnalysisBudget) -> Pa
 
 
 def boot_file_globs() -> list[str]:
-    """Where kernels and initrds are looked for (boot-requirements KRN-001, INI-001), as members."""
+    """Where kernels and initrds are looked for (rules KRN-001, INI-001), as members."""
     names = (*KERNEL_NAMES, *INITRD_NAMES)
     globs = [f"boot/{n}" for n in names]
     globs += ["boot/EFI/Linux/*.efi", "efi/EFI/Linux/*.efi", "boot/efi/EFI/Linux/*.efi"]

@@ -8,9 +8,9 @@ module and nowhere else.
 
     pick          the typed answer every emulation returns
     grub          GRUB's default bootargs and the `set kernel=`/`set initramfs=` overrides
-    elemental_v2  elemental-toolkit v2 FindFile/resolveLink/FindKernel/FindInitrd (a.4 E1-E4)
-    elemental_v1  elemental-cli v1 FindFileWithPrefix, shared by kairos-agent (a.3)
-    kairos        kairos-init K13 kernel release, AuroraBoot's ISO pick (a.5)
-    bootc         bootc's kernel/initramfs layout and `bootc container lint` (a.6)
+    elemental_v2  elemental-toolkit v2 FindFile/resolveLink/FindKernel/FindInitrd (E1-E4)
+    elemental_v1  elemental-cli v1 FindFileWithPrefix, shared by kairos-agent
+    kairos        kairos-init K13 kernel release, AuroraBoot's ISO pick
+    bootc         bootc's kernel/initramfs layout and `bootc container lint`
     switch_root   which init systemd's switch-root runs after the initrd
 """

@@ -1,4 +1,4 @@
-"""bootc: where it looks for the kernel and initramfs (boot-requirements a.6) and the lints of
+"""bootc: where it looks for the kernel and initramfs (docs/tools.md) and the lints of
 `bootc container lint` (bootc-dev/bootc crates/lib/src/lints.rs), re-implemented on a flattened
 image tree for BTC-002, plus the small file helpers the bootc rules share.
 

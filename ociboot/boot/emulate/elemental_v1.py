@@ -1,4 +1,4 @@
-"""Elemental v1's kernel/initrd pick, FindKernelInitrd over FindFileWithPrefix (boot-requirements a.3).
+"""Elemental v1's kernel/initrd pick, FindKernelInitrd over FindFileWithPrefix (docs/tools.md).
 
 elemental-cli pkg/elemental/elemental.go FindKernelInitrd and pkg/utils/common.go
 FindFileWithPrefix, also used by kairos-agent and AuroraBoot build-iso: the first entry of

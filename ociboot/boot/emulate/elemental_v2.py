@@ -1,4 +1,4 @@
-"""Elemental toolkit v2's file discovery (boot-requirements a.4 E1-E4).
+"""Elemental toolkit v2's file discovery (docs/tools.md E1-E4).
 
 elemental-toolkit pkg/utils/common.go (FindFile, findFile, getBaseDir, resolveLink, FindKernel,
 FindInitrd) and pkg/constants/constants.go (patterns, MaxLinkDepth): a pattern's base directory
@@ -139,7 +139,7 @@ def _go_list(items: Iterable[str]) -> str:
 
 def e3_version(ctx: CheckContext, kernel_path: str) -> str | None:
     """E3: the first /lib/modules entry (ReadDir order = by name) whose name is a substring of
-    the resolved kernel path.  Not a version parse: see E3a in boot-requirements a.4."""
+    the resolved kernel path.  Not a version parse: see E3a in docs/tools.md."""
     return next((name for name in ctx.listdir(MODULES_DIR) if name in kernel_path), None)
 
 

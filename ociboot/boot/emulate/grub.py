@@ -1,4 +1,4 @@
-"""GRUB's boot paths as cOS/Elemental and Kairos configure them (boot-requirements D9, E9, K3/K4).
+"""GRUB's boot paths as cOS/Elemental and Kairos configure them (docs/tools.md D9, E9, K3/K4).
 
 The default bootargs load fixed paths; /etc/cos/bootargs.cfg and /etc/elemental/bootargs.cfg
 (sourced in that order by grub.cfg, so a later `set` wins) may move them.

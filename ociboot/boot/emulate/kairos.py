@@ -1,4 +1,4 @@
-"""What the Kairos tools pick from an image (boot-requirements a.5).
+"""What the Kairos tools pick from an image (docs/tools.md "Kairos").
 
 kairos-init's kernel release (K13, pkg/kernel/kernel.go GetLatestFromPath, ordered as
 hashicorp/go-version orders versions) and AuroraBoot build-iso's kernel/initrd pick

@@ -1,5 +1,5 @@
 """What runs after the initrd: systemd's switch-root execs the root's /sbin/init, as the kernel
-resolves it, or systemd itself (INIT-001, PKG-001 ask this; boot-requirements b.1)."""
+resolves it, or systemd itself (INIT-001, PKG-001 ask this)."""
 
 from __future__ import annotations
 

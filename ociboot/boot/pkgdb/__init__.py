@@ -64,7 +64,7 @@ class Package:
         return text if self.epoch is None else f"{self.epoch}:{text}"
 
 
-# Locations relative to the image root, without a leading slash (boot-requirements §c: trivy's
+# Locations relative to the image root, without a leading slash (docs/tools.md "Package databases": trivy's
 # rpm requiredFiles, syft's rpm/debian globs, luet's default system.database_path).
 RPM_PATHS: tuple[str, ...] = tuple(
     f"{base}/rpm/{name}"

@@ -1,6 +1,6 @@
 """Which installed packages play the roles a bootable image needs, per distribution family.
 
-Names come from boot-requirements §(c) (elemental-toolkit example Dockerfiles, kairos-init
+Names come from docs/tools.md "Package databases" (elemental-toolkit example Dockerfiles, kairos-init
 packagemaps, cOS luet packages).  Matching is by exact name: `libsystemd0` is not `systemd` and
 `systemd-libs` is not `systemd` either: a library says nothing about the init.  Kernel
 packages whose name carries the kernel release (Debian's `linux-image-<kver>`) are matched by an
@@ -105,7 +105,7 @@ NAMES: dict[Family, dict[Role, tuple[str, ...]]] = {
         Role.BOOTLOADER: ("system/grub2-config",),
         Role.INIT: (),
         Role.INITRAMFS: ("system/dracut-initrd", "system/base-dracut-modules"),
-        # meta/cos-minimal and what it pulls (boot-requirements a.2, cOS v0.8.14 collection.yaml).
+        # meta/cos-minimal and what it pulls (docs/tools.md "cOS-toolkit packages", v0.8.14 collection.yaml).
         Role.TOOLKIT: (
             "meta/cos-minimal",
             "meta/cos-core",

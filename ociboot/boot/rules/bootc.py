@@ -1,7 +1,7 @@
-"""Rules of the `bootc` profile (boot-requirements.md b.4): what `bootc container lint`,
+"""Rules of the `bootc` profile (docs/tools.md "bootc and bootc-image-builder"): what `bootc container lint`,
 `bootc install/switch` and bootc-image-builder (BIB) check or assume, answered statically.
 
-BTC-002 runs the bootc lints (..emulate.bootc) under their own names and types (a.6), one Result
+BTC-002 runs the bootc lints (..emulate.bootc) under their own names and types, one Result
 per lint, sorted by name as bootc runs them; a lint's type (fatal/warning) is its Result's
 severity.  The other rules follow bootc's and BIB's code paths, cited in each description.
 """
@@ -33,6 +33,16 @@ from ..emulate.bootc import (
 )
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat
+from ..upstream import (
+    BIB_LEGACY_ISO,
+    BOOTC,
+    BOOTC_IMAGES_DOC,
+    BOOTC_LINTS,
+    INITRAMFS_FORMAT,
+    OSBUILD_IMAGES,
+    OSBUILD_OSINFO,
+    issue,
+)
 
 INSTALL_DIR = "/usr/lib/bootc/install"
 BOOTUPD_EFI = "/usr/lib/bootupd/updates/EFI"
@@ -58,7 +68,10 @@ CAPTURE: tuple[str, ...] = (
     "BTC-002",
     "bootc container lint",
     {Profile.BOOTC: Severity.ERROR},
-    sources=("boot-requirements.md a.6, b.4", "bootc-dev/bootc crates/lib/src/lints.rs"),
+    sources=(
+        BOOTC_LINTS,
+        f"{BOOTC}/docs/src/man/bootc-container-lint.8.md",
+    ),
 )
 def bootc_lints(ctx: CheckContext) -> Iterable[Result]:
     """The lints of `bootc container lint` re-implemented on the image (an "alternative root",
@@ -84,9 +97,9 @@ def bootc_lints(ctx: CheckContext) -> Iterable[Result]:
     "the image is labelled bootable",
     {Profile.BOOTC: Severity.ERROR},
     sources=(
-        "boot-requirements.md a.6 (other bootc requirements), b.4",
-        "bootc crates/ostree-ext/src/container/store.rs",
-        "bootc crates/lib/src/deploy.rs check_bootc_label",
+        f"{BOOTC_IMAGES_DOC} containers.bootc label",
+        f"{BOOTC}/crates/ostree-ext/src/container/store.rs create_prepared_import",
+        f"{BOOTC}/crates/lib/src/deploy.rs check_bootc_label",
     ),
 )
 def bootc_label(ctx: CheckContext) -> Iterable[Result]:
@@ -128,15 +141,14 @@ def bootc_label(ctx: CheckContext) -> Iterable[Result]:
     "exactly one kernel where bootc looks",
     {Profile.BOOTC: Severity.ERROR},
     sources=(
-        "boot-requirements.md a.6, b.4",
-        "bootc crates/lib/src/kernel.rs find_kernel",
-        "docs bootc-images.md",
+        f"{BOOTC}/crates/lib/src/kernel.rs find_kernel",
+        BOOTC_IMAGES_DOC,
     ),
 )
 def bootc_kernel(ctx: CheckContext) -> Iterable[Result]:
     """bootc boots `/usr/lib/modules/<kver>/vmlinuz` of the one kernel directory, or a sealed UKI
     (the first `/boot/EFI/Linux/*.efi`).  Stricter than the `kernel` lint: zero kernels fail, and
-    the file must be a kernel by content (d.1)."""
+    the file must be a kernel by content (docs/tools.md)."""
     found_ukis = ukis(ctx)
     dirs = kernel_dirs(ctx)
     if found_ukis:
@@ -212,7 +224,10 @@ def _initramfs_info(ctx: CheckContext, path: str) -> InitrdInfo | Result:
     "BTC-004",
     "the initramfs beside the kernel is valid",
     {Profile.BOOTC: Severity.ERROR},
-    sources=("boot-requirements.md a.6, b.4, b.1 INI-002/INI-003, d.2", "bootc docs bootc-images.md"),
+    sources=(
+        f"{BOOTC_IMAGES_DOC} initramfs.img beside vmlinuz",
+        INITRAMFS_FORMAT,
+    ),
 )
 def bootc_initramfs(ctx: CheckContext) -> Iterable[Result]:
     """`/usr/lib/modules/<kver>/initramfs.img` exists and is a readable cpio initramfs (INI-002)
@@ -264,10 +279,7 @@ def bootc_initramfs(ctx: CheckContext) -> Iterable[Result]:
     "BTC-005",
     "the initramfs has the ostree/bootc dracut module",
     {Profile.BOOTC: Severity.WARNING},
-    sources=(
-        "boot-requirements.md b.4, d.2",
-        "bootc baseimage/dracut/usr/lib/dracut.conf.d/10-bootc-base.conf",
-    ),
+    sources=(f"{BOOTC}/baseimage/dracut/usr/lib/dracut.conf.d/10-bootc-base.conf",),
 )
 def bootc_dracut_modules(ctx: CheckContext) -> Iterable[Result]:
     """The initramfs must mount the deployment: dracut's `ostree` module (ostree backend) or
@@ -341,9 +353,10 @@ def _dig(data: Any, *keys: str) -> Any:
     "a supported default root filesystem type",
     {Profile.BOOTC: Severity.WARNING},
     sources=(
-        "boot-requirements.md a.7, b.4, e.14",
-        "osbuild/images pkg/bootc/resolver.go DefaultRootfsType",
-        "bootc docs bootc-install-config.5",
+        f"{OSBUILD_IMAGES}/pkg/bootc/resolver.go InstallConfiguration",
+        BIB_LEGACY_ISO,
+        f"{BOOTC}/docs/src/man/bootc-install-config.5.md",
+        issue("osbuild/bootc-image-builder", 419),
     ),
 )
 def bootc_root_fs(ctx: CheckContext) -> Iterable[Result]:
@@ -392,7 +405,7 @@ def bootc_root_fs(ctx: CheckContext) -> Iterable[Result]:
     "BTC-007",
     "os-release names the system",
     {Profile.BOOTC: Severity.ERROR},
-    sources=("boot-requirements.md a.7, b.4", "osbuild/images pkg/bib/osinfo/osinfo.go validateOSRelease"),
+    sources=(f"{OSBUILD_OSINFO} validateOSRelease",),
 )
 def bootc_os_release(ctx: CheckContext) -> Iterable[Result]:
     """bootc-image-builder requires `ID`, `VERSION_ID` and `NAME` in os-release ("missing %s in
@@ -426,7 +439,7 @@ def bootc_os_release(ctx: CheckContext) -> Iterable[Result]:
     "BTC-008",
     "bootupd carries a UEFI vendor directory",
     {Profile.BOOTC: Severity.WARNING},
-    sources=("boot-requirements.md a.7, b.4", "osbuild/images pkg/bib/osinfo/osinfo.go uefiVendor"),
+    sources=(f"{OSBUILD_OSINFO} uefiVendor",),
 )
 def bootc_uefi_vendor(ctx: CheckContext) -> Iterable[Result]:
     """bootc-image-builder names the UEFI vendor after the first directory other than `BOOT` in
@@ -449,7 +462,7 @@ def bootc_uefi_vendor(ctx: CheckContext) -> Iterable[Result]:
     "BTC-009",
     "/boot is empty",
     {Profile.BOOTC: Severity.WARNING},
-    sources=("boot-requirements.md a.6 nonempty-boot, b.4", "bootc lints.rs check_boot"),
+    sources=(f"{BOOTC_LINTS} check_boot (nonempty-boot)",),
 )
 def bootc_empty_boot(ctx: CheckContext) -> Iterable[Result]:
     """bootc masks the image's `/boot` at runtime: anything there but `EFI` (the UKI location) is

@@ -1,6 +1,6 @@
 """Rules of the `cos` profile (cOS toolkit / Elemental): COS-001 .. COS-016.
 
-Every rule cites its row in boot-requirements.md (b.2) and the tool behaviour behind it (a.1-a.4).
+Every rule cites the tool behaviour behind it (docs/tools.md: D for the cOS docs, E for Elemental v2).
 Two sub-variants are told apart by what the image carries (the reference's detection rule):
 `/etc/elemental/` means Elemental toolkit v2 (`elemental init` output), `/etc/cos/` alone means a
 legacy luet-era cOS derivative (v0.5-v0.9).  A `cos` profile forced on an image with neither is
@@ -28,6 +28,26 @@ from ..emulate.grub import BOOTARGS, DEFAULT_BOOT_PATHS, boot_paths, grub_sets
 from ..emulate.pick import Pick
 from ..initrd import InitrdInfo
 from ..pkgdb.roles import NAMES, Family, Role
+from ..upstream import (
+    COS_BOOTABLE_IMAGES,
+    COS_DOCS_2021,
+    COS_IMMUTABLE_ROOTFS,
+    COS_V0_5,
+    COS_V0_8,
+    DRACUT_CONF,
+    ELEMENTAL,
+    ELEMENTAL_BOOTARGS,
+    ELEMENTAL_COMMON,
+    ELEMENTAL_CONSTANTS,
+    ELEMENTAL_GRUB,
+    ELEMENTAL_ROOTFS_MODULE,
+    ELEMENTAL_SETUP_MODULE,
+    ELEMENTAL_V1,
+    ELEMENTAL_V1_COMMON,
+    LUET,
+    RANCHER_ELEMENTAL,
+    issue,
+)
 
 #: Small files these rules read, as layer-member globs ('*' crosses '/').  Most are in the
 #: pipeline's base set already; listed again so this module does not depend on that.
@@ -54,7 +74,8 @@ class Variant(StrEnum):
 
 
 def variant(ctx: CheckContext) -> Variant:
-    """/etc/elemental/ => Elemental v2; /etc/cos/ only => legacy cOS (boot-requirements b.2 header)."""
+    """/etc/elemental/ => Elemental v2; /etc/cos/ only => legacy cOS (v2 keeps its config in
+    /etc/elemental, docs/tools.md E8)."""
     if ctx.is_dir("/etc/elemental"):
         return Variant.ELEMENTAL2
     if ctx.is_dir("/etc/cos"):
@@ -70,10 +91,9 @@ def variant(ctx: CheckContext) -> Variant:
     "GRUB's kernel and initrd paths exist",
     {Profile.COS: Severity.ERROR},
     sources=(
-        "boot-requirements b.2 COS-001",
-        "a.1 D9",
-        "a.4 E9",
-        "cOS v0.5.8 packages/grub-config/config/bootargs.cfg",
+        f"{COS_BOOTABLE_IMAGES} default boot paths (D9)",
+        f"{ELEMENTAL_BOOTARGS} (E9)",
+        f"{COS_V0_5}/packages/grub-config/config/bootargs.cfg",
     ),
     description=(
         "The default bootargs hard-code `set kernel=/boot/vmlinuz` and `set initramfs=/boot/initrd` "
@@ -110,12 +130,11 @@ def boot_paths_exist(ctx: CheckContext) -> Iterator[Result]:
     "Elemental finds the kernel, its version and the initrd",
     {Profile.COS: Severity.ERROR},
     sources=(
-        "boot-requirements b.2 COS-002",
-        "a.4 E1-E5 (elemental-toolkit pkg/utils/common.go FindKernel, FindFile, resolveLink; "
-        "pkg/constants/constants.go GetKernelPatterns, GetInitrdPatterns, MaxLinkDepth)",
-        "a.3 (elemental v1 pkg/elemental/elemental.go FindKernelInitrd, "
-        "pkg/utils/common.go FindFileWithPrefix)",
-        "rancher/elemental#1450",
+        f"{ELEMENTAL_COMMON} FindKernel, FindFile, resolveLink (E1-E4)",
+        f"{ELEMENTAL_CONSTANTS} GetKernelPatterns, GetInitrdPatterns, MaxLinkDepth",
+        f"{ELEMENTAL_V1}/pkg/elemental/elemental.go FindKernelInitrd",
+        f"{ELEMENTAL_V1_COMMON} FindFileWithPrefix",
+        issue("rancher/elemental", 1450),
     ),
     description=(
         "Emulates Elemental v2 (used by `elemental init`, install, upgrade-recovery, build-iso): "
@@ -218,15 +237,12 @@ def _v1_results(kernels: tuple[Pick, Pick], initrds: tuple[Pick, Pick]) -> Itera
     "COS-003",
     "GRUB config for Elemental",
     {Profile.COS: Severity.ERROR},
-    sources=(
-        "boot-requirements b.2 COS-003",
-        "a.4 E8 (elemental-toolkit pkg/bootloader/grub.go InstallConfig)",
-    ),
+    sources=(f"{ELEMENTAL_GRUB} InstallConfig (E8)",),
     description=(
         'Elemental v2 installs /etc/elemental/grub.cfg; without it, it warns "Grub config not found, '
         'using legacy config" and copies /etc/cos/grub.cfg (E8).  Neither: error.  Only the legacy '
         "file on an Elemental v2 image: warning.  On a legacy cOS image /etc/cos/grub.cfg is the "
-        "expected place (system/grub2-config, a.2)."
+        "expected place (the system/grub2-config package)."
     ),
 )
 def grub_config(ctx: CheckContext) -> Iterator[Result]:
@@ -258,7 +274,12 @@ def grub_config(ctx: CheckContext) -> Iterator[Result]:
     "COS-004",
     "GRUB bootargs set kernel and initramfs to existing paths",
     {Profile.COS: Severity.ERROR},
-    sources=("boot-requirements b.2 COS-004", "a.4 E9", "a.1 D12", "kairos-io/kairos#1770"),
+    sources=(
+        f"{ELEMENTAL}/pkg/features/embedded/grub-config/etc/elemental/grub.cfg (E9)",
+        ELEMENTAL_BOOTARGS,
+        f"{COS_DOCS_2021}/docs/creating_bootable_images.md (D12)",
+        issue("kairos-io/kairos", 1770),
+    ),
     description=(
         "grub.cfg sources /etc/cos/bootargs.cfg and /etc/elemental/bootargs.cfg (E9); without "
         'either, GRUB has no kernel to load ("you need to load the kernel first", kairos#1770).  '
@@ -315,9 +336,9 @@ def bootargs(ctx: CheckContext) -> Iterator[Result]:
     "the elemental binary is in the image",
     {Profile.COS: Severity.ERROR},
     sources=(
-        "boot-requirements b.2 COS-005",
-        "a.4 E14 (module-setup.sh of elemental-setup and elemental-rootfs install it)",
-        "a.2 system/cos-setup (units run /usr/bin/elemental run-stage; before v0.8 /usr/bin/cos-setup)",
+        f"{ELEMENTAL_SETUP_MODULE} (E14)",
+        ELEMENTAL_ROOTFS_MODULE,
+        f"{COS_V0_8}/packages/cos-setup/cos-setup-boot.service elemental run-stage",
     ),
     description=(
         "/usr/bin/elemental must be an executable file (through links): the dracut modules copy it "
@@ -356,10 +377,10 @@ LEGACY_MODULES: tuple[tuple[str, ...], ...] = (("cos-immutable-rootfs", "element
     "the initrd carries the Elemental/cOS dracut modules",
     {Profile.COS: Severity.ERROR},
     sources=(
-        "boot-requirements b.2 COS-006",
-        "a.4 E7 (pkg/features/features.go), E14",
-        "a.2 system/immutable-rootfs (30cos-immutable-rootfs), system/dracut-initrd",
-        "d.2 (usr/lib/dracut/modules.txt)",
+        f"{ELEMENTAL}/pkg/features/features.go (E7)",
+        f"{ELEMENTAL_SETUP_MODULE} (E14)",
+        f"{COS_IMMUTABLE_ROOTFS}/module-setup.sh",
+        f"{COS_V0_8}/packages/initrd/build.yaml",
     ),
     description=(
         "Reads the initrd GRUB loads (COS-001's path) natively.  Its usr/lib/dracut/modules.txt must "
@@ -444,9 +465,8 @@ UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/sys
     "Elemental/cOS setup units are enabled",
     {Profile.COS: Severity.WARNING},
     sources=(
-        "boot-requirements b.2 COS-007",
-        "elemental-toolkit pkg/features/features.go (elemental-setup, elemental-rootfs)",
-        "cOS packages/cos-setup/build.yaml (systemctl enable)",
+        f"{ELEMENTAL}/pkg/features/features.go elemental-setup, elemental-rootfs",
+        f"{COS_V0_8}/packages/cos-setup/build.yaml systemctl enable",
     ),
     description=(
         "The boot stages run from systemd units that `elemental init` (v2) or the cos-setup package "
@@ -556,9 +576,8 @@ def _bootloader_result(ctx: CheckContext, what: str, patterns: tuple[str, ...], 
     "EFI shim, GRUB and MokManager binaries for Elemental",
     {Profile.COS: Severity.ERROR},
     sources=(
-        "boot-requirements b.2 COS-008",
-        "a.4 E10 (pkg/constants/constants.go Get{Shim,GrubEFI,MokMngr}FilePatterns; "
-        "pkg/bootloader/grub.go findEFIImages)",
+        f"{ELEMENTAL_CONSTANTS} GetShimFilePatterns, GetGrubEFIFilePatterns, GetMokMngrFilePatterns (E10)",
+        f"{ELEMENTAL_GRUB} findEFIImages",
     ),
     description=(
         "install, build-disk and build-iso copy the EFI binaries from the image and fail with "
@@ -592,8 +611,8 @@ def efi_binaries(ctx: CheckContext) -> Iterator[Result]:
     "GRUB modules Elemental installs",
     {Profile.COS: Severity.ERROR},
     sources=(
-        "boot-requirements b.2 COS-009",
-        "a.4 E11 (constants.go GetDefaultGrubModules(+Patterns); grub.go installModules)",
+        f"{ELEMENTAL_CONSTANTS} GetDefaultGrubModules (E11)",
+        f"{ELEMENTAL_GRUB} installModules",
     ),
     description=(
         "Elemental copies loopback.mod, squash4.mod and xzio.mod from /boot/grub2/*-efi, "
@@ -619,7 +638,10 @@ def grub_modules(ctx: CheckContext) -> Iterator[Result]:
     "COS-010",
     "grub2-editenv or grub-editenv on PATH",
     {Profile.COS: Severity.ERROR},
-    sources=("boot-requirements b.2 COS-010", "a.4 E12 (pkg/bootloader/grub.go; examples/orange/Dockerfile)"),
+    sources=(
+        f"{ELEMENTAL_GRUB} grub2-editenv, grub-editenv (E12)",
+        f"{ELEMENTAL}/examples/orange/Dockerfile",
+    ),
     description=(
         "Elemental sets GRUB environment variables with grub2-editenv, falling back to grub-editenv "
         "(Ubuntu); without either, install and upgrade fail when they set variables (E12).  Looked "
@@ -668,9 +690,10 @@ def cloud_configs(ctx: CheckContext) -> list[str]:
     "cloud-config for the boot stages",
     {Profile.COS: Severity.WARNING},
     sources=(
-        "boot-requirements b.2 COS-011",
-        "a.1 D11, D12",
-        "a.2 system/cos-config CLOUD_INIT_PATHS; constants.go GetCloudInitPaths",
+        f"{COS_BOOTABLE_IMAGES} system/cloud-config (D11)",
+        f"{COS_DOCS_2021}/docs/creating_bootable_images.md /system/oem (D12)",
+        f"{COS_V0_8}/packages/cos-config/cos-config CLOUD_INIT_PATHS",
+        f"{ELEMENTAL_CONSTANTS} GetCloudInitPaths",
     ),
     description=(
         "The boot stages apply the *.yaml/*.yml files of /system/oem, /oem and "
@@ -747,9 +770,9 @@ def parse_layout(text: str, file: str) -> list[LayoutPaths]:
     "persistent and RW layout paths exist",
     {Profile.COS: Severity.WARNING},
     sources=(
-        "boot-requirements b.2 COS-012",
-        "rancher/elemental-toolkit#1311",
-        "cOS system/cloud-config 00_rootfs.yaml (rootfs stage layout environment)",
+        issue("rancher/elemental-toolkit", 1311),
+        f"{COS_V0_8}/packages/cloud-config/oem/00_rootfs.yaml.tmpl rootfs stage layout",
+        f"{COS_IMMUTABLE_ROOTFS}/cos-mount-layout.sh PERSISTENT_STATE_PATHS, RW_PATHS",
     ),
     description=(
         "The rootfs stage mounts every PERSISTENT_STATE_PATHS entry from the persistent partition "
@@ -799,9 +822,10 @@ def layout_paths(ctx: CheckContext) -> Iterator[Result]:
     "os-release keys Elemental and Rancher upgrades use",
     {Profile.COS: Severity.WARNING},
     sources=(
-        "boot-requirements b.2 COS-013",
-        "a.4 E13 (grub.go SetDefaultEntry), E17 (examples Dockerfiles)",
-        "rancher/elemental framework/files/usr/sbin/suc-upgrade; rancher/elemental-toolkit#2024",
+        f"{ELEMENTAL_GRUB} SetDefaultEntry (E13)",
+        f"{ELEMENTAL}/examples/green/Dockerfile os-release keys (E17)",
+        f"{RANCHER_ELEMENTAL}/framework/files/usr/sbin/suc-upgrade",
+        issue("rancher/elemental-toolkit", 2024),
     ),
     description=(
         "GRUB_ENTRY_NAME names the boot menu entry (E13, info); IMAGE_REPO and IMAGE_TAG are "
@@ -861,10 +885,9 @@ def dracut_conf_files(ctx: CheckContext) -> list[str]:
     "dracut builds a generic (not host-only) initrd",
     {Profile.COS: Severity.WARNING},
     sources=(
-        "boot-requirements b.2 COS-014",
-        "a.2 system/base-dracut-modules 50-cos-initrd.conf",
-        "elemental-toolkit feature dracut-config 50-elemental-initrd.conf",
-        "dracut.conf(5)",
+        f"{COS_V0_8}/packages/base-dracut-modules/50-cos-initrd.conf",
+        f"{ELEMENTAL}/pkg/features/embedded/dracut-config/etc/dracut.conf.d/50-elemental-initrd.conf",
+        DRACUT_CONF,
     ),
     description=(
         'The toolkit ships hostonly="no" so the initrd built in a container boots on other hardware; '
@@ -904,10 +927,13 @@ def dracut_hostonly(ctx: CheckContext) -> Iterator[Result]:
     "COS-015",
     "luet records the cOS toolkit packages (legacy)",
     {Profile.COS: Severity.INFO},
-    sources=("boot-requirements b.2 COS-015", "a.2 meta/cos-minimal", "c (luet database location)"),
+    sources=(
+        f"{COS_V0_8}/packages/meta/collection.yaml meta/cos-minimal",
+        f"{LUET}/cmd/util/config.go system.database_path",
+    ),
     description=(
         "Luet-era cOS images record their packages in /var/cache/luet/luet.db: it should list "
-        "meta/cos-minimal or its members (a.2).  No database is fine: images built with "
+        "meta/cos-minimal or its members.  No database is fine: images built with "
         "`COPY --from=toolkit /install-root /` have none, so that passes."
     ),
 )
@@ -943,7 +969,10 @@ LEGACY_FILES = {
     "COS-016",
     "legacy cOS configuration files",
     {Profile.COS: Severity.INFO},
-    sources=("boot-requirements b.2 COS-016", "a.1 D12", "a.2 system/cos-config"),
+    sources=(
+        f"{COS_DOCS_2021}/docs/creating_bootable_images.md /etc/cos-upgrade-image (D12)",
+        f"{COS_V0_8}/packages/cos-config/cos-config",
+    ),
     description=(
         "Legacy cOS installers and upgrades read /etc/cos/config and /etc/cos-upgrade-image; on a "
         "legacy image each missing one is reported (info).  Elemental v2 does not read them: there "

@@ -15,6 +15,19 @@ from ..emulate.pick import Pick, nothing
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat, KernelInfo
 from ..scan import INITRD_CAP
+from ..upstream import (
+    BOOTC_IMAGES_DOC,
+    COS_BOOTABLE_IMAGES,
+    COS_V0_8,
+    ELEMENTAL_BOOTARGS,
+    ELEMENTAL_CONSTANTS,
+    ELEMENTAL_V1_COMMON,
+    INITRAMFS_FORMAT,
+    KAIROS_AGENT_ELEMENTAL,
+    KAIROS_VALIDATE,
+    LINUX_DECOMPRESS,
+    issue,
+)
 
 _DRACUT_HINT = "build it with dracut -f /boot/initrd-<kver> <kver> and link /boot/initrd to it"
 
@@ -52,11 +65,10 @@ def _summary(info: InitrdInfo) -> str:
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 INI-001",
-        "D3, D9 (cOS docs: initrd at /boot/initrd, custom paths allowed)",
-        "E4 (elemental-toolkit GetInitrdPatterns)",
-        "K4 (kairos-init validate: /boot/initrd unless --trusted)",
-        "a.6 (bootc: /usr/lib/modules/<kver>/initramfs.img)",
+        f"{COS_BOOTABLE_IMAGES} initrd at /boot/initrd (D3, D9)",
+        f"{ELEMENTAL_CONSTANTS} GetInitrdPatterns (E4)",
+        f"{KAIROS_VALIDATE} [FILES] /boot/initrd unless --trusted (K4)",
+        f"{BOOTC_IMAGES_DOC} initramfs.img",
     ),
     description=(
         "The initrd this profile boots exists and is a regular file: --initrd PATH, else "
@@ -108,9 +120,9 @@ def initrd_exists(ctx: CheckContext) -> Iterable[Result]:
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 INI-002",
-        "d.2 (Linux lib/decompress.c, Documentation/driver-api/early-userspace/buffer-format.rst)",
-        "kairos-init#53 (native initrd inspection instead of lsinitrd)",
+        LINUX_DECOMPRESS,
+        INITRAMFS_FORMAT,
+        issue("kairos-io/kairos-init", 53),
     ),
     description=(
         "The initrd reads as the kernel reads it: newc/crc cpio archives ending in TRAILER!!!, "
@@ -176,9 +188,8 @@ def initrd_valid(ctx: CheckContext) -> Iterable[Result]:
         Profile.BOOTC: Severity.WARNING,
     },
     sources=(
-        "boot-requirements.md b.1 INI-003",
-        "rancher/elemental#1450 (stale initrd for another kernel picked)",
-        "d.2 (dracut puts modules under usr/lib/modules/<kver>)",
+        issue("rancher/elemental", 1450),
+        f"{COS_V0_8}/packages/initrd/build.yaml dracut for the kernel in /lib/modules",
     ),
     description=(
         "The initrd holds lib/modules/<kver>/ or usr/lib/modules/<kver>/ for the kernel's release: "
@@ -241,11 +252,11 @@ _PROFILE_TOOLS = {
         Profile.BOOTC: Severity.WARNING,
     },
     sources=(
-        "boot-requirements.md b.1 INI-004",
-        "E4 (elemental-toolkit GetInitrdPatterns)",
-        "a.3 (Elemental v1 / kairos-agent / AuroraBoot FindFileWithPrefix)",
-        "D9/E9/K4 (GRUB bootargs and kairos-init load /boot/initrd)",
-        "rancher/elemental#1450",
+        f"{ELEMENTAL_CONSTANTS} GetInitrdPatterns (E4)",
+        f"{ELEMENTAL_V1_COMMON} FindFileWithPrefix",
+        f"{KAIROS_AGENT_ELEMENTAL} FindKernelInitrd",
+        f"{ELEMENTAL_BOOTARGS} (E9)",
+        issue("rancher/elemental", 1450),
     ),
     description=(
         "With more than one initrd, report the one each tool would load: Elemental v2 (E4: "

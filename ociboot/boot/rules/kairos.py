@@ -1,8 +1,8 @@
 """Rules: the kairos profile (KAI-001..011).
 
-A static superset of `kairos-init validate` (boot-requirements.md §a.5, K1-K13), plus what the
+A static superset of `kairos-init validate` (docs/tools.md "Kairos", K1-K13), plus what the
 Kairos tools that consume the image assume: kairos-agent's GRUB config paths, AuroraBoot's
-kernel/initrd pick for the ISO and kairos-sdk's EFI binary lists (§b.3).  Where kairos-init
+kernel/initrd pick for the ISO and kairos-sdk's EFI binary lists (KAI-011).  Where kairos-init
 looks at the build host (PATH lookups, `lsinitrd`, `os.Stat` of absolute link targets), these
 rules look inside the image, with every link resolved in the image root.
 """
@@ -22,6 +22,16 @@ from ..emulate.grub import DEFAULT_BOOT_PATHS
 from ..emulate.kairos import RELEASE, kairos_kernel_version, kairos_kver, modules_entries
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat
+from ..upstream import (
+    AURORABOOT,
+    GO_VERSION,
+    KAIROS_AGENT,
+    KAIROS_AGENT_ELEMENTAL,
+    KAIROS_INIT,
+    KAIROS_SDK,
+    KAIROS_VALIDATE,
+    issue,
+)
 
 CAPTURE: tuple[str, ...] = ("etc/kairos-release", "etc/os-release", "usr/lib/os-release")
 
@@ -121,11 +131,7 @@ def _lookup_binary(ctx: CheckContext, name: str) -> _Found:
     "KAI-001",
     "Kairos binaries are on PATH and executable",
     {Profile.KAIROS: Severity.ERROR},
-    sources=(
-        "boot-requirements.md a.5 K1, K2",
-        "kairos-init pkg/validation/validate.go",
-        "boot-requirements.md b.3 KAI-001, KAI-003",
-    ),
+    sources=(f"{KAIROS_VALIDATE} [BINARIES] (K1, K2)",),
 )
 def binaries(ctx: CheckContext) -> Iterable[Result]:
     """K1/K2: immucore, kairos-agent, sudo, less, kcrypt-discovery-challenger and mount.nfs (not on
@@ -184,7 +190,7 @@ def _boot_file(ctx: CheckContext, path: str, hint: str) -> Result:
     "KAI-002",
     "/boot/vmlinuz and /boot/initrd resolve",
     {Profile.KAIROS: Severity.ERROR},
-    sources=("boot-requirements.md a.5 K3, K4", "kairos-init pkg/validation/validate.go"),
+    sources=(f"{KAIROS_VALIDATE} [FILES] (K3, K4)",),
 )
 def boot_links(ctx: CheckContext) -> Iterable[Result]:
     """K3: /boot/vmlinuz exists and, if a link, resolves; K4: /boot/initrd exists unless the kernel
@@ -209,7 +215,7 @@ def boot_links(ctx: CheckContext) -> Iterable[Result]:
     "KAI-003",
     "/etc/kairos-release has the required keys",
     {Profile.KAIROS: Severity.ERROR},
-    sources=("boot-requirements.md a.5 K5, K6", "kairos-init pkg/validation/validate.go"),
+    sources=(f"{KAIROS_VALIDATE} [RELEASE] (K5, K6)",),
 )
 def release_keys(ctx: CheckContext) -> Iterable[Result]:
     """K5: KAIROS_ID, _ID_LIKE, _NAME, _VERSION, _ARCH, _TARGETARCH, _FLAVOR, _FLAVOR_RELEASE,
@@ -247,7 +253,7 @@ def release_keys(ctx: CheckContext) -> Iterable[Result]:
     "KAI-004",
     "/var/lock exists",
     {Profile.KAIROS: Severity.ERROR},
-    sources=("boot-requirements.md a.5 K7", "kairos-init pkg/validation/validate.go"),
+    sources=(f"{KAIROS_VALIDATE} [DIRS] (K7)",),
 )
 def var_lock(ctx: CheckContext) -> Iterable[Result]:
     """K7: /var/lock exists (os.Stat: a link must resolve, e.g. /var/lock -> /run/lock needs
@@ -294,7 +300,10 @@ def _initrd_listing(ctx: CheckContext) -> _Listing | Result:
     "KAI-005",
     "the initrd carries immucore and kairos-agent",
     {Profile.KAIROS: Severity.ERROR},
-    sources=("boot-requirements.md a.5 K8", "kairos-init pkg/validation/validate.go", "kairos-init#53"),
+    sources=(
+        f"{KAIROS_VALIDATE} [INITRD] (K8)",
+        issue("kairos-io/kairos-init", 53),
+    ),
 )
 def initrd_agents(ctx: CheckContext) -> Iterable[Result]:
     """K8: the initrd's listing mentions immucore and kairos-agent.  kairos-init greps the output
@@ -339,7 +348,7 @@ def _renesas_in(names: Iterable[str]) -> list[str]:
     "KAI-006",
     "the initrd carries xhci-pci-renesas if the kernel ships it",
     {Profile.KAIROS: Severity.WARNING},
-    sources=("boot-requirements.md a.5 K9", "kairos-init pkg/validation/validate.go"),
+    sources=(f"{KAIROS_VALIDATE} [INITRD] xhci_pci_renesas (K9)",),
 )
 def initrd_renesas(ctx: CheckContext) -> Iterable[Result]:
     """K9: the xhci_pci_renesas (xhci-pci-renesas) USB controller module is in the initrd, so USB
@@ -382,7 +391,7 @@ def initrd_renesas(ctx: CheckContext) -> Iterable[Result]:
     "KAI-007",
     "no SSH host keys baked in",
     {Profile.KAIROS: Severity.ERROR},
-    sources=("boot-requirements.md a.5 K10", "kairos-init pkg/validation/validate.go"),
+    sources=(f"{KAIROS_VALIDATE} [SSH] (K10)",),
 )
 def ssh_host_keys(ctx: CheckContext) -> Iterable[Result]:
     """K10: no /etc/ssh/ssh_host_*_key in the image: every machine installed from it would share
@@ -431,7 +440,7 @@ def _unit_state(ctx: CheckContext, unit: str) -> tuple[str, str, str]:
     "KAI-008",
     "required systemd units exist and are not masked",
     {Profile.KAIROS: Severity.ERROR},
-    sources=("boot-requirements.md a.5 K11, K12", "kairos-init pkg/validation/validate.go"),
+    sources=(f"{KAIROS_VALIDATE} [SERVICES] (K11, K12)",),
 )
 def units(ctx: CheckContext) -> Iterable[Result]:
     """K11: on the RHEL family (os-release ID/ID_LIKE rhel, fedora, centos, almalinux, rocky)
@@ -478,9 +487,9 @@ def units(ctx: CheckContext) -> Iterable[Result]:
     "Kairos finds a kernel version in /lib/modules and /boot/vmlinuz is that kernel",
     {Profile.KAIROS: Severity.ERROR},
     sources=(
-        "boot-requirements.md a.5 K13",
-        "kairos-init pkg/kernel/kernel.go GetLatestFromPath",
-        "hashicorp/go-version version.go",
+        f"{KAIROS_VALIDATE} [KERNEL] (K13)",
+        f"{KAIROS_INIT}/pkg/kernel/kernel.go GetLatestFromPath",
+        f"{GO_VERSION}/version.go",
     ),
 )
 def kernel_version(ctx: CheckContext) -> Iterable[Result]:
@@ -543,7 +552,10 @@ def _vmlinuz_matches(ctx: CheckContext, kver: str) -> Iterator[Result]:
     "KAI-010",
     "kairos-agent's GRUB config and bootargs exist",
     {Profile.KAIROS: Severity.WARNING},
-    sources=("boot-requirements.md a.5 (kairos-agent GrubConf)", "kairos-io/kairos#1770"),
+    sources=(
+        f"{KAIROS_AGENT}/pkg/constants/constants.go GrubConf",
+        issue("kairos-io/kairos", 1770),
+    ),
 )
 def grub_config(ctx: CheckContext) -> Iterable[Result]:
     """kairos-agent installs /etc/cos/grub.cfg (pkg/constants GrubConf), which sources
@@ -683,9 +695,10 @@ def _efi_results(ctx: CheckContext) -> Iterator[Result]:
     "AuroraBoot can build an ISO: kernel/initrd pick and EFI binaries",
     {Profile.KAIROS: Severity.ERROR},
     sources=(
-        "boot-requirements.md a.5 (AuroraBoot pkg/ops/iso.go, kairos-sdk utils GetEfi*Files)",
-        "boot-requirements.md a.3 (Elemental v1 FindKernelInitrd / FindFileWithPrefix)",
-        "boot-requirements.md b.1 LNK-003",
+        f"{AURORABOOT}/pkg/ops/iso.go prepareISORoot",
+        f"{KAIROS_AGENT_ELEMENTAL} FindKernelInitrd",
+        f"{KAIROS_AGENT}/pkg/utils/common.go FindFileWithPrefix",
+        f"{KAIROS_SDK}/utils/utils.go GetEfiGrubFiles, GetEfiShimFiles",
     ),
 )
 def auroraboot(ctx: CheckContext) -> Iterable[Result]:

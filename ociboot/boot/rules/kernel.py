@@ -1,6 +1,6 @@
 """Rules KRN-001..007: is there a kernel, is it one, does it fit the image and its modules.
 
-The kernel is identified by content (boot-requirements d.1, ociboot.boot.kernel); the file
+The kernel is identified by content (docs/tools.md "Kernels and initramfs", ociboot.boot.kernel); the file
 each tool would pick is emulated in ..emulate.
 """
 
@@ -16,6 +16,24 @@ from ..emulate import bootc, elemental_v1, elemental_v2, kairos
 from ..emulate.pick import Pick
 from ..initrd import InitrdInfo
 from ..kernel import KernelFormat, KernelInfo
+from ..upstream import (
+    ARM64_BOOTING,
+    BIB_LEGACY_ISO,
+    BOOTC,
+    BOOTC_IMAGES_DOC,
+    BOOTC_LINTS,
+    COS_BOOTABLE_IMAGES,
+    COS_V0_8,
+    ELEMENTAL_COMMON,
+    ELEMENTAL_CONSTANTS,
+    ELEMENTAL_V1_COMMON,
+    KAIROS_INIT,
+    KAIROS_VALIDATE,
+    LINUX_ZBOOT,
+    UKI_SPEC,
+    X86_BOOT_PROTOCOL,
+    issue,
+)
 
 _INSTALL_HINT = "install the distribution's kernel package and link /boot/vmlinuz to it"
 
@@ -46,12 +64,16 @@ def _evidence(a: Artifact) -> list[str]:
         Profile.KAIROS: Severity.ERROR,
         Profile.BOOTC: Severity.ERROR,
     },
-    sources=("boot-requirements.md b.1 KRN-001", "E1 (elemental-toolkit GetKernelPatterns)", "D2"),
+    sources=(
+        f"{ELEMENTAL_CONSTANTS} GetKernelPatterns (E1)",
+        f"{COS_BOOTABLE_IMAGES} kernel (D2)",
+        f"{BOOTC_LINTS} kernel lint",
+    ),
     description=(
         "At least one file in a kernel location (/boot/{vmlinuz,Image,zImage,uImage,image}*, "
         "/usr/lib/modules/*/vmlinuz, /lib/modules/*/vmlinuz, /boot/EFI/Linux/*.efi) whose content "
         "is a kernel, or the --kernel path if it is one. Stricter than bootc lint, which passes "
-        "with zero kernels (a.6 `kernel`)."
+        "with zero kernels (its `kernel` lint)."
     ),
 )
 def kernel_exists(ctx: CheckContext) -> Iterable[Result]:
@@ -110,9 +132,11 @@ def _why_not(a: Artifact) -> str:
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 KRN-002",
-        "d.1 (Linux Documentation/arch/x86/boot.rst, arm64/booting.rst, zboot-header.S, UAPI.5 UKI)",
-        "elemental-cli PR #168 (vmlinux picked)",
+        X86_BOOT_PROTOCOL,
+        ARM64_BOOTING,
+        LINUX_ZBOOT,
+        UKI_SPEC,
+        issue("rancher/elemental-cli", 168),
     ),
     description=(
         "The kernel this profile boots (--kernel PATH, else /boot/vmlinuz, else the bootc "
@@ -182,10 +206,9 @@ _X86 = {"amd64", "386"}
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 KRN-003",
-        "d.1 (bzImage xloadflags, Image magics, PE machine)",
-        "a.6 (bootc ostree-ext create_prepared_import: 'Image has architecture X')",
-        "a.7 (bootc-image-builder --target-arch)",
+        X86_BOOT_PROTOCOL,
+        f"{BOOTC}/crates/ostree-ext/src/container/store.rs create_prepared_import",
+        f"{BIB_LEGACY_ISO} --target-arch",
     ),
     description=(
         "The architecture the kernel's header states (bzImage xloadflags XLF_KERNEL_64, arm64 / "
@@ -243,10 +266,9 @@ def kernel_arch(ctx: CheckContext) -> Iterable[Result]:
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 KRN-004",
-        "E3/E3a (elemental-toolkit pkg/utils/common.go FindKernel)",
-        "K13 (kairos-init validate)",
-        "a.6 (bootc: /usr/lib/modules/<kver>/vmlinuz)",
+        f"{ELEMENTAL_COMMON} FindKernel (E3)",
+        f"{KAIROS_VALIDATE} [KERNEL] (K13)",
+        f"{BOOTC_IMAGES_DOC} /usr/lib/modules/<kver>/vmlinuz",
     ),
     description=(
         "The kernel's release (x86 header string, 'Linux version' banner, UKI .uname, else its "
@@ -301,7 +323,7 @@ def kernel_modules_dir(ctx: CheckContext) -> Iterable[Result]:
         Profile.KAIROS: Severity.WARNING,
         Profile.BOOTC: Severity.WARNING,
     },
-    sources=("boot-requirements.md b.1 KRN-005", "a.2 (cOS packages/kernel build.yaml: depmod -a)"),
+    sources=(f"{COS_V0_8}/packages/kernel/build.yaml depmod -a",),
     description=(
         "modules.dep exists in the kernel's modules directory: without it modprobe finds no "
         "module at boot (the cOS kernel package runs `depmod -a` for this)."
@@ -341,11 +363,11 @@ _PROFILE_TOOLS = {
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 KRN-006",
-        "E1/E2 (elemental-toolkit GetKernelPatterns, resolveLink)",
-        "a.3 (Elemental v1 / kairos-agent / AuroraBoot FindFileWithPrefix)",
-        "K13 (kairos-init validate)",
-        "a.6 `kernel` lint (bootc)",
+        f"{ELEMENTAL_CONSTANTS} GetKernelPatterns (E1)",
+        f"{ELEMENTAL_COMMON} resolveLink (E2)",
+        f"{ELEMENTAL_V1_COMMON} FindFileWithPrefix",
+        f"{KAIROS_INIT}/pkg/kernel/kernel.go GetLatestFromPath (K13)",
+        f"{BOOTC_LINTS} kernel lint",
     ),
     description=(
         "With more than one kernel, report the file each tool would pick: Elemental v2 (E1 "
@@ -421,9 +443,8 @@ def _pick_release(ctx: CheckContext, key: str, pick: Pick) -> str | None:
         Profile.BOOTC: Severity.WARNING,
     },
     sources=(
-        "boot-requirements.md b.1 KRN-007",
-        "ublue-os/aurora#1286",
-        "K13 (kairos-init picks a modules dir)",
+        issue("ublue-os/aurora", 1286),
+        f"{KAIROS_INIT}/pkg/kernel/kernel.go GetLatestFromPath (K13)",
     ),
     description=(
         "Each /usr/lib/modules/<kver> (or /lib/modules/<kver>) belongs to a kernel: it holds a "

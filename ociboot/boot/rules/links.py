@@ -16,6 +16,17 @@ from ..check import Profile, Result, Rule, failed, passed, rule, skipped
 from ..context import CheckContext, link_chain
 from ..emulate import elemental_v1, elemental_v2
 from ..emulate.grub import BOOT_LINKS
+from ..upstream import (
+    AURORABOOT,
+    COS_BOOTABLE_IMAGES,
+    ELEMENTAL_BOOTARGS,
+    ELEMENTAL_COMMON,
+    ELEMENTAL_CONSTANTS,
+    ELEMENTAL_V1_COMMON,
+    KAIROS_AGENT_ELEMENTAL,
+    KAIROS_VALIDATE,
+    PATH_RESOLUTION,
+)
 
 
 def climbs_above_root(res: Resolution) -> list[str]:
@@ -52,7 +63,12 @@ def _link_subjects(ctx: CheckContext) -> list[str]:
     "LNK-001",
     "boot links resolve inside the image",
     {Profile.GENERIC: Severity.ERROR, Profile.COS: Severity.ERROR, Profile.KAIROS: Severity.ERROR},
-    sources=("boot-requirements.md b.1 LNK-001", "D9", "E9", "K3", "K4", "path_resolution(7)"),
+    sources=(
+        f"{COS_BOOTABLE_IMAGES} default boot paths (D9)",
+        f"{ELEMENTAL_BOOTARGS} (E9)",
+        f"{KAIROS_VALIDATE} [FILES] (K3, K4)",
+        PATH_RESOLUTION,
+    ),
     description=(
         "/boot/vmlinuz and /boot/initrd (and --kernel/--initrd paths), when present, resolve to "
         "a regular file: not dangling, no loop, not a directory. GRUB's default bootargs load "
@@ -104,7 +120,10 @@ def boot_links_resolve(ctx: CheckContext) -> Iterable[Result]:
         Profile.KAIROS: Severity.WARNING,
         Profile.BOOTC: Severity.WARNING,
     },
-    sources=("boot-requirements.md b.1 LNK-002", "E2 (elemental-toolkit pkg/utils/common.go resolveLink)"),
+    sources=(
+        f"{ELEMENTAL_COMMON} resolveLink (E2)",
+        f"{ELEMENTAL_CONSTANTS} MaxLinkDepth",
+    ),
     description=(
         "Elemental v2 follows at most MaxLinkDepth = 4 nested links when it resolves a kernel "
         "or initrd and fails with 'too many nested links' on the fifth (E2). Checked for "
@@ -145,9 +164,9 @@ def link_depth(ctx: CheckContext) -> Iterable[Result]:
     "absolute boot links survive host-side resolution",
     {Profile.GENERIC: Severity.INFO, Profile.COS: Severity.WARNING, Profile.KAIROS: Severity.WARNING},
     sources=(
-        "boot-requirements.md b.1 LNK-003",
-        "a.3 (elemental-cli pkg/utils/common.go FindFileWithPrefix)",
-        "a.5 (kairos-agent FindKernelInitrd, AuroraBoot prepareISORoot)",
+        f"{ELEMENTAL_V1_COMMON} FindFileWithPrefix",
+        f"{KAIROS_AGENT_ELEMENTAL} FindKernelInitrd",
+        f"{AURORABOOT}/pkg/ops/iso.go prepareISORoot",
     ),
     description=(
         "Elemental v1, kairos-agent and AuroraBoot take the first /boot entry by name with a "

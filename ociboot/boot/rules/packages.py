@@ -1,4 +1,4 @@
-"""Rules: what the package databases say (boot-requirements.md §c), and --require-package.
+"""Rules: what the package databases say (docs/tools.md "Package databases"), and --require-package.
 
 PKG-001 corroborates the file checks: the kernel, bootloader, init and initramfs generator each
 come from a package of the distribution family (rpm, dpkg, apk or luet database).  Having no
@@ -17,12 +17,14 @@ from ..context import CheckContext
 from ..emulate.switch_root import find_init
 from ..pkgdb import PKGDB_PATHS, Package
 from ..pkgdb.roles import NAMES, Family, Role, roles_of
+from ..upstream import COS_PACKAGE_STACK, KAIROS_INIT, LUET, SYFT, TRIVY_DPKG, TRIVY_RPM
 
 #: The roles PKG-001 looks for and PKG-002 accepts as names (the toolkit role is cOS-only).
 ROLES = (Role.KERNEL, Role.BOOTLOADER, Role.INIT, Role.INITRAMFS)
 
 #: Tools whose presence on PATH stands in for a package when there is no database: dracut /
-#: mkinitfs build the initrd (a.1 D5, c), grub(2)-editenv is what Elemental needs (a.4 E12).
+#: mkinitfs build the initrd (D5, docs/tools.md "Package databases"), grub(2)-editenv is what
+#: Elemental needs (E12).
 BOOTLOADER_TOOLS = ("grub2-editenv", "grub-editenv", "grub2-install", "grub-install", "bootctl")
 INITRAMFS_TOOLS = ("dracut", "mkinitfs", "mkinitcpio", "update-initramfs")
 
@@ -87,14 +89,15 @@ def _db_summary(ctx: CheckContext) -> list[str]:
         Profile.BOOTC: Severity.INFO,
     },
     sources=(
-        "boot-requirements.md b.1 PKG-001 and §c (package names per family)",
-        "a.1 D8 (cOS: at least grub, systemd, dracut, a kernel)",
-        "kairos-init pkg/values/packagemaps.go",
-        "trivy/syft database locations (§c)",
+        f"{COS_PACKAGE_STACK} (D8)",
+        f"{KAIROS_INIT}/pkg/values/packagemaps.go",
+        TRIVY_RPM,
+        TRIVY_DPKG,
+        f"{SYFT}/syft/pkg/cataloger/redhat/cataloger.go",
     ),
     description=(
         "For each role (kernel, bootloader, init, initramfs) a package of the image's family "
-        "(rpm/dpkg/apk/luet, names from §c) must be installed.  No database: the rule falls back "
+        "(rpm/dpkg/apk/luet, names in docs/tools.md) must be installed.  No database: the rule falls back "
         "to file evidence (a kernel by content, grub(2)-editenv, systemd through /sbin/init, "
         "dracut/mkinitfs on PATH) and never fails for the missing database itself.  A database "
         "that cannot be read is a finding naming it; roles it leaves undecided are not a pass.  "
@@ -186,7 +189,11 @@ def _by_files(ctx: CheckContext) -> Iterable[Result]:
         Profile.KAIROS: Severity.ERROR,
         Profile.BOOTC: Severity.ERROR,
     },
-    sources=("boot-requirements.md §c", "ociboot policy: --require-package / require-packages"),
+    sources=(
+        TRIVY_RPM,
+        TRIVY_DPKG,
+        f"{LUET}/cmd/util/config.go system.database_path",
+    ),
     description=(
         "Each name given with --require-package (or a policy file's require-packages) must be "
         "installed under exactly that name (libsystemd0 does not satisfy systemd), or be a role "

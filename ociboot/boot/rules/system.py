@@ -1,9 +1,8 @@
 """Rules: the system around the kernel: init, os-release, root layout, SSH host keys, size.
 
-Sources are boot-requirements.md (b.1 table rows INIT-001, OSR-001, LAY-001..005, SSH-001,
-SIZ-001) and the tool behaviour it records: bootc `container lint` (a.6), bootc-image-builder's
-os-release check (a.7), kairos-init validate (a.5 K10), cOS upgrade.sh and kairos-agent sizing
-(a.2, a.5).  Paths are checked on the flattened tree with symlinks resolved inside the root.
+The tool behaviour behind them (docs/tools.md): bootc `container lint`, bootc-image-builder's
+os-release check, kairos-init validate (K10), the sizing of cOS's upgrade.sh and of kairos-agent.
+Paths are checked on the flattened tree with symlinks resolved inside the root.
 """
 
 from __future__ import annotations
@@ -18,6 +17,22 @@ from ..check import Profile, Result, failed, not_run, passed, rule
 from ..context import CheckContext, link_chain, parse_env_file
 from ..emulate.switch_root import SYSTEMD_PATHS, find_init
 from ..pkgdb.roles import Family
+from ..upstream import (
+    BOOTC_IMAGES_DOC,
+    BOOTC_LINTS,
+    COS_PACKAGE_STACK,
+    COS_V0_5,
+    COS_V0_8,
+    ELEMENTAL_COMMON,
+    ELEMENTAL_GRUB,
+    ELEMENTAL_SETUP_MODULE,
+    KAIROS_AGENT,
+    KAIROS_SDK,
+    KAIROS_VALIDATE,
+    OS_RELEASE,
+    OSBUILD_OSINFO,
+    issue,
+)
 
 # --- INIT-001 ------------------------------------------------------------------------------------
 
@@ -32,11 +47,10 @@ from ..pkgdb.roles import Family
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 INIT-001",
-        "a.1 D8 (cOS: systemd init)",
-        "a.4 E14 (elemental dracut modules require systemd)",
-        "a.5 K12 (kairos: systemd flavors, Alpine uses OpenRC)",
-        "bootc docs bootc-images.md (systemd is the init)",
+        f"{COS_PACKAGE_STACK} systemd init (D8)",
+        f"{ELEMENTAL_SETUP_MODULE} (E14)",
+        f"{KAIROS_VALIDATE} [SERVICES] (K12)",
+        BOOTC_IMAGES_DOC,
     ),
     description=(
         "/sbin/init must resolve (links followed inside the image) to an executable, or systemd "
@@ -103,10 +117,9 @@ OS_RELEASE_KEYS = ("ID", "VERSION_ID", "NAME")
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 OSR-001",
-        "a.7 (osbuild/images pkg/bib/osinfo/osinfo.go validateOSRelease)",
-        "a.4 E13 (Elemental reads GRUB_ENTRY_NAME from it)",
-        "os-release(5)",
+        f"{OSBUILD_OSINFO} validateOSRelease",
+        f"{ELEMENTAL_GRUB} SetDefaultEntry (E13)",
+        OS_RELEASE,
     ),
     description=(
         "/etc/os-release, else /usr/lib/os-release (os-release(5) order; a dangling /etc link falls "
@@ -153,7 +166,7 @@ def os_release(ctx: CheckContext) -> Iterable[Result]:
     )
 
 
-# --- LAY-001..005 (bootc container lint, a.6) ---------------------------------------------------
+# --- LAY-001..005 (bootc container lint) -------------------------------------------------------
 
 #: bootc lints.rs API_DIRS (systemd.io/API_FILE_SYSTEMS plus /var).
 API_DIRS = ("/dev", "/proc", "/sys", "/run", "/tmp", "/var")
@@ -169,9 +182,8 @@ API_DIRS = ("/dev", "/proc", "/sys", "/run", "/tmp", "/var")
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 LAY-001",
-        "bootc lint api-base-directories (a.6)",
-        "a.4 E6 (elemental init creates them)",
+        f"{BOOTC_LINTS} api-base-directories",
+        f"{ELEMENTAL_COMMON} CreateDirStructure (E6)",
     ),
     description=(
         "/dev /proc /sys /run /tmp /var must exist as real directories (lstat: a symlink fails, as "
@@ -212,7 +224,7 @@ def api_dirs(ctx: CheckContext) -> Iterable[Result]:
         Profile.KAIROS: Severity.WARNING,
         Profile.BOOTC: Severity.ERROR,
     },
-    sources=("boot-requirements.md b.1 LAY-002", "bootc lint var-run (a.6)"),
+    sources=(f"{BOOTC_LINTS} var-run",),
     description=(
         "If /var/run exists it must be a symlink (conventionally to ../run): a real directory is "
         "hidden by nothing at boot and splits runtime state (bootc: 'this is always a bug')."
@@ -244,7 +256,7 @@ def var_run(ctx: CheckContext) -> Iterable[Result]:
         Profile.KAIROS: Severity.INFO,
         Profile.BOOTC: Severity.ERROR,
     },
-    sources=("boot-requirements.md b.1 LAY-003", "bootc lint etc-usretc (a.6)"),
+    sources=(f"{BOOTC_LINTS} etc-usretc",),
     description=(
         "/usr/etc is where ostree keeps the default /etc; an image with both is undefined "
         "behaviour under bootc.  No /etc at all passes, as in bootc."
@@ -291,9 +303,9 @@ MAX_LISTED = 20
         Profile.BOOTC: Severity.ERROR,
     },
     sources=(
-        "boot-requirements.md b.1 LAY-004",
-        "bootc lint utf8 (a.6), bootc#975",
-        "peers.md 3.4 (tianon/test:badtars-invalid-utf8)",
+        f"{BOOTC_LINTS} utf8",
+        issue("bootc-dev/bootc", 975),
+        f"{issue('opencontainers/image-spec', 1301)} tianon/test:badtars-invalid-utf8",
     ),
     description=(
         "Every path and symlink target in the final tree must be valid UTF-8: ostree (bootc) "
@@ -372,10 +384,7 @@ def _listing(paths: list[str]) -> list[str]:
         Profile.KAIROS: Severity.INFO,
         Profile.BOOTC: Severity.WARNING,
     },
-    sources=(
-        "boot-requirements.md b.1 LAY-005",
-        "bootc lints nonempty-run-tmp, var-log, buildah-injected (a.6)",
-    ),
+    sources=(f"{BOOTC_LINTS} nonempty-run-tmp, var-log, buildah-injected",),
     description=(
         "/run and /tmp are tmpfs at boot, so content there is dead weight (podman's empty "
         "resolv.conf/secrets mount leftovers are ignored, as bootc does); non-empty files in "
@@ -428,7 +437,7 @@ def build_leftovers(ctx: CheckContext) -> Iterable[Result]:
         Profile.KAIROS: Severity.ERROR,
         Profile.BOOTC: Severity.WARNING,
     },
-    sources=("boot-requirements.md b.1 SSH-001", "a.5 K10 (kairos-init validate [SSH])"),
+    sources=(f"{KAIROS_VALIDATE} [SSH] (K10)",),
     description=(
         "/etc/ssh/ssh_host_*_key baked into the image means every machine booted from it shares "
         "one host identity; kairos-init validate rejects it.  sshd regenerates missing keys at "
@@ -516,10 +525,11 @@ def _mib(n: int) -> str:
         Profile.BOOTC: Severity.INFO,
     },
     sources=(
-        "boot-requirements.md b.1 SIZ-001",
-        "a.2 cOS system/cos-config DEFAULT_IMAGE_SIZE=3240, installer/upgrade.sh dd count=3240",
-        "a.5 kairos-agent pkg/config/spec.go GetSourceSize (compressed x 2.5)",
-        "rancher/elemental-toolkit#1136 (rsync exit 11: image larger than the target)",
+        f"{COS_V0_8}/packages/cos-config/cos-config DEFAULT_IMAGE_SIZE",
+        f"{COS_V0_5}/packages/installer/upgrade.sh dd count=3240",
+        f"{KAIROS_AGENT}/pkg/config/spec.go GetSourceSize",
+        f"{KAIROS_SDK}/utils/image/image.go GetOCIImageSize",
+        issue("rancher/elemental-toolkit", 1136),
     ),
     description=(
         "The exact uncompressed root size (regular files of the final tree, hardlinks once, "
