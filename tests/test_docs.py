@@ -157,3 +157,34 @@ def test_every_tool_behaviour_id_the_code_names_is_described_in_docs() -> None:
     for path in (REPO / "ociboot").rglob("*.py"):
         named |= set(re.findall(r"\b([DEK]\d{1,2}a?)\b", path.read_text()))
     assert named and named <= described, sorted(named - described)
+
+
+# --- docs/security.md: its bounds are the code's --------------------------------------------------
+
+_BOUND_ROW = re.compile(r"^\| `(ociboot\.[\w.]+)` \| ([^|]*?) \|", re.MULTILINE)
+_UNITS = {"": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "s": 1}
+
+
+def _bound(dotted: str) -> object:
+    """The value a dotted name stands for: a module constant, or a dataclass field's default."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            value: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            value = getattr(value() if isinstance(value, type) else value, name)
+        return value
+    raise AssertionError(f"{dotted}: no such module")
+
+
+def test_every_bound_in_the_security_model_is_the_codes() -> None:
+    rows = _BOUND_ROW.findall((DOCS / "security.md").read_text())
+    assert len(rows) >= 25
+    for dotted, shown in rows:
+        number, _, unit = shown.partition(" ")
+        assert unit in _UNITS, f"docs/security.md: {dotted}: unknown unit in {shown!r}"
+        assert _bound(dotted) == float(number) * _UNITS[unit], f"docs/security.md says {dotted} is {shown}"
