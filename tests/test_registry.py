@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from imagebuilder import BuiltImage, BuiltIndex, ImageBuilder, LayerBuilder, bui
 from registry_push import Pusher
 from registry_server import RegistryServer, TokenService, free_port
 
+from ociboot import pipeline
 from ociboot.digest import Digest
 from ociboot.errors import AuthenticationError, ImageNotFound, RegistryError
 from ociboot.mediatypes import MediaType
@@ -271,6 +273,25 @@ def test_token_with_credentials_and_per_scope_cache(
     assert len(tokens.issued) == before + 2
 
 
+def test_one_run_shares_its_tokens_and_another_run_does_not(
+    token_registry: RegistryServer, token_images: dict[str, BuiltImage]
+) -> None:
+    # The state is pipeline.Options.registry: a batch (one Options) asks for a scope's token once;
+    # a second run in the same process starts from nothing.
+    tokens = token_registry.tokens
+    assert tokens is not None
+    before = len(tokens.issued)
+    text = f"docker://{token_registry.host}/team/app:t"
+    run = pipeline.Options(source=SourceOptions(creds="bob:builder"))
+    for _ in range(2):
+        with pipeline.opened(text, run) as source:
+            assert source.get_manifest().data == token_images["team/app"].manifest.data
+    assert len(tokens.issued) == before + 1
+    with pipeline.opened(text, pipeline.Options(source=SourceOptions(creds="bob:builder"))) as source:
+        assert source.get_manifest().data == token_images["team/app"].manifest.data
+    assert len(tokens.issued) == before + 2
+
+
 def test_token_scope_not_granted(token_registry: RegistryServer, token_images: dict[str, BuiltImage]) -> None:
     with pytest.raises(AuthenticationError, match=r"private/x: credentials from --creds were refused"):
         open_source(token_registry.host, "private/x", creds="bob:builder").get_manifest()
@@ -434,6 +455,20 @@ def test_tls_unknown_ca_is_a_clear_error(tls_registry: RegistryServer, tls_image
 def test_tls_verify_off(tls_registry: RegistryServer, tls_image: BuiltImage) -> None:
     source = open_source(tls_registry.host, "x/tls", plain_http=False, tls_verify=False)
     assert source.get_manifest().data == tls_image.manifest.data
+
+
+def test_tls_verify_off_leaves_the_process_warning_filters_alone(
+    tls_registry: RegistryServer, tls_image: BuiltImage
+) -> None:
+    # The user's --no-tls-verify quiets urllib3's warning for our requests only: a library user's
+    # own unverified requests elsewhere in the process still warn.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        source = open_source(tls_registry.host, "x/tls", plain_http=False, tls_verify=False)
+        assert source.get_manifest().data == tls_image.manifest.data
+        assert warnings.filters == filters
+    assert not [w for w in seen if "Unverified HTTPS" in str(w.message)]
 
 
 def test_sources_of_one_thread_share_their_connection_pool_per_registry(registry: RegistryServer) -> None:

@@ -102,9 +102,9 @@ class Authenticator:
         elif tokens.get(key) is not None:
             self._bearer = key  # another source already holds a token for this scope
             return
+        # The challenge may name scopes we did not (space-separated, token spec): ask for those too.
         scopes = list(self._scopes)
-        if (asked := challenge.params.get("scope")) and asked not in scopes:
-            scopes.append(asked)
+        scopes += [s for s in challenge.params.get("scope", "").split() if s not in scopes]
         transfer = Transfer(budget, f"token from {realm}")
         with self._token_request(realm, creds, service, scopes, transfer) as answer:
             if answer.status_code in (401, 403):
