@@ -247,7 +247,10 @@ def new_session(verify: bool, context: ssl.SSLContext | None, cert: tuple[str, s
 @contextmanager
 def _unverified_quietly(verify: bool) -> Iterator[None]:
     """--no-tls-verify was the user's choice: urllib3's warning about each such request is not
-    shown, for this request only (the process's warning filters are left as they were)."""
+    shown, for this request only (the process's warning filters are left as they were).
+    catch_warnings is process-wide while it lasts; two unverified requests overlapping in two
+    threads can at worst leave this one filter in place, which is what urllib3.disable_warnings
+    did for good."""
     if verify:
         yield
         return
