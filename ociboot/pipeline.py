@@ -28,6 +28,7 @@ from .ref import ImageRef, Transport, parse_ref, redact
 from .report import Report, Severity, Skipped, Unreadable
 from .sources import ImageSource, SourceOptions, open_source
 from .sources._store import sniff_path
+from .sources.registry.client import RegistryClient
 from .spec import Platform
 
 #: progress(name, total_bytes) -> advance(n_bytes); the CLI draws bars, tests pass None.
@@ -67,11 +68,14 @@ class Options:
     jobs: int = 0  # 0: one thread per layer, at most 4
     progress: ProgressFactory | None = None
     cache: LayerCache | None = None  # None: every layer is streamed
+    #: What the run's registry sources share (tokens, connections): one per Options, so the
+    #: images of a batch checked with the same Options reuse them.
+    registry: RegistryClient = field(default_factory=RegistryClient)
 
 
 @contextmanager
 def opened(text: str, options: Options) -> Iterator[ImageSource]:
-    source = open_source(locate(text), options.source)
+    source = open_source(locate(text), options.source, options.registry)
     try:
         yield source
     finally:

@@ -23,7 +23,7 @@ from ociboot.sources.auth import (
     parse_challenge,
     parse_creds,
 )
-from ociboot.sources.registry import RegistrySource
+from ociboot.sources.registry.source import RegistrySource
 
 
 def b64(text: str) -> str:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +18,15 @@ from imagebuilder import BuiltImage, BuiltIndex, ImageBuilder, LayerBuilder, bui
 from registry_push import Pusher
 from registry_server import RegistryServer, TokenService, free_port
 
+from ociboot import pipeline
 from ociboot.digest import Digest
 from ociboot.errors import AuthenticationError, ImageNotFound, RegistryError
 from ociboot.mediatypes import MediaType
 from ociboot.ref import ImageRef, Transport
 from ociboot.sources import SourceOptions
-from ociboot.sources import registry as registry_module
-from ociboot.sources.registry import RegistrySource, is_loopback
+from ociboot.sources.registry.client import RegistryClient
+from ociboot.sources.registry.endpoint import is_loopback
+from ociboot.sources.registry.source import RegistrySource
 from ociboot.spec import Descriptor
 
 pytestmark = pytest.mark.registry
@@ -82,8 +85,11 @@ def ref_for(host: str, repo: str, tag: str | None = "t", digest: str | None = No
     )
 
 
-def open_source(host: str, repo: str, tag: str | None = "t", **options: object) -> RegistrySource:
-    return RegistrySource(ref_for(host, repo, tag), SourceOptions(**options))  # type: ignore[arg-type]
+def open_source(
+    host: str, repo: str, tag: str | None = "t", client: RegistryClient | None = None, **options: object
+) -> RegistrySource:
+    """A source with its own registry state (nothing cached by an earlier test), or `client`'s."""
+    return RegistrySource(ref_for(host, repo, tag), SourceOptions(**options), client)  # type: ignore[arg-type]
 
 
 def descriptor(blob_digest: str, size: int) -> Descriptor:
@@ -252,8 +258,9 @@ def test_token_with_credentials_and_per_scope_cache(
     tokens = token_registry.tokens
     assert tokens is not None
     before = len(tokens.issued)
+    client = RegistryClient()  # one run's
     for repo in ("team/app", "team/lib"):
-        source = open_source(token_registry.host, repo, creds="bob:builder")
+        source = open_source(token_registry.host, repo, client=client, creds="bob:builder")
         assert source.get_manifest().data == token_images[repo].manifest.data
         layer = token_images[repo].layers[0]
         with source.open_blob(descriptor(layer.digest, len(layer.data))) as stream:
@@ -261,8 +268,27 @@ def test_token_with_credentials_and_per_scope_cache(
     scopes = [scopes for user, scopes in tokens.issued[before:] if user == "bob"]
     assert scopes == [("repository:team/app:pull",), ("repository:team/lib:pull",)]
     # A new source for a scope already held reuses the cached token: no new request to the service.
-    again = open_source(token_registry.host, "team/app", creds="bob:builder")
+    again = open_source(token_registry.host, "team/app", client=client, creds="bob:builder")
     assert again.get_manifest().data == token_images["team/app"].manifest.data
+    assert len(tokens.issued) == before + 2
+
+
+def test_one_run_shares_its_tokens_and_another_run_does_not(
+    token_registry: RegistryServer, token_images: dict[str, BuiltImage]
+) -> None:
+    # The state is pipeline.Options.registry: a batch (one Options) asks for a scope's token once;
+    # a second run in the same process starts from nothing.
+    tokens = token_registry.tokens
+    assert tokens is not None
+    before = len(tokens.issued)
+    text = f"docker://{token_registry.host}/team/app:t"
+    run = pipeline.Options(source=SourceOptions(creds="bob:builder"))
+    for _ in range(2):
+        with pipeline.opened(text, run) as source:
+            assert source.get_manifest().data == token_images["team/app"].manifest.data
+    assert len(tokens.issued) == before + 1
+    with pipeline.opened(text, pipeline.Options(source=SourceOptions(creds="bob:builder"))) as source:
+        assert source.get_manifest().data == token_images["team/app"].manifest.data
     assert len(tokens.issued) == before + 2
 
 
@@ -431,32 +457,51 @@ def test_tls_verify_off(tls_registry: RegistryServer, tls_image: BuiltImage) -> 
     assert source.get_manifest().data == tls_image.manifest.data
 
 
+def test_tls_verify_off_leaves_the_process_warning_filters_alone(
+    tls_registry: RegistryServer, tls_image: BuiltImage
+) -> None:
+    # The user's --no-tls-verify quiets urllib3's warning for our requests only: a library user's
+    # own unverified requests elsewhere in the process still warn.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        source = open_source(tls_registry.host, "x/tls", plain_http=False, tls_verify=False)
+        assert source.get_manifest().data == tls_image.manifest.data
+        assert warnings.filters == filters
+    assert not [w for w in seen if "Unverified HTTPS" in str(w.message)]
+
+
 def test_sources_of_one_thread_share_their_connection_pool_per_registry(registry: RegistryServer) -> None:
     # A batch of checks against one registry reuses its connections (issue 4: shared connections);
-    # oras's client is not thread-safe, so another thread gets its own.
+    # a requests session is not promised to be thread-safe, so another thread gets its own.
     def ref(repo: str) -> ImageRef:
         return ImageRef(Transport.DOCKER, registry=registry.host, repository=repo, tag="v1")
 
     image = ImageBuilder().add_layer(LayerBuilder().file("a", "x")).build()
     for repo in ("share/one", "share/two"):
         Pusher(registry.url).push(repo, image, tag="v1")
+    client = RegistryClient()  # one run's
     first, second = (
-        RegistrySource(ref("share/one"), SourceOptions()),
-        RegistrySource(ref("share/two"), SourceOptions()),
+        RegistrySource(ref("share/one"), SourceOptions(), client),
+        RegistrySource(ref("share/two"), SourceOptions(), client),
     )
     assert first.get_manifest().data == second.get_manifest().data == image.manifest.data
     first.close()
-    assert second._client().session is first._client().session  # closing one source keeps it open
+    assert second.session() is first.session()  # closing one source keeps it open
     assert second.get_manifest().data == image.manifest.data
     other: list[object] = []
     thread = threading.Thread(
-        target=lambda: other.append(RegistrySource(ref("share/one"), SourceOptions())._client())
+        target=lambda: other.append(RegistrySource(ref("share/one"), SourceOptions(), client).session())
     )
     thread.start()
     thread.join()
-    assert other[0] is not first._client()
-    strict = RegistrySource(ref("share/one"), SourceOptions(tls_verify=False))
-    assert strict._client() is not first._client()  # other transport settings, other pool
+    assert other[0] is not first.session()
+    strict = RegistrySource(ref("share/one"), SourceOptions(tls_verify=False), client)
+    assert strict.session() is not first.session()  # other transport settings, other pool
+    # Another run (another client) shares nothing with this one.
+    assert (
+        RegistrySource(ref("share/one"), SourceOptions(), RegistryClient()).session() is not first.session()
+    )
 
 
 # --- stalls and the per-image deadline -------------------------------------------------------
@@ -512,14 +557,8 @@ def test_a_trickle_fast_enough_for_the_stall_floor_meets_the_image_deadline(
     assert len(proxy.requests) == sent
 
 
-@pytest.fixture
-def fresh_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No token cached by an earlier test: this test's token request is really made."""
-    monkeypatch.setattr(registry_module, "TOKENS", registry_module._TokenCache())
-
-
 def test_a_stalled_token_service_is_given_up_on(
-    token_registry: RegistryServer, token_images: dict[str, BuiltImage], fresh_tokens: None
+    token_registry: RegistryServer, token_images: dict[str, BuiltImage]
 ) -> None:
     tokens = token_registry.tokens
     assert tokens is not None
@@ -532,7 +571,7 @@ def test_a_stalled_token_service_is_given_up_on(
 def test_default_bounds_give_up_on_a_stalled_registry_within_two_minutes() -> None:
     # The documented promise, as arithmetic on the one place the bounds live: a stall and its
     # single retry, with the longest backoff between them.
-    from ociboot.sources.registry import STALL_RETRIES
+    from ociboot.sources.registry.transport import STALL_RETRIES
 
     assert (STALL_RETRIES + 1) * SourceOptions().stall_seconds + 2.0 < 120
 
@@ -549,7 +588,6 @@ def _refresh_token_authfile(tmp_path: Path, host: str, token: str) -> str:
 def test_token_redirect_to_another_host_is_not_followed(
     token_registry: RegistryServer,
     token_images: dict[str, BuiltImage],
-    fresh_tokens: None,
     tmp_path: Path,
 ) -> None:
     tokens = token_registry.tokens
@@ -569,7 +607,6 @@ def test_token_redirect_to_another_host_is_not_followed(
 def test_token_redirect_within_the_realm_origin_is_followed(
     token_registry: RegistryServer,
     token_images: dict[str, BuiltImage],
-    fresh_tokens: None,
     tmp_path: Path,
 ) -> None:
     tokens = token_registry.tokens
@@ -584,7 +621,7 @@ def test_token_redirect_within_the_realm_origin_is_followed(
 
 
 def test_https_registry_naming_a_plain_http_realm_gets_no_credentials(
-    tls_token_registry: RegistryServer, fresh_tokens: None
+    tls_token_registry: RegistryServer,
 ) -> None:
     tokens = tls_token_registry.tokens
     assert tokens is not None and tokens.realm.startswith("http://")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from ..digest import Digest
 from ..ref import ImageRef, Transport
 from ..spec import Descriptor
+
+if TYPE_CHECKING:
+    from .registry.client import RegistryClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,21 +91,24 @@ SourceFactory = Callable[[ImageRef, SourceOptions], ImageSource]
 
 
 def _factories() -> dict[Transport, SourceFactory]:
-    # Imported lazily so that reading a local archive never imports oras/requests.
+    # Imported lazily so that reading a local archive never imports the HTTP stack.
     from . import docker_archive, layout
-
-    def registry(ref: ImageRef, options: SourceOptions) -> ImageSource:
-        from .registry import RegistrySource
-
-        return RegistrySource(ref, options)
 
     return {
         Transport.OCI: layout.open_layout,
         Transport.OCI_ARCHIVE: layout.open_layout,
         Transport.DOCKER_ARCHIVE: docker_archive.open_docker_archive,
-        Transport.DOCKER: registry,
     }
 
 
-def open_source(ref: ImageRef, options: SourceOptions | None = None) -> ImageSource:
-    return _factories()[ref.transport](ref, options or SourceOptions())
+def open_source(
+    ref: ImageRef, options: SourceOptions | None = None, registry: RegistryClient | None = None
+) -> ImageSource:
+    """The source `ref` names.  `registry` is the run's shared registry state (tokens,
+    connections); without it a registry source has its own."""
+    options = options or SourceOptions()
+    if ref.transport is Transport.DOCKER:
+        from .registry.source import RegistrySource
+
+        return RegistrySource(ref, options, registry)
+    return _factories()[ref.transport](ref, options)

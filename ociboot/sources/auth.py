@@ -11,7 +11,7 @@
 The first file holding an entry for the registry wins.  Inside a file `credHelpers[host]` comes
 first, then the most specific `auths` key (podman's `host/namespace` keys, containers-auth.json(5)),
 then `credsStore`.  Also the parser for `WWW-Authenticate` challenges (RFC 7235 section 4.1).
-Standard library only: HTTP belongs to registry.py.
+Standard library only: HTTP belongs to registry/transport.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,172 @@
+"""Endpoint: one repository of one registry as one image's transfers see it.
+
+It owns what every request to the repository needs: the scheme (HTTPS unless the user chose
+plain HTTP or the host is loopback), the image's network budget, auth, and bounded retries
+(429 honouring Retry-After, 502/503/504, resets and timeouts only; a stall once).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ...errors import ImageNotFound, RegistryError
+from ...ref import ImageRef
+from .. import SourceOptions
+from .client import RegistryClient
+from .token import Authenticator
+from .transport import (
+    MAX_ERROR_BODY,
+    TEMPORARY,
+    Budget,
+    Response,
+    Session,
+    Transfer,
+    metered,
+    read_capped,
+    send,
+)
+
+MAX_RETRY_AFTER = 10.0
+NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"})
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def display(ref: ImageRef) -> str:
+    text = f"{ref.registry}/{ref.repository}"
+    if ref.tag:
+        text += f":{ref.tag}"
+    if ref.digest:
+        text += f"@{ref.digest}"
+    return text
+
+
+class Endpoint:
+    def __init__(
+        self,
+        client: RegistryClient,
+        ref: ImageRef,
+        options: SourceOptions,
+        scopes: tuple[str, ...] | None = None,
+    ) -> None:
+        self.client = client
+        self.ref = ref
+        self.options = options
+        self.host = ref.api_host
+        plain = options.plain_http if options.plain_http is not None else is_loopback(self.host)
+        self.scheme = "http" if plain else "https"
+        client.tls(options)  # a bad --cert-dir is an error now, not at the first request
+        self.budget = Budget(options, display(ref))
+        scopes = scopes or (f"repository:{ref.repository}:pull",)
+        self.auth = Authenticator(client, ref, options, self.scheme, scopes)
+
+    def url(self, kind: str, reference: str) -> str:
+        return f"{self.scheme}://{self.host}/v2/{self.ref.repository}/{kind}/{reference}"
+
+    def session(self) -> Session:
+        return self.client.session(self.scheme, self.host, self.options)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        what: str,
+        *,
+        allow: frozenset[int] = frozenset({200}),
+        data: Any = None,
+    ) -> tuple[Response, Transfer]:
+        """A request with our auth and bounded retries: a response with a status in `allow` and
+        the transfer its body's reads belong to, else an error.  A request with a streamed body
+        (`data` that is not bytes) is sent once: its stream cannot be read again."""
+        attempt = auth_rounds = 0
+        again = data is None or isinstance(data, bytes)
+        while True:
+            sent = {**headers, **self.auth.header()}
+            transfer = Transfer(self.budget, f"{what} from {self.host}")
+            try:
+                response = send(
+                    self.session(),
+                    transfer,
+                    method,
+                    url,
+                    headers=sent,
+                    data=data,
+                    allow_redirects=method in ("GET", "HEAD"),
+                    host=self.host,
+                    scrub=self.auth.scrub,
+                )
+            except RegistryError as error:  # no answer: refused, reset, stalled, out of time
+                if not error.temporary or not again or attempt >= self.options.retries:
+                    raise
+                attempt += 1
+                self.budget.sleep(min(0.25 * 2**attempt, 2.0), what)
+                continue
+            if response.status_code in allow:
+                return response, transfer
+            if response.status_code == 401 and auth_rounds < 2 and again:
+                response.close()
+                auth_rounds += 1
+                self.auth.answer(response, sent.get("Authorization"), self.budget)
+                continue
+            if response.status_code not in TEMPORARY or not again or attempt >= self.options.retries:
+                raise self.status_error(response, what, transfer)
+            attempt += 1
+            wait = self._retry_after(response, attempt)
+            response.close()
+            self.budget.sleep(wait, what)
+
+    @staticmethod
+    def _retry_after(response: Response, attempt: int) -> float:
+        value = response.headers.get("Retry-After", "").strip()
+        if value.isdigit():  # RFC 9110 section 10.2.3; the HTTP-date form falls back to backoff
+            return min(float(value), MAX_RETRY_AFTER)
+        return min(0.25 * 2**attempt, 2.0)
+
+    def status_error(self, response: Response, what: str, transfer: Transfer) -> Exception:
+        status = response.status_code
+        try:
+            with metered(transfer):
+                body = read_capped(response, MAX_ERROR_BODY, what)
+        except RegistryError:
+            body = b""
+        finally:
+            response.close()
+        codes, messages = _error_codes(body)
+        messages = tuple(self.auth.scrub(m) for m in messages)
+        if status in (401, 403):
+            return self.auth.error(response)
+        if status == 404 or NOT_FOUND_CODES.intersection(codes):
+            return ImageNotFound(f"{what} not found ({', '.join(codes) or status}): {display(self.ref)}")
+        detail = "; ".join(messages) or response.reason or ""
+        return RegistryError(
+            f"{self.host} answered {status} for {what}: {detail}".rstrip(": "),
+            status=status,
+            codes=codes,
+            temporary=status in TEMPORARY,
+        )
+
+
+def _error_codes(body: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Codes and messages of an OCI error body (distribution-spec "Error Codes")."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        codes = tuple(str(e.get("code", "")) for e in errors if isinstance(e, dict) and e.get("code"))
+        messages = tuple(
+            str(e.get("message", "")) for e in errors if isinstance(e, dict) and e.get("message")
+        )
+    except (ValueError, AttributeError, TypeError):
+        return (), ()
+    return codes, messages
