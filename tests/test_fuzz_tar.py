@@ -22,11 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imagebuilder import MTIME, LayerBuilder
 
-from ociboot import layer
 from ociboot.errors import LayerError
 from ociboot.fs.node import Entry
 from ociboot.fs.overlay import flatten
-from ociboot.layer import BLOCK, AnalyzeSpec, CaptureSpec, MemberReader, read_tar
+from ociboot.layer import BLOCK, AnalyzeSpec, CaptureSpec, MemberReader, read_tar, tarwalk
 
 FUZZ = settings(
     max_examples=300,
@@ -339,7 +338,7 @@ def test_walk_is_linear_in_a_sparse_map() -> None:
 
 def test_captures_past_the_index_budget_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # 1 MiB of zeros per member compresses to about 1 KB: a few MB of blob were GBs of captures.
-    monkeypatch.setattr(layer, "MAX_INDEX_BYTES", 8 << 20)
+    monkeypatch.setattr(tarwalk, "MAX_INDEX_BYTES", 8 << 20)
     data = b"".join(member(b"oem/f%d" % i, bytes(1 << 20)) for i in range(16)) + END
     capture = CaptureSpec({"oem/*": 1 << 20})
 
@@ -352,7 +351,7 @@ def test_captures_past_the_index_budget_are_refused(monkeypatch: pytest.MonkeyPa
 
 
 def test_names_past_the_index_budget_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(layer, "MAX_INDEX_BYTES", 8 << 20)
+    monkeypatch.setattr(tarwalk, "MAX_INDEX_BYTES", 8 << 20)
     data = b"".join(
         extended(b"x", pax_record(b"path", b"%04d" % i + b"n" * 4000)) + member(b"m") for i in range(4000)
     )

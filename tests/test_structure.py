@@ -14,7 +14,10 @@ PKG = Path(ociboot.__file__).parent
 # Level of each module (lower never imports higher).  Modules not listed fail the test, so a
 # new module must be placed on purpose.  Inside `boot` the analyzers (kernel, initrd, pkgdb,
 # scan) come first, then what rules read (context, check, facts), then the tool emulations,
-# then the rule families, then profile detection and policies, which list the rules.
+# then the rule families, then profile detection and policies, which list the rules.  A layer
+# is asked for (layer.select) and read ahead (layer.readahead), then walked (layer.tarwalk) and
+# indexed (layer.index); the cache encodes results (cache.codec) in entries (cache.entry) that
+# its store (cache.store) keeps.  A package's __init__ sits above its modules: it re-exports them.
 LEVELS: dict[str, float] = {
     "errors": 0,
     "budget": 0,
@@ -36,8 +39,15 @@ LEVELS: dict[str, float] = {
     "sources.registry": 2,
     "sources.auth": 2,
     "image": 3,
-    "layer": 3,
-    "cache": 3,
+    "layer.select": 3,
+    "layer.readahead": 3,
+    "layer.tarwalk": 3.1,
+    "layer.index": 3.2,
+    "layer": 3.3,
+    "cache.codec": 3.4,
+    "cache.entry": 3.5,
+    "cache.store": 3.6,
+    "cache": 3.7,
     "boot": 4,
     "boot.context": 4.1,
     "boot.check": 4.1,

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from imagebuilder import MTIME, LayerBuilder
 
 from ociboot.errors import TruncatedLayer, UnsafePath
-from ociboot.fs.node import Kind
-from ociboot.layer import NOT_WANTED, CaptureSpec, TarListing, normalize_path, read_tar
+from ociboot.fs.node import Entry, Kind
+from ociboot.layer import NOT_WANTED, AnalyzeSpec, CaptureSpec, TarListing, normalize_path, read_tar
 
 
 def walk(tar: bytes, capture: CaptureSpec | None = None) -> TarListing:
@@ -394,6 +394,18 @@ def test_capture_exact_takes_names_literally() -> None:
     assert spec.cap("srv/w.txt") == NOT_WANTED
     tar = LayerBuilder().file("srv/[weird]*?.txt", b"yes").file("srv/w.txt", b"no").tar()
     assert walk(tar, spec).captured == {"srv/[weird]*?.txt": b"yes"}
+
+
+def _length(entry: Entry, reader: io.RawIOBase, budget: object) -> int:
+    return len(reader.read())
+
+
+def test_analyze_exact_takes_names_literally() -> None:
+    spec = AnalyzeSpec.exact("/srv/[weird]*?.txt", _length)
+    assert spec.analyzer("srv/[weird]*?.txt") is _length
+    assert spec.analyzer("srv/w.txt") is None
+    tar = LayerBuilder().file("srv/[weird]*?.txt", b"yes").file("srv/w.txt", b"no").tar()
+    assert read_tar(io.BytesIO(tar), analyze=spec).analyses == {"srv/[weird]*?.txt": 3}
 
 
 def test_captures_do_not_apply_to_non_files() -> None:
