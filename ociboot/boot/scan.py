@@ -10,8 +10,8 @@ own small files to CAPTURE through `wants()`.
 
 from __future__ import annotations
 
+import glob
 import posixpath
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -134,11 +134,7 @@ def analyze_globs(kernels: Iterable[str] = (), initrds: Iterable[str] = ()) -> d
     """Analyzers by member glob; custom --kernel/--initrd paths get the reading they ask for."""
     out: dict[str, Any] = {p: analyze_boot_file for p in boot_file_globs()}
     out.update({p: analyze_pkgdb for p in PKGDB_PATHS})
-    out.update({_literal(p): analyze_kernel_file for p in kernels})
-    out.update({_literal(p): analyze_initrd for p in initrds})
+    # A custom path is matched as itself, whatever characters it holds.
+    out.update({glob.escape(p.lstrip("/")): analyze_kernel_file for p in kernels})
+    out.update({glob.escape(p.lstrip("/")): analyze_initrd for p in initrds})
     return out
-
-
-def _literal(path: str) -> str:
-    """A path as a glob matching only itself."""
-    return re.sub(r"([*?\[])", r"[\1]", path.lstrip("/"))
