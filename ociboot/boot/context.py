@@ -121,18 +121,48 @@ class Packages:
         return roles_of(self.all, self.family) if self.family else {}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Policy:
-    """What a user asked for beyond the profile (CLI options and --policy FILE)."""
+    """What a user asked for beyond the profile (CLI options and --policy FILE).
+
+    Frozen: one policy is shared by every image of a batch, checked concurrently.  Layers
+    (defaults, a policy file, the command line) are combined with `merge`."""
 
     profile: Profile = Profile.AUTO
     kernel: str | None = None
     initrd: str | None = None
     require_packages: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
-    severity: dict[str, str] = field(default_factory=dict)
+    #: rule id -> "error" | "warning" | "info"
+    severity: Mapping[str, str] = field(default_factory=dict)
     fatal_warnings: bool = False
     analysis_budget: int = DEFAULT_ANALYSIS_BUDGET  # bytes of analysis work per image
+
+    def merge(
+        self,
+        *,
+        profile: Profile | None = None,
+        kernel: str | None = None,
+        initrd: str | None = None,
+        require_packages: Iterable[str] = (),
+        skip: Iterable[str] = (),
+        severity: Mapping[str, str] | None = None,
+        fatal_warnings: bool = False,
+        analysis_budget: int | None = None,
+    ) -> Policy:
+        """This policy with a layer given on top: what the layer sets wins (a profile other than
+        auto, a path, a budget, a rule's severity), its lists add to ours, and fatal warnings,
+        once asked for, stay on.  What the layer leaves out (None, empty, auto) is kept."""
+        return Policy(
+            profile=Profile(profile) if profile not in (None, Profile.AUTO) else self.profile,
+            kernel=kernel or self.kernel,
+            initrd=initrd or self.initrd,
+            require_packages=(*self.require_packages, *require_packages),
+            skip=(*self.skip, *skip),
+            severity={**self.severity, **(severity or {})},
+            fatal_warnings=fatal_warnings or self.fatal_warnings,
+            analysis_budget=analysis_budget or self.analysis_budget,
+        )
 
 
 class CheckContext:
