@@ -423,7 +423,19 @@ def _running(options: pipeline.Options) -> Iterator[None]:
 def _emit(fmt: Format, data: Any, text: Callable[[Any], str]) -> None:
     """Print `data` as JSON or through `text`, both from the same escaped copy (textsafe)."""
     safe = clean(data)
-    out = json.dumps(safe, indent=2, sort_keys=False) if fmt is Format.json else text(safe)
+    _write(json.dumps(safe, indent=2, sort_keys=False) if fmt is Format.json else text(safe))
+
+
+def _show(fmt: Format, view: views.View, text: Callable[[], str] | None = None) -> None:
+    """A view as JSON, escaped by textsafe.clean, or as its text (`text`, default `to_text`),
+    which the view escapes line by line."""
+    if fmt is Format.json:
+        _write(json.dumps(clean(view.to_json()), indent=2, sort_keys=False))
+    else:
+        _write(text() if text is not None else view.to_text())
+
+
+def _write(out: str) -> None:
     sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
 
 
@@ -471,8 +483,7 @@ def inspect(
         # A layer ociboot cannot read (unknown or encrypted type) has no uncompressed size.
         readable = all(unreadable_layer(ref.descriptor.media_type) is None for ref in resolved.layers)
         layers = pipeline.index_layers(resolved, None, options) if sizes and readable else None
-        data = views.inspect_data(resolved, layers)
-        _emit(fmt, data, views.inspect_text)
+        _show(fmt, views.inspect_data(resolved, layers))
 
 
 @_reads_images("ls")
@@ -489,7 +500,7 @@ def ls_(
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         rows = views.listing(loaded, path, recursive=recursive)
-        _emit(fmt, rows, lambda safe: views.listing_text(safe, long=long))
+        _show(fmt, rows, lambda: rows.to_text(long=long))
 
 
 @_reads_images(cache=False)
@@ -521,9 +532,9 @@ def stat(
     """Type, mode, owner, size, link chain and the layer that supplied a path."""
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
-        data = views.stat_data(loaded, path)
-        _emit(fmt, data, views.stat_text)
-    if not data.get("exists"):
+        found = views.stat_data(loaded, path)
+        _show(fmt, found)
+    if not found.exists:
         raise typer.Exit(3)
 
 
@@ -532,8 +543,7 @@ def layers(image: ImageArg, fmt: FormatOpt = Format.text, *, options: pipeline.O
     """What each layer adds, changes and removes, with its sizes."""
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
-        data = views.layers_data(loaded)
-        _emit(fmt, data, views.layers_text)
+        _show(fmt, views.layers_data(loaded))
 
 
 class CheckFormat(StrEnum):
