@@ -128,6 +128,27 @@ def test_import_ociboot_imports_nothing_else_until_used() -> None:
     assert out.split("\n")[:2] == ["[]", "True"]
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_python_examples_run_and_type_check_with_no_any(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", readme, re.DOTALL | re.MULTILINE)
+    assert len(blocks) >= 2 and len(blocks[0].strip().splitlines()) == 3 + 1  # import, blank, two
+    for i, block in enumerate(blocks):
+        run = subprocess.run([sys.executable, "-"], input=block, cwd=REPO, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert "oci-archive:fixtures/example-cos.tar" in run.stdout
+        (tmp_path / f"readme_{i}.py").write_text(block)
+    # Strict, and no expression of type Any: the examples see ociboot's real types (py.typed).
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\nfollow_imports = silent\nstrict = True\ndisallow_any_expr = True\n")
+    files = [str(tmp_path / f"readme_{i}.py") for i in range(len(blocks))]
+    mypy = [sys.executable, "-m", "mypy", "--config-file", str(config), "--cache-dir", str(tmp_path / "c")]
+    typed = subprocess.run([*mypy, *files], cwd=REPO, capture_output=True, text=True)
+    assert typed.returncode == 0, typed.stdout
+
+
 # --- the CLI over it -------------------------------------------------------------------------
 
 #: Every command that reads an image, and the options each of them takes from one declaration.

@@ -27,10 +27,14 @@ from .pkgdb import PKGDB_PATHS, Package, is_pkgdb_path
 from .pkgdb.roles import Family, Role, roles_of
 from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
 
+#: What an analyzer found in one file (boot/scan.py); OverBudget and other failures are
+#: AnalysisFailed; None: nothing analyzed it.
+Analysis = KernelInfo | InitrdInfo | PackageDbResult | AnalysisFailed | None
+
 #: fetch(layer index, member path, as_initrd) -> analysis: the pipeline re-reads one layer for a
 #: file that was not analyzed on the first pass (a link pointing somewhere unexpected, a --kernel
 #: path) or was analyzed as the wrong kind (an --initrd path not named like an initrd).
-Fetch = Callable[[int, str, bool], Any]
+Fetch = Callable[[int, str, bool], "Analysis"]
 
 #: Where KRN-001 / INI-001 look for candidates (docs/rules.md), in report order.
 KERNEL_GLOBS = (
@@ -54,7 +58,8 @@ class Artifact:
 
     path: str
     resolution: Resolution
-    analysis: Any  # KernelInfo | InitrdInfo | AnalysisFailed | None (not a regular file)
+    # Any, not Analysis: the rule families read `.error` by duck typing (getattr) for now.
+    analysis: Any  # Analysis; None: not a regular file
 
     @property
     def real(self) -> str:
@@ -184,7 +189,7 @@ class CheckContext:
         self.policy = policy or Policy()
         self.compressed_size = compressed_size
         self._fetch = fetch
-        self._fetched: dict[tuple[int, str, bool], Any] = {}
+        self._fetched: dict[tuple[int, str, bool], Analysis] = {}
 
     # --- files -------------------------------------------------------------------------------
 
