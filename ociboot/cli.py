@@ -5,14 +5,14 @@ Exit codes (docs/architecture.md §5): 0 ok/bootable, 1 not bootable, 2 usage, 3
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import replace
 from enum import StrEnum
+from inspect import Parameter, signature
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
@@ -26,8 +26,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand
 
-from . import __version__, pipeline, views
+from . import __version__, api, pipeline, views
 from .boot.check import Profile
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
@@ -36,7 +37,6 @@ from .errors import OcibootError
 from .layer import CaptureSpec
 from .mediatypes import unreadable_layer
 from .report import (
-    Report,
     Unreadable,
     index_lines,
     render_json,
@@ -44,7 +44,6 @@ from .report import (
     render_sarif,
     render_text,
 )
-from .report import exit_code as report_exit_code
 from .sources import SourceOptions, parse_duration
 from .spec import Platform
 from .textsafe import clean
@@ -80,67 +79,223 @@ class Format(StrEnum):
 ImageArg = Annotated[
     str,
     typer.Argument(
+        metavar="IMAGE",
         help="docker://HOST/REPO:TAG, oci:DIR[:REF], oci-archive:FILE[:REF], "
-        "docker-archive:FILE[:NAME:TAG|@N], a bare name, or a path"
+        "docker-archive:FILE[:NAME:TAG|@N], a bare name, or a path",
     ),
-]
-PlatformOpt = Annotated[
-    str | None, typer.Option("--platform", help="os/arch[/variant]; default: this host's")
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="output format")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
-CredsOpt = Annotated[str | None, typer.Option("--creds", help="USER[:PASS] for the registry")]
-AuthfileOpt = Annotated[
-    str | None, typer.Option("--authfile", help="auth.json / config.json with credentials")
-]
-TlsOpt = Annotated[
-    bool, typer.Option("--tls-verify/--no-tls-verify", help="verify registry TLS certificates")
-]
-CertDirOpt = Annotated[str | None, typer.Option("--cert-dir", help="directory with *.crt CAs, *.cert/*.key")]
-PlainHttpOpt = Annotated[bool, typer.Option("--plain-http", help="use http:// even for non-loopback hosts")]
-UsernameOpt = Annotated[
-    str | None, typer.Option("--username", help="registry user (with --password-stdin; not with --creds)")
-]
-PasswordOpt = Annotated[
+CacheDirOpt = Annotated[
     str | None,
-    typer.Option(
-        "--password", help="registry password (visible in the process list: prefer --password-stdin)"
-    ),
-]
-PasswordStdinOpt = Annotated[
-    bool, typer.Option("--password-stdin", help="read the registry password from standard input")
-]
-TimeoutOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--timeout",
-        help=f"give up on an image whose registry reads take longer, e.g. 90s, 2m "
-        f"(default {SourceOptions().timeout:g}s)",
-    ),
-]
-StallTimeoutOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--stall-timeout",
-        help=f"a registry transfer that moves under {SourceOptions().stall_bytes} bytes in this long has "
-        f"stalled (default {SourceOptions().stall_seconds:g}s)",
-    ),
+    typer.Option("--cache-dir", metavar="DIR", help="keep layer indexes in DIR (implies --cache)"),
 ]
 #: A password on stdin is a line, not a file: more than this is a mistake (a file piped by accident).
 MAX_STDIN_PASSWORD = 64 << 10
-CacheDirOpt = Annotated[
-    str | None,
-    typer.Option("--cache-dir", help="keep layer indexes in DIR (implies --cache)"),
-]
-# Opt-in: without it nothing is ever written to disk (docs/architecture.md §4; issue 4's cold run
-# writes 0 bytes).
-CacheOpt = Annotated[
-    bool,
-    typer.Option(
-        "--cache/--no-cache",
-        help="reuse layer indexes from the cache in $XDG_CACHE_HOME/ociboot (~/.cache/ociboot)",
-    ),
-]
+_PLATFORM_HELP = "os/arch[/variant]; default: this host's"
+
+
+def _access(platform_help: str, cache: bool) -> list[Parameter]:
+    """The options of every command that reads an image, declared here once (`_reads_images`)."""
+    defaults = SourceOptions()
+    options: list[tuple[str, Any, object]] = [
+        (
+            "platform",
+            Annotated[
+                str | None, typer.Option("--platform", metavar="OS/ARCH[/VARIANT]", help=platform_help)
+            ],
+            None,
+        ),
+        ("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")], False),
+        (
+            "creds",
+            Annotated[
+                str | None,
+                typer.Option("--creds", metavar="USER[:PASS]", help="credentials for the registry"),
+            ],
+            None,
+        ),
+        (
+            "authfile",
+            Annotated[
+                str | None,
+                typer.Option("--authfile", metavar="FILE", help="auth.json / config.json with credentials"),
+            ],
+            None,
+        ),
+        (
+            "tls_verify",
+            Annotated[
+                bool,
+                typer.Option(
+                    "--tls-verify/--no-tls-verify",
+                    help="verify registry TLS certificates (skopeo's --tls-verify=false works too)",
+                ),
+            ],
+            True,
+        ),
+        (
+            "cert_dir",
+            Annotated[
+                str | None,
+                typer.Option("--cert-dir", metavar="DIR", help="directory with *.crt CAs, *.cert/*.key"),
+            ],
+            None,
+        ),
+        (
+            "plain_http",
+            Annotated[bool, typer.Option("--plain-http", help="use http:// even for non-loopback hosts")],
+            False,
+        ),
+        (
+            "username",
+            Annotated[
+                str | None,
+                typer.Option(
+                    "--username",
+                    metavar="USER",
+                    help="registry user (with --password-stdin; not with --creds)",
+                ),
+            ],
+            None,
+        ),
+        (
+            "password",
+            Annotated[
+                str | None,
+                typer.Option(
+                    "--password",
+                    metavar="PASS",
+                    help="registry password (visible in the process list: prefer --password-stdin)",
+                ),
+            ],
+            None,
+        ),
+        (
+            "password_stdin",
+            Annotated[
+                bool, typer.Option("--password-stdin", help="read the registry password from standard input")
+            ],
+            False,
+        ),
+        (
+            "timeout",
+            Annotated[
+                str | None,
+                typer.Option(
+                    "--timeout",
+                    metavar="DURATION",
+                    help="give up on an image whose registry reads take longer, e.g. 90s, 2m "
+                    f"(default {defaults.timeout:g}s)",
+                ),
+            ],
+            None,
+        ),
+        (
+            "stall_timeout",
+            Annotated[
+                str | None,
+                typer.Option(
+                    "--stall-timeout",
+                    metavar="DURATION",
+                    help=f"a registry transfer that moves under {defaults.stall_bytes} bytes in this long "
+                    f"has stalled (default {defaults.stall_seconds:g}s)",
+                ),
+            ],
+            None,
+        ),
+    ]
+    if cache:
+        options += [
+            ("cache_dir", CacheDirOpt, None),
+            (
+                # Opt-in: without it nothing is ever written to disk (docs/architecture.md §4; issue 4's
+                # cold run writes 0 bytes).
+                "use_cache",
+                Annotated[
+                    bool,
+                    typer.Option(
+                        "--cache/--no-cache",
+                        help="reuse layer indexes from the cache in $XDG_CACHE_HOME/ociboot "
+                        "(~/.cache/ociboot)",
+                    ),
+                ],
+                False,
+            ),
+        ]
+    return [
+        Parameter(name, Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+        for name, kind, default in options
+    ]
+
+
+#: skopeo's spellings of a boolean option (Go's strconv.ParseBool): `--tls-verify=false`.
+_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
+_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+_BOOLEANS = ("--tls-verify",)
+
+
+def _skopeo_booleans(args: list[str]) -> list[str]:
+    """`--tls-verify=true|false` as `--tls-verify` / `--no-tls-verify` (click's boolean flags take
+    no value); an optional value would swallow the image that follows a bare `--tls-verify`."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        name, eq, value = arg.partition("=")
+        if not eq or name not in _BOOLEANS:
+            out.append(arg)
+        elif value in _TRUE:
+            out.append(name)
+        elif value in _FALSE:
+            out.append(f"--no-{name[2:]}")
+        else:
+            raise typer.BadParameter(f"{value!r} is not true or false", param_hint=name)
+    return out
+
+
+class _Argument(TyperArgument):
+    """An argument shown by its metavar alone: typer would add the Python type (`IMAGE <str>`)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None if self.metavar else super().display_type_rich(ctx)
+
+
+class _ImageCommand(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _Argument
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            args = _skopeo_booleans(args)
+        except typer.BadParameter as exc:
+            exc.ctx = ctx
+            raise
+        return super().parse_args(ctx, args)
+
+
+def _reads_images(
+    name: str | None = None, *, platform_help: str = _PLATFORM_HELP, cache: bool = True
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command that reads an image: it takes the shared options (`_access`) and receives them
+    as one keyword argument, `options` (pipeline.Options)."""
+    shared = _access(platform_help, cache)
+
+    def wrap(command: Callable[..., None]) -> Callable[..., None]:
+        own = signature(command, eval_str=True)
+
+        @functools.wraps(command)
+        def run(**given: Any) -> None:
+            access = {p.name: given.pop(p.name) for p in shared}
+            command(options=_options(**access), **given)
+
+        params = [p for p in own.parameters.values() if p.name != "options"]
+        run.__signature__ = own.replace(parameters=[*params, *shared])  # type: ignore[attr-defined]
+        return app.command(name, cls=_ImageCommand)(run)
+
+    return wrap
 
 
 def _options(
@@ -151,6 +306,11 @@ def _options(
     tls_verify: bool,
     cert_dir: str | None,
     plain_http: bool,
+    username: str | None,
+    password: str | None,
+    password_stdin: bool,
+    timeout: str | None,
+    stall_timeout: str | None,
     cache_dir: str | None = None,
     use_cache: bool = False,
 ) -> pipeline.Options:
@@ -158,28 +318,7 @@ def _options(
         wanted = Platform.parse(platform) if platform else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--platform") from None
-    source = SourceOptions(
-        creds=creds,
-        authfile=authfile,
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        plain_http=True if plain_http else None,
-    )
-    progress = None if quiet else _progress_factory()
-    return pipeline.Options(
-        source=source, platform=wanted, progress=progress, cache=_open_cache(cache_dir, use_cache)
-    )
-
-
-def _network(
-    options: pipeline.Options,
-    username: str | None,
-    password: str | None,
-    password_stdin: bool,
-    timeout: str | None,
-    stall_timeout: str | None,
-) -> pipeline.Options:
-    """`options` with the credential and time-limit flags that every image-reading command takes."""
+    cache = _open_cache(cache_dir, use_cache)
     limits: dict[str, Any] = {}
     for name, hint, text in (
         ("timeout", "--timeout", timeout),
@@ -190,9 +329,18 @@ def _network(
                 limits[name] = parse_duration(text)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint=hint) from None
-    secret = _password(options.source.creds, username, password, password_stdin)
-    source = replace(options.source, username=username, password=secret, **limits)
-    return replace(options, source=source)
+    source = SourceOptions(
+        creds=creds,
+        authfile=authfile,
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+        plain_http=True if plain_http else None,
+        username=username,
+        password=_password(creds, username, password, password_stdin),
+        **limits,
+    )
+    progress = None if quiet else _progress_factory()
+    return pipeline.Options(source=source, platform=wanted, progress=progress, cache=cache)
 
 
 def _password(creds: str | None, username: str | None, password: str | None, from_stdin: bool) -> str | None:
@@ -225,23 +373,12 @@ def _password(creds: str | None, username: str | None, password: str | None, fro
 def _open_cache(cache_dir: str | None, use_cache: bool) -> LayerCache | None:
     if not use_cache and cache_dir is None:
         return None
-    from .boot.initrd import InitrdInfo
-    from .boot.kernel import KernelInfo
-    from .boot.scan import PackageDbResult
-
-    cache = LayerCache(
-        cache_dir or default_cache_dir(),
-        # What the check analyzers return (boot/scan.py): the only classes a cache file may name.
-        analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
-        salt=__version__,
-        warn=lambda message: _say("warning", message),
-    )
     try:
-        cache.verify()  # before any image is read: an unsafe cache is the user's setup (exit 2)
+        # before any image is read: an unsafe cache is the user's setup (exit 2)
+        return api.open_cache(cache_dir, warn=lambda message: _say("warning", message))
     except OcibootError as exc:
         _say("error", exc)
         raise typer.Exit(exc.exit_code) from None
-    return cache
 
 
 _live: Progress | None = None
@@ -286,11 +423,42 @@ def _running(options: pipeline.Options) -> Iterator[None]:
 def _emit(fmt: Format, data: Any, text: Callable[[Any], str]) -> None:
     """Print `data` as JSON or through `text`, both from the same escaped copy (textsafe)."""
     safe = clean(data)
-    out = json.dumps(safe, indent=2, sort_keys=False) if fmt is Format.json else text(safe)
+    _write(json.dumps(safe, indent=2, sort_keys=False) if fmt is Format.json else text(safe))
+
+
+def _show(fmt: Format, view: views.View, text: Callable[[], str] | None = None) -> None:
+    """A view as JSON, escaped by textsafe.clean, or as its text (`text`, default `to_text`),
+    which the view escapes line by line."""
+    if fmt is Format.json:
+        _write(json.dumps(clean(view.to_json()), indent=2, sort_keys=False))
+    else:
+        _write(text() if text is not None else view.to_text())
+
+
+def _write(out: str) -> None:
     sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
 
 
-@app.command()
+def _budget_size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if size <= 0:
+        raise typer.BadParameter(f"{text!r} is not a positive size")
+    return size
+
+
+def _human(size: int) -> str:
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+
+
+@_reads_images()
 def inspect(
     image: ImageArg,
     raw: Annotated[bool, typer.Option("--raw", help="print the manifest (or index) bytes as stored")] = False,
@@ -298,27 +466,11 @@ def inspect(
     sizes: Annotated[
         bool, typer.Option("--sizes/--no-sizes", help="stream layers for uncompressed sizes")
     ] = True,
-    platform: PlatformOpt = None,
     fmt: FormatOpt = Format.text,
-    quiet: QuietOpt = False,
-    creds: CredsOpt = None,
-    authfile: AuthfileOpt = None,
-    tls_verify: TlsOpt = True,
-    cert_dir: CertDirOpt = None,
-    plain_http: PlainHttpOpt = False,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    timeout: TimeoutOpt = None,
-    stall_timeout: StallTimeoutOpt = None,
-    cache_dir: CacheDirOpt = None,
-    use_cache: CacheOpt = False,
+    *,
+    options: pipeline.Options,
 ) -> None:
     """Manifest digest, platforms, config summary and layers of an image."""
-    options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
-    )
-    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         if raw:
             top = source.get_manifest()
@@ -331,63 +483,34 @@ def inspect(
         # A layer ociboot cannot read (unknown or encrypted type) has no uncompressed size.
         readable = all(unreadable_layer(ref.descriptor.media_type) is None for ref in resolved.layers)
         layers = pipeline.index_layers(resolved, None, options) if sizes and readable else None
-        data = views.inspect_data(resolved, layers)
-        _emit(fmt, data, views.inspect_text)
+        _show(fmt, views.inspect_data(resolved, layers))
 
 
-@app.command("ls")
+@_reads_images("ls")
 def ls_(
     image: ImageArg,
-    path: Annotated[str, typer.Argument(help="directory or file inside the image")] = "/",
+    path: Annotated[str, typer.Argument(metavar="PATH", help="directory or file inside the image")] = "/",
     long: Annotated[bool, typer.Option("-l", "--long", help="mode, owner, size, link targets")] = False,
     recursive: Annotated[bool, typer.Option("-R", "--recursive", help="list subdirectories too")] = False,
-    platform: PlatformOpt = None,
     fmt: FormatOpt = Format.text,
-    quiet: QuietOpt = False,
-    creds: CredsOpt = None,
-    authfile: AuthfileOpt = None,
-    tls_verify: TlsOpt = True,
-    cert_dir: CertDirOpt = None,
-    plain_http: PlainHttpOpt = False,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    timeout: TimeoutOpt = None,
-    stall_timeout: StallTimeoutOpt = None,
-    cache_dir: CacheDirOpt = None,
-    use_cache: CacheOpt = False,
+    *,
+    options: pipeline.Options,
 ) -> None:
     """List a directory of the image's final filesystem (symlinks shown with where they resolve)."""
-    options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
-    )
-    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         rows = views.listing(loaded, path, recursive=recursive)
-        _emit(fmt, rows, lambda safe: views.listing_text(safe, long=long))
+        _show(fmt, rows, lambda: rows.to_text(long=long))
 
 
-@app.command()
+@_reads_images(cache=False)
 def cat(
     image: ImageArg,
-    path: Annotated[str, typer.Argument(help="file inside the image; symlinks are followed")],
-    platform: PlatformOpt = None,
-    quiet: QuietOpt = False,
-    creds: CredsOpt = None,
-    authfile: AuthfileOpt = None,
-    tls_verify: TlsOpt = True,
-    cert_dir: CertDirOpt = None,
-    plain_http: PlainHttpOpt = False,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    timeout: TimeoutOpt = None,
-    stall_timeout: StallTimeoutOpt = None,
+    path: Annotated[str, typer.Argument(metavar="PATH", help="file inside the image; symlinks are followed")],
+    *,
+    options: pipeline.Options,
 ) -> None:
     """Write a file's bytes, read from the layer that supplies it, after its digests verified."""
-    options = _options(platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http)
-    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         resolved = pipeline.open_image(source, options)
         loaded = pipeline.load_tree(
@@ -398,67 +521,29 @@ def cat(
     sys.stdout.flush()
 
 
-@app.command()
+@_reads_images()
 def stat(
     image: ImageArg,
-    path: Annotated[str, typer.Argument(help="path inside the image")],
-    platform: PlatformOpt = None,
+    path: Annotated[str, typer.Argument(metavar="PATH", help="path inside the image")],
     fmt: FormatOpt = Format.text,
-    quiet: QuietOpt = False,
-    creds: CredsOpt = None,
-    authfile: AuthfileOpt = None,
-    tls_verify: TlsOpt = True,
-    cert_dir: CertDirOpt = None,
-    plain_http: PlainHttpOpt = False,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    timeout: TimeoutOpt = None,
-    stall_timeout: StallTimeoutOpt = None,
-    cache_dir: CacheDirOpt = None,
-    use_cache: CacheOpt = False,
+    *,
+    options: pipeline.Options,
 ) -> None:
     """Type, mode, owner, size, link chain and the layer that supplied a path."""
-    options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
-    )
-    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
-        data = views.stat_data(loaded, path)
-        _emit(fmt, data, views.stat_text)
-    if not data.get("exists"):
+        found = views.stat_data(loaded, path)
+        _show(fmt, found)
+    if not found.exists:
         raise typer.Exit(3)
 
 
-@app.command()
-def layers(
-    image: ImageArg,
-    platform: PlatformOpt = None,
-    fmt: FormatOpt = Format.text,
-    quiet: QuietOpt = False,
-    creds: CredsOpt = None,
-    authfile: AuthfileOpt = None,
-    tls_verify: TlsOpt = True,
-    cert_dir: CertDirOpt = None,
-    plain_http: PlainHttpOpt = False,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    timeout: TimeoutOpt = None,
-    stall_timeout: StallTimeoutOpt = None,
-    cache_dir: CacheDirOpt = None,
-    use_cache: CacheOpt = False,
-) -> None:
+@_reads_images()
+def layers(image: ImageArg, fmt: FormatOpt = Format.text, *, options: pipeline.Options) -> None:
     """What each layer adds, changes and removes, with its sizes."""
-    options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
-    )
-    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
-        data = views.layers_data(loaded)
-        _emit(fmt, data, views.layers_text)
+        _show(fmt, views.layers_data(loaded))
 
 
 class CheckFormat(StrEnum):
@@ -468,31 +553,49 @@ class CheckFormat(StrEnum):
     junit = "junit"
 
 
-@app.command()
+@_reads_images(platform_help="os/arch[/variant]: judge only this platform of an index")
 def check(
     images: Annotated[
-        list[str] | None, typer.Argument(help="one or more images (see `ociboot ls --help`)")
+        list[str] | None,
+        typer.Argument(metavar="IMAGE", help="one or more images (see `ociboot ls --help`)"),
     ] = None,
     from_file: Annotated[
         str | None,
-        typer.Option("--from", help="FILE with one image per line (blank lines and # comments ignored)"),
+        typer.Option(
+            "--from", metavar="FILE", help="FILE with one image per line (blank lines and # comments ignored)"
+        ),
     ] = None,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="images checked at once; default min(4, images)")
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            metavar="N",
+            help=f"images checked at once; default min({api.DEFAULT_IMAGE_JOBS}, images)",
+        ),
     ] = None,
     profile: Annotated[Profile, typer.Option("--profile", help="rule set; auto detects it")] = Profile.AUTO,
     kernel: Annotated[
-        str | None, typer.Option("--kernel", help="custom kernel path inside the image")
+        str | None, typer.Option("--kernel", metavar="PATH", help="custom kernel path inside the image")
     ] = None,
     initrd: Annotated[
-        str | None, typer.Option("--initrd", help="custom initrd path inside the image")
+        str | None, typer.Option("--initrd", metavar="PATH", help="custom initrd path inside the image")
     ] = None,
     require_package: Annotated[
         list[str] | None,
-        typer.Option("--require-package", help="package name, or role kernel|bootloader|init|initramfs"),
+        typer.Option(
+            "--require-package",
+            metavar="NAME",
+            help="package name, or role kernel|bootloader|init|initramfs (repeatable)",
+        ),
     ] = None,
-    policy_file: Annotated[str | None, typer.Option("--policy", help="TOML policy file")] = None,
-    skip: Annotated[list[str] | None, typer.Option("--skip", help="rule id to skip (repeatable)")] = None,
+    policy_file: Annotated[
+        str | None, typer.Option("--policy", metavar="FILE", help="TOML policy file")
+    ] = None,
+    skip: Annotated[
+        list[str] | None, typer.Option("--skip", metavar="RULE", help="rule id to skip (repeatable)")
+    ] = None,
     fatal_warnings: Annotated[
         bool, typer.Option("--fatal-warnings", help="warnings fail the check too")
     ] = False,
@@ -515,59 +618,39 @@ def check(
             "rules whose files it does not cover say NOT RUN",
         ),
     ] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="write the report to FILE")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
-    platform: Annotated[
-        str | None,
-        typer.Option("--platform", help="os/arch[/variant]: judge only this platform of an index"),
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", metavar="FILE", help="write the report to FILE")
     ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
-    quiet: QuietOpt = False,
-    creds: CredsOpt = None,
-    authfile: AuthfileOpt = None,
-    tls_verify: TlsOpt = True,
-    cert_dir: CertDirOpt = None,
-    plain_http: PlainHttpOpt = False,
-    username: UsernameOpt = None,
-    password: PasswordOpt = None,
-    password_stdin: PasswordStdinOpt = False,
-    timeout: TimeoutOpt = None,
-    stall_timeout: StallTimeoutOpt = None,
-    cache_dir: CacheDirOpt = None,
-    use_cache: CacheOpt = False,
+    *,
+    options: pipeline.Options,
 ) -> None:
     """Will this image boot?  Exit 0 bootable, 1 not bootable, 3 an image could not be read."""
     from .boot.context import Policy
-    from .boot.profiles import load_policy
-    from .boot.rules import rule_ids
+    from .boot.profiles import load_policy, verify_policy
 
-    if all_platforms and platform:
+    if all_platforms and options.platform is not None:
         raise typer.BadParameter(
             "--all-platforms and --platform contradict each other", param_hint="--platform"
         )
-    options = _options(
-        platform, quiet, creds, authfile, tls_verify, cert_dir, plain_http, cache_dir, use_cache
-    )
-    options = _network(options, username, password, password_stdin, timeout, stall_timeout)
-    policy = Policy()
     try:
-        if policy_file:
-            policy = load_policy(policy_file, policy)
+        policy = load_policy(policy_file) if policy_file else Policy()
     except OcibootError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
-    if profile is not Profile.AUTO:
-        policy.profile = profile
-    policy.kernel = kernel or policy.kernel
-    policy.initrd = initrd or policy.initrd
-    policy.require_packages = (*policy.require_packages, *(require_package or ()))
-    policy.skip = (*policy.skip, *(skip or ()))
-    policy.fatal_warnings = fatal_warnings or policy.fatal_warnings
-    policy.analysis_budget = analysis_budget or policy.analysis_budget
-    unknown = sorted(set(policy.skip) - rule_ids())
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown rule id(s) {', '.join(unknown)}; see `ociboot rules`", param_hint="--skip"
-        )
+    policy = policy.merge(
+        profile=profile,
+        kernel=kernel,
+        initrd=initrd,
+        require_packages=require_package or (),
+        skip=skip or (),
+        fatal_warnings=fatal_warnings,
+        analysis_budget=analysis_budget,
+    )
+    try:
+        verify_policy(policy)
+    except OcibootError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--skip") from None
 
     texts = [*(images or ()), *(_image_list(from_file) if from_file else ())]
     if not texts:
@@ -606,52 +689,34 @@ def _check_all(
     redirects it so that lines appear above the bars."""
     fatal = policy.fatal_warnings
     tables = sink is None and fmt is CheckFormat.text and sys.stdout.isatty()
-    results: dict[int, pipeline.Checked] = {}
+    shown = 0
 
     def write(text: str) -> None:
         out = sink or sys.stdout
         out.write(text)
         out.flush()
 
-    def one(text: str) -> pipeline.Checked:
-        return pipeline.check_reference(text, policy, options)
+    def finished(_: int, checked: pipeline.Checked) -> None:
+        nonlocal shown
+        shown += 1
+        for u in checked.unreadable:
+            _say("error", _named(u))
+        if tables:
+            _print_tables(checked, fatal, verbose)
+        elif fmt is CheckFormat.text:
+            write(("\n" if shown > 1 else "") + _text(checked, fatal, verbose))
 
     with _running(options):
-        for i, checked in _finished(texts, one, jobs):
-            results[i] = checked
-            for u in checked.unreadable:
-                _say("error", _named(u))
-            if tables:
-                _print_tables(checked, fatal, verbose)
-            elif fmt is CheckFormat.text:
-                write(("\n" if len(results) > 1 else "") + _text(checked, fatal, verbose))
-    ordered = [results[i] for i in range(len(texts))]
-    reports = [r for c in ordered for r in c.reports]
-    unreadable = [u for c in ordered for u in c.unreadable]
-    summary = _summary(reports, len(unreadable), fatal) if len(texts) > 1 else ""
+        batch = api.check(texts, policy, options, jobs=jobs, on_result=finished)
+    summary = batch.summary() if len(texts) > 1 else ""
     if tables:
         if summary:
             Console(highlight=False, emoji=False).print(summary, markup=False)
     elif fmt is CheckFormat.text:
         write(f"\n{summary}\n" if summary else "")
     else:
-        write(_render_reports(reports, unreadable, fmt, fatal))
-    return report_exit_code(reports, fatal_warnings=fatal, unreadable=unreadable)
-
-
-def _finished(
-    texts: list[str], one: Callable[[str], pipeline.Checked], jobs: int | None
-) -> Iterator[tuple[int, pipeline.Checked]]:
-    """(input position, result) as each image finishes: a slow image holds back no other's report."""
-    workers = jobs or min(4, len(texts))
-    if workers == 1:
-        yield from ((i, one(text)) for i, text in enumerate(texts))
-        return
-    # Threads share the options, so the cache (and its per-layer build gate) too.
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool:
-        futures = {pool.submit(one, text): i for i, text in enumerate(texts)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        write(_render_reports(batch, fmt))
+    return batch.exit_code
 
 
 def _named(u: Unreadable) -> str:
@@ -665,16 +730,6 @@ def _text(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool) -> str
     )
 
 
-def _budget_size(text: str) -> int:
-    try:
-        size = parse_size(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    if size <= 0:
-        raise typer.BadParameter(f"{text!r} is not a positive size")
-    return size
-
-
 def _image_list(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -682,11 +737,6 @@ def _image_list(path: str) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(f"{path}: {exc}", param_hint="--from") from None
     return [line for line in lines if line and not line.startswith("#")]
-
-
-def _summary(reports: list[Report], unreadable: int, fatal_warnings: bool) -> str:
-    bootable = sum(r.bootable(fatal_warnings=fatal_warnings) for r in reports)
-    return f"{bootable} bootable, {len(reports) - bootable} not bootable, {unreadable} unreadable"
 
 
 _MARKS = {
@@ -734,15 +784,14 @@ def _print_tables(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool
         out.print(f"[bold]{escape(u.label)}[/]\n[bold magenta]UNREADABLE[/]: {escape(u.error)}\n")
 
 
-def _render_reports(
-    reports: list[Report], unreadable: list[Unreadable], fmt: CheckFormat, fatal_warnings: bool
-) -> str:
+def _render_reports(batch: api.Batch, fmt: CheckFormat) -> str:
     """One document for the machine formats; an unreadable image is a failure in each of them."""
+    reports, unreadable, fatal = batch.reports, batch.unreadable, batch.fatal_warnings
     if fmt is CheckFormat.json:
-        return render_json(reports, fatal_warnings=fatal_warnings, unreadable=unreadable)
+        return render_json(reports, fatal_warnings=fatal, unreadable=unreadable)
     if fmt is CheckFormat.sarif:
         return render_sarif(reports, tool_version=__version__, unreadable=unreadable)
-    return render_junit(reports, fatal_warnings=fatal_warnings, unreadable=unreadable)
+    return render_junit(reports, fatal_warnings=fatal, unreadable=unreadable)
 
 
 class RulesFormat(StrEnum):
@@ -845,15 +894,6 @@ cache_app = typer.Typer(
 app.add_typer(cache_app, name="cache")
 
 
-def _human(size: int) -> str:
-    value, unit = float(size), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            break
-        value /= 1024
-    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-
-
 @cache_app.command("info")
 def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> None:
     """Location, number of entries and total size of the cache."""
@@ -877,10 +917,13 @@ def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> N
 def cache_prune(
     max_size: Annotated[
         str | None,
-        typer.Option("--max-size", help="drop least recently used entries down to SIZE (500M, 2G)"),
+        typer.Option(
+            "--max-size", metavar="SIZE", help="drop least recently used entries down to SIZE (500M, 2G)"
+        ),
     ] = None,
     older_than: Annotated[
-        float | None, typer.Option("--older-than", min=0, help="drop entries unused for DAYS days")
+        float | None,
+        typer.Option("--older-than", min=0, metavar="DAYS", help="drop entries unused for DAYS days"),
     ] = None,
     everything: Annotated[bool, typer.Option("--all", help="empty the cache")] = False,
     cache_dir: CacheDirOpt = None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from .boot import facts, profiles, rules, scan
 from .boot.check import Profile, run_checks
-from .boot.context import CheckContext, Policy
+from .boot.context import Analysis, CheckContext, Policy
 from .budget import AnalysisBudget
 from .cache import LayerCache
 from .errors import ContentError, ImageNotFound, OcibootError
@@ -289,7 +289,7 @@ def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Repor
     )
     loaded = load_tree(image, capture, options, analyze)
 
-    def fetch(layer: int, member: str, as_initrd: bool) -> object:
+    def fetch(layer: int, member: str, as_initrd: bool) -> Analysis:
         analyzer = scan.analyze_initrd if as_initrd else scan.analyze_kernel_file
         (again,) = index_layers(
             image, None, options, only=[layer], analyze=AnalyzeSpec.exact(member, analyzer, budget)
@@ -320,5 +320,5 @@ def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Repor
         profile_reason=reason,
         findings=tuple(findings),
         rules={r.id: r.info(profile) for r in rules.rules_for(profile)},
-        facts=facts.collect(ctx, loaded),
+        facts=facts.collect(ctx, loaded.layers),
     )

@@ -160,8 +160,10 @@ def test_every_medium_gives_the_same_layers_tree_and_listing(media: dict[str, Im
     for name, one in loaded.items():
         assert [str(layer.diff_id) for layer in one.layers] == diff_ids, name
         assert snapshot(one) == snapshot(reference), name
-        listing = views.listing(one, "/boot", recursive=False)
-        assert listing["entries"] == views.listing(reference, "/boot", recursive=False)["entries"], name
+        listing = views.listing(one, "/boot", recursive=False).to_json()
+        assert (
+            listing["entries"] == views.listing(reference, "/boot", recursive=False).to_json()["entries"]
+        ), name
         for path, (kind, text) in EXPECTED.items():
             res = one.tree.lookup(path)
             assert res.ok and str(res.node.kind if res.node else "") == kind, (name, path)
@@ -187,12 +189,13 @@ def test_links_resolve_inside_the_root(media: dict[str, ImageRef]) -> None:
 
 
 def test_registry_listing_of_boot_shows_resolved_links(media: dict[str, ImageRef]) -> None:
-    data = views.listing(load(media["docker"]), "/boot", recursive=False)
+    view = views.listing(load(media["docker"]), "/boot", recursive=False)
+    data = view.to_json()
     rows = {row["path"]: row for row in data["entries"]}
     assert rows["/boot/vmlinuz"]["resolved"] == "/boot/vmlinuz-6.1.0-28-amd64"
     assert rows["/boot/initrd"]["resolved"] == "/boot/initrd-6.1.0-28-amd64"
     assert rows["/boot/loop-a"]["resolved"] is None and rows["/boot/loop-a"]["error"] == "loop"
-    text = views.listing_text(data, long=True)
+    text = view.to_text(long=True)
     assert "/boot/vmlinuz -> vmlinuz-6.1.0-28-amd64  => /boot/vmlinuz-6.1.0-28-amd64" in text
 
 
@@ -297,7 +300,7 @@ def test_layers_view_reports_what_each_layer_adds_changes_and_removes(conformanc
     ref = ImageRef(
         Transport.DOCKER_ARCHIVE, path=str(conformance / "go-containerregistry/v1-mutate/whiteout_dir.tar")
     )
-    rows = views.layers_data(load(ref))["layers"]
+    rows = views.layers_data(load(ref)).to_json()["layers"]
     assert [(r["added"], r["changed"], r["removed"]) for r in rows] == [
         (["/a", "/a/foo"], [], []),
         (["/b", "/b/bar"], [], []),

@@ -27,10 +27,14 @@ from .pkgdb import PKGDB_PATHS, Package, is_pkgdb_path
 from .pkgdb.roles import Family, Role, roles_of
 from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
 
+#: What an analyzer found in one file (boot/scan.py); OverBudget and other failures are
+#: AnalysisFailed; None: nothing analyzed it.
+Analysis = KernelInfo | InitrdInfo | PackageDbResult | AnalysisFailed | None
+
 #: fetch(layer index, member path, as_initrd) -> analysis: the pipeline re-reads one layer for a
 #: file that was not analyzed on the first pass (a link pointing somewhere unexpected, a --kernel
 #: path) or was analyzed as the wrong kind (an --initrd path not named like an initrd).
-Fetch = Callable[[int, str, bool], Any]
+Fetch = Callable[[int, str, bool], "Analysis"]
 
 #: Where KRN-001 / INI-001 look for candidates (docs/rules.md), in report order.
 KERNEL_GLOBS = (
@@ -54,7 +58,8 @@ class Artifact:
 
     path: str
     resolution: Resolution
-    analysis: Any  # KernelInfo | InitrdInfo | AnalysisFailed | None (not a regular file)
+    # Any, not Analysis: the rule families read `.error` by duck typing (getattr) for now.
+    analysis: Any  # Analysis; None: not a regular file
 
     @property
     def real(self) -> str:
@@ -121,18 +126,48 @@ class Packages:
         return roles_of(self.all, self.family) if self.family else {}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Policy:
-    """What a user asked for beyond the profile (CLI options and --policy FILE)."""
+    """What a user asked for beyond the profile (CLI options and --policy FILE).
+
+    Frozen: one policy is shared by every image of a batch, checked concurrently.  Layers
+    (defaults, a policy file, the command line) are combined with `merge`."""
 
     profile: Profile = Profile.AUTO
     kernel: str | None = None
     initrd: str | None = None
     require_packages: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
-    severity: dict[str, str] = field(default_factory=dict)
+    #: rule id -> "error" | "warning" | "info"
+    severity: Mapping[str, str] = field(default_factory=dict)
     fatal_warnings: bool = False
     analysis_budget: int = DEFAULT_ANALYSIS_BUDGET  # bytes of analysis work per image
+
+    def merge(
+        self,
+        *,
+        profile: Profile | None = None,
+        kernel: str | None = None,
+        initrd: str | None = None,
+        require_packages: Iterable[str] = (),
+        skip: Iterable[str] = (),
+        severity: Mapping[str, str] | None = None,
+        fatal_warnings: bool = False,
+        analysis_budget: int | None = None,
+    ) -> Policy:
+        """This policy with a layer given on top: what the layer sets wins (a profile other than
+        auto, a path, a budget, a rule's severity), its lists add to ours, and fatal warnings,
+        once asked for, stay on.  What the layer leaves out (None, empty, auto) is kept."""
+        return Policy(
+            profile=Profile(profile) if profile not in (None, Profile.AUTO) else self.profile,
+            kernel=kernel or self.kernel,
+            initrd=initrd or self.initrd,
+            require_packages=(*self.require_packages, *require_packages),
+            skip=(*self.skip, *skip),
+            severity={**self.severity, **(severity or {})},
+            fatal_warnings=fatal_warnings or self.fatal_warnings,
+            analysis_budget=analysis_budget or self.analysis_budget,
+        )
 
 
 class CheckContext:
@@ -154,7 +189,7 @@ class CheckContext:
         self.policy = policy or Policy()
         self.compressed_size = compressed_size
         self._fetch = fetch
-        self._fetched: dict[tuple[int, str, bool], Any] = {}
+        self._fetched: dict[tuple[int, str, bool], Analysis] = {}
 
     # --- files -------------------------------------------------------------------------------
 

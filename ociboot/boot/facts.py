@@ -5,8 +5,10 @@ Stable keys (README, "JSON output"): kernel, initrd, modules, packages, osReleas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..layer import LayerIndex
 from .context import Artifact, CheckContext
 
 
@@ -44,7 +46,7 @@ def _initrd(a: Artifact | None) -> dict[str, Any] | None:
     }
 
 
-def collect(ctx: CheckContext, loaded: Any) -> dict[str, Any]:
+def collect(ctx: CheckContext, layers: Sequence[LayerIndex]) -> dict[str, Any]:
     packages = ctx.packages
     return {
         "kernel": _kernel(ctx.kernel),
@@ -65,7 +67,7 @@ def collect(ctx: CheckContext, loaded: Any) -> dict[str, Any]:
         "osRelease": {
             k: v for k, v in ctx.os_release.items() if k in ("ID", "ID_LIKE", "VERSION_ID", "NAME")
         },
-        "layers": len(loaded.layers),
+        "layers": len(layers),
         "compressedSize": ctx.compressed_size,
-        "uncompressedSize": sum(layer.size for layer in loaded.layers),
+        "uncompressedSize": sum(layer.size for layer in layers),
     }

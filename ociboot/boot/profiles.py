@@ -89,21 +89,18 @@ def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
         raise PolicyError(
             f"policy {where}: unknown keys {', '.join(sorted(unknown))} (known: {', '.join(sorted(_KEYS))})"
         )
-    policy = base or Policy()
     profile = _typed(data, "profile", str, where)
-    if profile is not None:
-        if profile not in set(Profile):
-            raise PolicyError(f"policy {where}: profile {profile!r} is not one of {', '.join(Profile)}")
-        policy.profile = Profile(profile)
-    policy.kernel = _typed(data, "kernel", str, where) or policy.kernel
-    policy.initrd = _typed(data, "initrd", str, where) or policy.initrd
-    policy.require_packages = (*policy.require_packages, *_strings(data, "require-packages", where))
-    policy.skip = (*policy.skip, *_strings(data, "skip", where))
-    policy.fatal_warnings = bool(_typed(data, "fatal-warnings", bool, where)) or policy.fatal_warnings
-    known = rule_ids()
+    if profile is not None and profile not in set(Profile):
+        raise PolicyError(f"policy {where}: profile {profile!r} is not one of {', '.join(Profile)}")
+    kernel = _typed(data, "kernel", str, where)
+    initrd = _typed(data, "initrd", str, where)
+    require_packages = _strings(data, "require-packages", where)
+    skip = _strings(data, "skip", where)
+    fatal_warnings = bool(_typed(data, "fatal-warnings", bool, where))
     budget = data.get("analysis-budget")
-    if budget is not None:
-        policy.analysis_budget = _size(budget, "analysis-budget", where)
+    analysis_budget = _size(budget, "analysis-budget", where) if budget is not None else None
+    known = rule_ids()
+    severity: dict[str, str] = {}
     for rule_id, level in (_typed(data, "severity", dict, where) or {}).items():
         if rule_id not in known:
             raise PolicyError(
@@ -114,8 +111,29 @@ def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
             raise PolicyError(
                 f"policy {where}: severity of {rule_id} must be error, warning or info, not {shown}"
             )
-        policy.severity[rule_id] = level
-    return policy
+        severity[rule_id] = level
+    return (base or Policy()).merge(
+        profile=Profile(profile) if profile is not None else None,
+        kernel=kernel,
+        initrd=initrd,
+        require_packages=require_packages,
+        skip=skip,
+        severity=severity,
+        fatal_warnings=fatal_warnings,
+        analysis_budget=analysis_budget,
+    )
+
+
+def verify_policy(policy: Policy) -> None:
+    """A policy built in code names only rules that exist, with known severities (a file's are
+    checked as it is read)."""
+    unknown = sorted((set(policy.skip) | set(policy.severity)) - rule_ids())
+    if unknown:
+        raise PolicyError(f"unknown rule id(s) {', '.join(unknown)}; see `ociboot rules`")
+    levels = {s.value for s in Severity}
+    wrong = sorted(rule_id for rule_id, level in policy.severity.items() if level not in levels)
+    if wrong:
+        raise PolicyError(f"severity of {', '.join(wrong)} must be error, warning or info")
 
 
 #: How a value that is not a string is named in a message (its repr could be a huge nested list).
