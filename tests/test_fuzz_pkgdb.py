@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from bdbwriter import bdb_hash
 from boltwriter import BoltWriter, storm_luet_db
-from fuzzing import assert_linear, assert_memory_linear, outcome
+from fuzzing import assert_linear, assert_memory_linear, edits, mutate, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,35 +75,8 @@ SEEDS: dict[str, list[tuple[str, bytes]]] = {
     ],
 }
 
-HUGE = [b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x80", b"\x00\x00\x01\x00"]
-TEXT = [b"\n", b"\n\n", b" ", b":", b"Package: x\n", b"P:x\n", b"\xff", b"\r\n", b"\t.\n"]
-
-_edit = st.one_of(
-    st.tuples(st.just("flip"), st.integers(min_value=0), st.integers(min_value=1, max_value=255)),
-    st.tuples(st.just("insert"), st.integers(min_value=0), st.sampled_from(HUGE + TEXT)),
-    st.tuples(st.just("overwrite"), st.integers(min_value=0), st.sampled_from(HUGE)),
-    st.tuples(st.just("delete"), st.integers(min_value=0), st.integers(min_value=1, max_value=64)),
-    st.tuples(st.just("repeat"), st.integers(min_value=0), st.integers(min_value=2, max_value=400)),
-)
-
-
-def mutate(data: bytes, edits: list[tuple[str, int, object]], cut: int | None) -> bytes:
-    out = bytearray(data)
-    for kind, where, arg in edits:
-        at = where % max(len(out), 1)
-        if kind == "flip" and out:
-            out[at] ^= arg  # type: ignore[operator]
-        elif kind == "insert":
-            out[at:at] = arg  # type: ignore[index]
-        elif kind == "overwrite":
-            out[at : at + 4] = arg  # type: ignore[index]
-        elif kind == "delete":
-            del out[at : at + arg]  # type: ignore[operator]
-        elif kind == "repeat":  # a slice grown many times: long lines, long chains, deep nesting
-            out[at:at] = bytes(out[at : at + 16]) * arg  # type: ignore[operator]
-    if cut is not None and out:
-        del out[cut % len(out) :]
-    return bytes(out)
+#: Tokens the text databases are made of, inserted by the mutations besides fuzzing.HUGE.
+TEXT = (b"\n", b"\n\n", b" ", b":", b"Package: x\n", b"P:x\n", b"\xff", b"\r\n", b"\t.\n")
 
 
 def _checked(path: str, data: bytes) -> None:
@@ -121,14 +94,14 @@ def test_seeds_are_read(parser: str) -> None:
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     choice=st.integers(min_value=0),
-    edits=st.lists(_edit, min_size=1, max_size=6),
+    changes=edits(TEXT),
     cut=st.one_of(st.none(), st.integers(min_value=0)),
 )
 def test_mutated_databases(
-    parser: str, choice: int, edits: list[tuple[str, int, object]], cut: int | None
+    parser: str, choice: int, changes: list[tuple[str, int, object]], cut: int | None
 ) -> None:
     path, seed = SEEDS[parser][choice % len(SEEDS[parser])]
-    _checked(path, mutate(seed, edits, cut))
+    _checked(path, mutate(seed, changes, cut))
 
 
 @pytest.mark.parametrize("parser", sorted(SEEDS))
@@ -146,11 +119,11 @@ def test_random_bytes_behind_a_real_head(parser: str, choice: int, head: int, ta
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     choice=st.integers(min_value=0),
-    edits=st.lists(_edit, min_size=1, max_size=6),
+    changes=edits(TEXT),
     cut=st.one_of(st.none(), st.integers(min_value=0)),
 )
-def test_mutated_rpm_headers(choice: int, edits: list[tuple[str, int, object]], cut: int | None) -> None:
-    blob = mutate(BLOBS[choice % len(BLOBS)], edits, cut)
+def test_mutated_rpm_headers(choice: int, changes: list[tuple[str, int, object]], cut: int | None) -> None:
+    blob = mutate(BLOBS[choice % len(BLOBS)], changes, cut)
     result = outcome(lambda: package_from_header(blob, SQLITE, "hnum 1"))
     assert not isinstance(result, OcibootError) or isinstance(result, PackageDbError)
 
