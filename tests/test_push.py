@@ -19,6 +19,7 @@ from ociboot.sources import SourceOptions
 from ociboot.sources.registry.client import RegistryClient
 from ociboot.sources.registry.push import RegistryTarget
 from ociboot.sources.registry.source import RegistrySource
+from ociboot.sources.registry.token import merged_scopes
 from ociboot.sources.registry.transport import CHUNK
 from ociboot.spec import Descriptor
 
@@ -148,6 +149,18 @@ def test_cross_repository_mount(registry: RegistryServer) -> None:
     elsewhere = descriptor(noise(10))
     assert not target.mount_blob(elsewhere, "mount/from")
     assert not target.blob_exists(elsewhere)
+
+
+def test_a_challenge_naming_our_actions_in_another_order_adds_no_scope() -> None:
+    """docker-registry lists a challenge's actions from a Go map: `push,pull` as often as
+    `pull,push` (CI saw a third scope and a second token for the same rights)."""
+    ours = ("repository:alice/promoted:pull,push", "repository:alice/source:pull")
+    assert merged_scopes(ours, ["repository:alice/promoted:push,pull"]) == list(ours)
+    assert merged_scopes(ours, ["repository:alice/source:pull,push", "registry:catalog:*"]) == [
+        "repository:alice/promoted:pull,push",
+        "repository:alice/source:pull,push",
+        "registry:catalog:*",
+    ]
 
 
 def test_a_push_asks_for_push_and_mount_scopes_in_one_token(

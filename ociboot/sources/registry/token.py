@@ -103,8 +103,7 @@ class Authenticator:
             self._bearer = key  # another source already holds a token for this scope
             return
         # The challenge may name scopes we did not (space-separated, token spec): ask for those too.
-        scopes = list(self._scopes)
-        scopes += [s for s in challenge.params.get("scope", "").split() if s not in scopes]
+        scopes = merged_scopes(self._scopes, challenge.params.get("scope", "").split())
         transfer = Transfer(budget, f"token from {realm}")
         with self._token_request(realm, creds, service, scopes, transfer) as answer:
             if answer.status_code in (401, 403):
@@ -225,3 +224,16 @@ def _origin_text(url: str) -> str:
 
 def same_origin(url: str, other: str) -> bool:
     return _origin(url) == _origin(other)
+
+
+def merged_scopes(ours: tuple[str, ...] | list[str], named: list[str]) -> list[str]:
+    """Our scopes with the actions a challenge names added, one scope per resource.
+
+    A scope is `type:name:actions`; distribution lists a challenge's actions in no fixed order
+    (`push,pull` after we asked for `pull,push`), so scopes compare by resource and action set."""
+    merged: dict[str, list[str]] = {}
+    for scope in (*ours, *named):
+        resource, _, actions = scope.rpartition(":")
+        known = merged.setdefault(resource, [])
+        known += [a for a in actions.split(",") if a and a not in known]
+    return [f"{resource}:{','.join(actions)}" for resource, actions in merged.items()]
