@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
@@ -577,10 +577,19 @@ def check(
     sink = _open_output(output) if output else None
     try:
         code = _check_all(texts, policy, options, jobs, sink, fmt, verbose)
+    except _Undelivered as exc:
+        # A verdict nobody received is no verdict: neither 0 nor 1, whatever the images were.
+        _say("error", f"the report could not be written to {output or 'standard output'}: {exc}")
+        code = 2
     finally:
         if sink is not None:
-            sink.close()
+            with suppress(OSError):  # already reported: its flush failed the same way
+                sink.close()
     raise typer.Exit(code)
+
+
+class _Undelivered(Exception):
+    """Writing the report failed (a full disk, a closed pipe): the reason, as strerror says it."""
 
 
 def _open_output(path: str) -> TextIO:
@@ -610,8 +619,11 @@ def _check_all(
 
     def write(text: str) -> None:
         out = sink or sys.stdout
-        out.write(text)
-        out.flush()
+        try:
+            out.write(text)
+            out.flush()
+        except OSError as exc:
+            raise _Undelivered(exc.strerror or str(exc)) from None
 
     def one(text: str) -> pipeline.Checked:
         return pipeline.check_reference(text, policy, options)
