@@ -18,7 +18,7 @@ from .boot.check import Profile, run_checks
 from .boot.context import CheckContext, Policy
 from .budget import AnalysisBudget
 from .cache import LayerCache
-from .errors import ContentError, ImageNotFound, OcibootError
+from .errors import ContentError, ImageNotFound, NoMatchingPlatform, OcibootError
 from .fs.node import Kind
 from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
@@ -230,6 +230,7 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             skipped: tuple[Skipped, ...] = ()
             if options.platform is not None:
                 images = [open_image(source, options)]
+                _require_platform(images[0], options.platform, shown)
             else:
                 listing, images = resolve_index(source, MAX_INDEX_IMAGES)
                 skipped = _not_images(listing)
@@ -246,6 +247,13 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             return Checked(shown, tuple(reports), tuple(unreadable))
     except Exception as exc:
         return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
+
+
+def _require_platform(image: ResolvedImage, wanted: Platform, shown: str) -> None:
+    """A lone manifest is resolved whatever its platform (as skopeo does, for reading it); a
+    verdict asked for `wanted` must not be given about another platform's image."""
+    if image.index_digest is None and not wanted.matches(image.platform):
+        raise NoMatchingPlatform(str(wanted), (str(image.platform),), f"the single-platform image {shown}")
 
 
 def _not_images(listing: IndexListing) -> tuple[Skipped, ...]:

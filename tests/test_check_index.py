@@ -123,6 +123,21 @@ def test_a_platform_not_in_the_index_cannot_be_read(layout: str) -> None:
     assert code == 3 and json.loads(out)["bootable"] is False and "s390x" in err
 
 
+def test_a_lone_manifest_of_another_platform_is_not_judged_for_the_one_asked(
+    tmp_path: Path, multi: Multi
+) -> None:
+    """`--platform linux/arm64` asks about arm64: a single amd64 image (no index) must not pass
+    for it, as an index without arm64 does not."""
+    root = write_oci_layout(tmp_path / "single", {"v1": multi.amd})
+    code, out, err = check(f"oci:{root}:v1", "--platform", "linux/arm64", "--format", "json")
+    doc = json.loads(out)
+    assert code == 3 and doc["bootable"] is False and doc["reports"] == []
+    (unreadable,) = doc["unreadable"]
+    assert "linux/arm64" in unreadable["error"] and "linux/amd64" in unreadable["error"]
+    assert f"oci:{root}:v1" in err
+    assert check(f"oci:{root}:v1", "--platform", "linux/amd64")[0] == 0
+
+
 def test_text_names_the_index_each_manifest_and_the_skipped_attestation(layout: str, multi: Multi) -> None:
     code, out, _ = check(layout)
     assert code == 1
