@@ -566,7 +566,8 @@ def check(
     unknown = sorted(set(policy.skip) - rule_ids())
     if unknown:
         raise typer.BadParameter(
-            f"unknown rule id(s) {', '.join(unknown)}; see `ociboot rules`", param_hint="--skip"
+            f"unknown rule id(s) {', '.join(map(escape_text, unknown))}; see `ociboot rules`",
+            param_hint="--skip",
         )
 
     texts = [*(images or ()), *(_image_list(from_file) if from_file else ())]
