@@ -84,6 +84,8 @@ class ResolvedImage:
     layers: tuple[LayerRef, ...]
     #: Things worth telling a user that do not stop the image from being read.
     notes: tuple[str, ...] = ()
+    #: The platform its index entry declares (what machines are served it), None for no index.
+    declared: Platform | None = None
 
     @property
     def pinned_ref(self) -> ImageRef:
@@ -342,6 +344,7 @@ class _Resolver:
             platforms=listing.platforms,
             layers=tuple(LayerRef(d, i) for d, i in zip(manifest.layers, config.diff_ids, strict=True)),
             notes=notes,
+            declared=declared,
         )
 
     def _check_manifest(self, manifest: Manifest, what: str) -> tuple[str, ...]:

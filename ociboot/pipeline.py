@@ -18,7 +18,7 @@ from .boot.check import Profile, run_checks
 from .boot.context import CheckContext, Policy
 from .budget import AnalysisBudget
 from .cache import LayerCache
-from .errors import ContentError, ImageNotFound, NoMatchingPlatform, OcibootError
+from .errors import ContentError, ImageNotFound, InvalidManifest, NoMatchingPlatform, OcibootError
 from .fs.node import Kind
 from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
@@ -230,7 +230,6 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             skipped: tuple[Skipped, ...] = ()
             if options.platform is not None:
                 images = [open_image(source, options)]
-                _require_platform(images[0], options.platform, shown)
             else:
                 listing, images = resolve_index(source, MAX_INDEX_IMAGES)
                 skipped = _not_images(listing)
@@ -238,9 +237,11 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             unreadable: list[Unreadable] = []
             for image in images:
                 if image.index_digest is None:
+                    _require_platform(image, options.platform, shown)
                     reports.append(check_image(image, policy, options))
                     continue
                 try:
+                    _require_platform(image, options.platform, shown)
                     reports.append(replace(check_image(image, policy, options), skipped=skipped))
                 except Exception as exc:  # one platform of an index: the others are still judged
                     unreadable.append(Unreadable(shown, _failure(exc), str(image.platform)))
@@ -249,11 +250,26 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
         return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
 
 
-def _require_platform(image: ResolvedImage, wanted: Platform, shown: str) -> None:
-    """A lone manifest is resolved whatever its platform (as skopeo does, for reading it); a
-    verdict asked for `wanted` must not be given about another platform's image."""
-    if image.index_digest is None and not wanted.matches(image.platform):
+def _require_platform(image: ResolvedImage, wanted: Platform | None, shown: str) -> None:
+    """The verdict is about the machines that would be served the image: those of the platform
+    its index entry declares (or `wanted`), which must be the platform its config describes.
+
+    A lone manifest is resolved whatever its platform (as skopeo does, for reading it), and an
+    index entry is chosen by what it declares: neither may pass for another platform."""
+    declared = image.declared
+    if declared is not None and not _same_machine(declared, image.platform):
+        raise InvalidManifest(
+            f"index {image.index_digest} of {shown} lists {image.manifest_digest} as {declared}, "
+            f"but its config says {image.platform}: {declared} machines would be served that image"
+        )
+    if wanted is not None and image.index_digest is None and not wanted.matches(image.platform):
         raise NoMatchingPlatform(str(wanted), (str(image.platform),), f"the single-platform image {shown}")
+
+
+def _same_machine(a: Platform, b: Platform) -> bool:
+    # os and architecture only: configs often leave out the variant their index entry names.
+    one, other = a.normalized(), b.normalized()
+    return (one.os, one.architecture) == (other.os, other.architecture)
 
 
 def _not_images(listing: IndexListing) -> tuple[Skipped, ...]:

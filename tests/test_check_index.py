@@ -123,6 +123,21 @@ def test_a_platform_not_in_the_index_cannot_be_read(layout: str) -> None:
     assert code == 3 and json.loads(out)["bootable"] is False and "s390x" in err
 
 
+def test_an_index_entry_whose_config_is_another_platform_is_not_a_pass(tmp_path: Path, multi: Multi) -> None:
+    """An index that lists a bootable amd64 image as linux/arm64 serves it to arm64 machines:
+    judging it as the amd64 image its config says it is would pass an index arm64 cannot boot."""
+    amd = bootable("generic").file("/etc/marker", "x").build()
+    amd.platform = {"architecture": "arm64", "os": "linux"}
+    root = write_oci_layout(tmp_path / "liar", {"v1": build_index([multi.amd, amd])})
+    for extra in ([], ["--platform", "linux/arm64"]):
+        code, out, err = check(f"oci:{root}:v1", *extra, "--format", "json")
+        doc = json.loads(out)
+        assert code == 3 and doc["bootable"] is False, err
+        (unreadable,) = doc["unreadable"]
+        assert "linux/arm64" in unreadable["error"] and "linux/amd64" in unreadable["error"]
+        assert amd.digest in unreadable["error"]
+
+
 def test_a_lone_manifest_of_another_platform_is_not_judged_for_the_one_asked(
     tmp_path: Path, multi: Multi
 ) -> None:
