@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
@@ -575,6 +576,8 @@ def check(
         raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
 
     # Opened before any image is read: a report that cannot be written fails now, not after the check.
+    if output:
+        _refuse_clobbering(output, texts)
     sink = _open_output(output) if output else None
     try:
         code = _check_all(texts, policy, options, jobs, sink, fmt, verbose)
@@ -591,6 +594,22 @@ def check(
 
 class _Undelivered(Exception):
     """Writing the report failed (a full disk, a closed pipe): the reason, as strerror says it."""
+
+
+def _refuse_clobbering(output: str, texts: list[str]) -> None:
+    """Opening the report truncates it: never when it is, or is inside, an image to be read."""
+    target = Path(output).resolve()
+    for text in texts:
+        try:
+            ref = pipeline.locate(text)
+        except OcibootError:
+            continue  # reported as that image's error when it is checked
+        if ref.path and (target == (image := Path(ref.path).resolve()) or image in target.parents):
+            raise typer.BadParameter(
+                f"{escape_text(output)} is the image {escape_text(text)}: writing the report "
+                "would destroy it",
+                param_hint="--output",
+            )
 
 
 def _open_output(path: str) -> TextIO:

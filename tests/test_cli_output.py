@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from bootimages import generic
-from imagebuilder import write_oci_layout
+from imagebuilder import write_oci_archive, write_oci_layout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +63,20 @@ def test_a_closed_stdout_is_never_exit_0(not_bootable: str) -> None:
     finally:
         os.close(write)
     assert_one_line_exit_2(done, "standard output")
+
+
+@pytest.mark.parametrize("inside", ["", "index.json"])
+def test_an_output_that_is_an_input_image_is_refused_before_it_is_truncated(
+    tmp_path: Path, inside: str
+) -> None:
+    """`check image.tar -o image.tar` (a slip of the shell) would empty the image it checks."""
+    archive = write_oci_archive(tmp_path / "image.tar", {"latest": generic().build()})
+    layout = write_oci_layout(tmp_path / "layout", {"latest": generic().build()})
+    image, target = (
+        (f"oci-archive:{archive}:latest", archive) if not inside else (f"{layout}", layout / inside)
+    )
+    before = target.read_bytes()
+    done = ociboot(image, "--output", str(target))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--output" in done.stderr and str(target) in done.stderr
+    assert target.read_bytes() == before
