@@ -280,11 +280,16 @@ class _Resolver:
         if desc.artifact_type:
             return EntryKind.ARTIFACT, desc.platform
         # BuildKit stores provenance/SBOM attestations as manifests with platform unknown/unknown.
-        if desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest":
-            return EntryKind.ATTESTATION, desc.platform
+        # Its annotation alone makes no attestation: runtimes choose an entry by platform, not by
+        # annotations, so one that declares a real platform is the image those machines run.
         if desc.platform is not None and (desc.platform.os, desc.platform.architecture) == (
             "unknown",
             "unknown",
+        ):
+            return EntryKind.ATTESTATION, desc.platform
+        if (
+            desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+            and desc.platform is None
         ):
             return EntryKind.ATTESTATION, desc.platform
         if desc.platform is not None:

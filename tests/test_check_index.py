@@ -7,7 +7,7 @@ the others unseen.  Attestations listed in the index are not images: skipped, an
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -136,6 +136,23 @@ def test_an_index_entry_whose_config_is_another_platform_is_not_a_pass(tmp_path:
         (unreadable,) = doc["unreadable"]
         assert "linux/arm64" in unreadable["error"] and "linux/amd64" in unreadable["error"]
         assert amd.digest in unreadable["error"]
+
+
+def test_an_attestation_annotation_does_not_hide_an_image_of_a_real_platform(
+    tmp_path: Path, multi: Multi
+) -> None:
+    """Runtimes choose an index entry by platform, not by annotations: an arm64 entry annotated
+    as BuildKit's attestation is what arm64 machines run, so it is judged, not skipped."""
+    arm = replace(multi.arm, annotations={"vnd.docker.reference.type": "attestation-manifest"})
+    root = write_oci_layout(tmp_path / "hidden", {"v1": build_index([multi.amd, arm, multi.att])})
+    code, out, err = check(f"oci:{root}:v1", "--format", "json")
+    doc = json.loads(out)
+    assert code == 1 and doc["bootable"] is False, err
+    assert [(r["platform"], r["bootable"]) for r in doc["reports"]] == [
+        ("linux/amd64", True),
+        ("linux/arm64", False),
+    ]
+    assert [s["digest"] for s in doc["reports"][0]["index"]["skipped"]] == [multi.att.digest]
 
 
 def test_a_lone_manifest_of_another_platform_is_not_judged_for_the_one_asked(
