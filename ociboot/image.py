@@ -277,7 +277,9 @@ class _Resolver:
         if not is_manifest(desc.media_type):
             # image-index.md: an unknown media type MUST NOT be an error; it is just not ours.
             return EntryKind.UNKNOWN, desc.platform
-        if desc.artifact_type:
+        # An artifactType on the entry is the index's word; a runtime that picks the entry by
+        # platform runs whatever manifest it points at, so that manifest decides (below).
+        if desc.artifact_type and desc.platform is None:
             return EntryKind.ARTIFACT, desc.platform
         # BuildKit stores provenance/SBOM attestations as manifests with platform unknown/unknown.
         # Its annotation alone makes no attestation: runtimes choose an entry by platform, not by
@@ -292,7 +294,7 @@ class _Resolver:
             and desc.platform is None
         ):
             return EntryKind.ATTESTATION, desc.platform
-        if desc.platform is not None:
+        if desc.platform is not None and not desc.artifact_type:
             return EntryKind.IMAGE, desc.platform
         # No platform in the index: only the manifest and its config can tell (oras#636).
         fetched = self._fetch_child(desc)
@@ -300,7 +302,9 @@ class _Resolver:
             return EntryKind.INDEX, None
         manifest = Manifest.from_json(fetched.raw, self._what("manifest", desc.digest), fetched.media_type)
         if manifest.config.media_type not in CONFIG_TYPES or manifest.artifact_type:
-            return EntryKind.ARTIFACT, None
+            return EntryKind.ARTIFACT, desc.platform
+        if desc.platform is not None:
+            return EntryKind.IMAGE, desc.platform
         config = ImageConfig.from_json(self._config(manifest, desc.digest), self._what("config", desc.digest))
         return EntryKind.IMAGE, config.platform
 

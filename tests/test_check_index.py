@@ -15,12 +15,14 @@ from xml.etree import ElementTree as ET
 import pytest
 from bootimages import bootable, generic
 from imagebuilder import (
+    Blob,
     BuiltImage,
     BuiltIndex,
     ImageBuilder,
     LayerBuilder,
     attestation,
     build_index,
+    canonical_json,
     write_oci_layout,
 )
 from registry_push import Pusher
@@ -153,6 +155,25 @@ def test_an_attestation_annotation_does_not_hide_an_image_of_a_real_platform(
         ("linux/arm64", False),
     ]
     assert [s["digest"] for s in doc["reports"][0]["index"]["skipped"]] == [multi.att.digest]
+
+
+def test_an_artifact_type_on_the_entry_does_not_hide_an_image_of_a_real_platform(
+    tmp_path: Path, multi: Multi
+) -> None:
+    """The descriptor's artifactType is the index's word; what a runtime runs is the manifest it
+    points at.  An arm64 image manifest listed with an artifactType is judged, not skipped."""
+    index = build_index([multi.amd, multi.arm])
+    obj = json.loads(index.manifest.data)
+    obj["manifests"][1]["artifactType"] = "application/vnd.example.not-an-image"
+    forged = BuiltIndex(Blob(index.manifest.media_type, canonical_json(obj)), index.children)
+    root = write_oci_layout(tmp_path / "hidden", {"v1": forged})
+    code, out, err = check(f"oci:{root}:v1", "--format", "json")
+    doc = json.loads(out)
+    assert code == 1 and doc["bootable"] is False, err
+    assert [(r["platform"], r["bootable"]) for r in doc["reports"]] == [
+        ("linux/amd64", True),
+        ("linux/arm64", False),
+    ]
 
 
 def test_a_lone_manifest_of_another_platform_is_not_judged_for_the_one_asked(
