@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from bootimages import bootable, generic
+from dockerarchive import write_docker_archive
 from imagebuilder import (
     OCI_INDEX,
     Blob,
@@ -104,3 +106,15 @@ def test_entries_are_bounded_per_image_not_only_per_layer(
         code, _, err = run(*command)
         assert code == 3, err
         assert f"oci:{many}:v1" in err and "more than 100 entries" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("form", ["legacy", "v25"])
+def test_a_docker_archive_tag_on_two_images_is_ambiguous_not_the_first(tmp_path: Path, form: str) -> None:
+    """`docker load` tags in order, so the last image listed under a tag is what it runs: judging
+    the first would pass an archive whose tag loads a broken image.  As for an OCI layout's names."""
+    good, broken = bootable("generic").build(), generic().drop("/boot").build()
+    path = write_docker_archive(tmp_path / "a.tar", [(good, ["os:x"]), (broken, ["os:x"])], form=form)
+    code, _, err = run("check", "-q", f"docker-archive:{path}:os:x")
+    assert code == 3 and "os:x" in err and "2 different images" in err
+    same = write_docker_archive(tmp_path / "b.tar", [(good, ["os:x"]), (good, ["os:y"])], form=form)
+    assert run("check", "-q", f"docker-archive:{same}:os:x")[0] == 0
