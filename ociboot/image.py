@@ -221,9 +221,12 @@ class _Resolver:
         self._no_image(listing)
         entries = listing.images
         if limit is not None:
-            first: dict[Digest, IndexEntry] = {}
+            # Once per digest and machine: one manifest listed for two platforms is judged for
+            # each, since it is served to both.
+            first: dict[tuple[Digest, tuple[str, str] | None], IndexEntry] = {}
             for entry in entries:
-                first.setdefault(entry.descriptor.digest, entry)
+                machine = entry.platform.machine() if entry.platform is not None else None
+                first.setdefault((entry.descriptor.digest, machine), entry)
             entries = tuple(first.values())
             if len(entries) > limit:
                 raise InvalidManifest(

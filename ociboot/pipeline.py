@@ -267,7 +267,7 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
                     _require_platform(image, options.platform, shown)
                     reports.append(replace(check_image(image, policy, options), skipped=skipped))
                 except Exception as exc:  # one platform of an index: the others are still judged
-                    unreadable.append(Unreadable(shown, _failure(exc), str(image.platform)))
+                    unreadable.append(Unreadable(shown, _failure(exc), str(image.declared or image.platform)))
             return Checked(shown, tuple(reports), tuple(unreadable))
     except Exception as exc:
         return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
@@ -280,19 +280,13 @@ def _require_platform(image: ResolvedImage, wanted: Platform | None, shown: str)
     A lone manifest is resolved whatever its platform (as skopeo does, for reading it), and an
     index entry is chosen by what it declares: neither may pass for another platform."""
     declared = image.declared
-    if declared is not None and not _same_machine(declared, image.platform):
+    if declared is not None and declared.machine() != image.platform.machine():
         raise InvalidManifest(
             f"index {image.index_digest} of {shown} lists {image.manifest_digest} as {declared}, "
             f"but its config says {image.platform}: {declared} machines would be served that image"
         )
     if wanted is not None and image.index_digest is None and not wanted.matches(image.platform):
         raise NoMatchingPlatform(str(wanted), (str(image.platform),), f"the single-platform image {shown}")
-
-
-def _same_machine(a: Platform, b: Platform) -> bool:
-    # os and architecture only: configs often leave out the variant their index entry names.
-    one, other = a.normalized(), b.normalized()
-    return (one.os, one.architecture) == (other.os, other.architecture)
 
 
 def _not_images(listing: IndexListing) -> tuple[Skipped, ...]:

@@ -254,6 +254,20 @@ def test_an_index_listing_one_manifest_twice_is_judged_once(tmp_path: Path, mult
     assert code == 0 and [r["digest"] for r in json.loads(out)["reports"]] == [multi.amd.digest]
 
 
+def test_one_manifest_listed_for_two_platforms_is_judged_for_each(tmp_path: Path, multi: Multi) -> None:
+    """Judged once per digest, the amd64 image listed a second time as linux/arm64 would pass
+    the index that serves it to arm64 machines."""
+    as_arm = replace(multi.amd, platform={"architecture": "arm64", "os": "linux"})
+    root = write_oci_layout(tmp_path / "twice", {"v1": build_index([multi.amd, as_arm])})
+    code, out, err = check(f"oci:{root}:v1", "--format", "json")
+    doc = json.loads(out)
+    assert code == 3 and doc["bootable"] is False, err
+    assert [(r["platform"], r["bootable"]) for r in doc["reports"]] == [("linux/amd64", True)]
+    (unreadable,) = doc["unreadable"]
+    assert "as linux/arm64, but its config says linux/amd64" in unreadable["error"]
+    assert unreadable["platform"] == "linux/arm64"
+
+
 def test_an_index_of_too_many_images_is_refused_before_any_is_read(tmp_path: Path) -> None:
     """Each image judged streams its layers: an index of many small manifests over shared layers
     would multiply the work.  Over the cap the reference is unreadable; --platform picks one."""
