@@ -10,9 +10,10 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from inspect import Parameter, signature
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
@@ -650,20 +651,47 @@ def check(
     try:
         verify_policy(policy)
     except OcibootError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--skip") from None
+        raise typer.BadParameter(escape_text(str(exc)), param_hint="--skip") from None
 
     texts = [*(images or ()), *(_image_list(from_file) if from_file else ())]
     if not texts:
         raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
 
     # Opened before any image is read: a report that cannot be written fails now, not after the check.
+    if output:
+        _refuse_clobbering(output, texts)
     sink = _open_output(output) if output else None
     try:
         code = _check_all(texts, policy, options, jobs, sink, fmt, verbose)
+    except _Undelivered as exc:
+        # A verdict nobody received is no verdict: neither 0 nor 1, whatever the images were.
+        _say("error", f"the report could not be written to {output or 'standard output'}: {exc}")
+        code = 2
     finally:
         if sink is not None:
-            sink.close()
+            with suppress(OSError):  # already reported: its flush failed the same way
+                sink.close()
     raise typer.Exit(code)
+
+
+class _Undelivered(Exception):
+    """Writing the report failed (a full disk, a closed pipe): the reason, as strerror says it."""
+
+
+def _refuse_clobbering(output: str, texts: list[str]) -> None:
+    """Opening the report truncates it: never when it is, or is inside, an image to be read."""
+    target = Path(output).resolve()
+    for text in texts:
+        try:
+            ref = pipeline.locate(text)
+        except OcibootError:
+            continue  # reported as that image's error when it is checked
+        if ref.path and (target == (image := Path(ref.path).resolve()) or image in target.parents):
+            raise typer.BadParameter(
+                f"{escape_text(output)} is the image {escape_text(text)}: writing the report "
+                "would destroy it",
+                param_hint="--output",
+            )
 
 
 def _open_output(path: str) -> TextIO:
@@ -693,8 +721,11 @@ def _check_all(
 
     def write(text: str) -> None:
         out = sink or sys.stdout
-        out.write(text)
-        out.flush()
+        try:
+            out.write(text)
+            out.flush()
+        except OSError as exc:
+            raise _Undelivered(exc.strerror or str(exc)) from None
 
     def finished(_: int, checked: pipeline.Checked) -> None:
         nonlocal shown

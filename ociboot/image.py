@@ -84,6 +84,8 @@ class ResolvedImage:
     layers: tuple[LayerRef, ...]
     #: Things worth telling a user that do not stop the image from being read.
     notes: tuple[str, ...] = ()
+    #: The platform its index entry declares (what machines are served it), None for no index.
+    declared: Platform | None = None
 
     @property
     def pinned_ref(self) -> ImageRef:
@@ -219,9 +221,12 @@ class _Resolver:
         self._no_image(listing)
         entries = listing.images
         if limit is not None:
-            first: dict[Digest, IndexEntry] = {}
+            # Once per digest and machine: one manifest listed for two platforms is judged for
+            # each, since it is served to both.
+            first: dict[tuple[Digest, tuple[str, str] | None], IndexEntry] = {}
             for entry in entries:
-                first.setdefault(entry.descriptor.digest, entry)
+                machine = entry.platform.machine() if entry.platform is not None else None
+                first.setdefault((entry.descriptor.digest, machine), entry)
             entries = tuple(first.values())
             if len(entries) > limit:
                 raise InvalidManifest(
@@ -275,17 +280,24 @@ class _Resolver:
         if not is_manifest(desc.media_type):
             # image-index.md: an unknown media type MUST NOT be an error; it is just not ours.
             return EntryKind.UNKNOWN, desc.platform
-        if desc.artifact_type:
+        # An artifactType on the entry is the index's word; a runtime that picks the entry by
+        # platform runs whatever manifest it points at, so that manifest decides (below).
+        if desc.artifact_type and desc.platform is None:
             return EntryKind.ARTIFACT, desc.platform
         # BuildKit stores provenance/SBOM attestations as manifests with platform unknown/unknown.
-        if desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest":
-            return EntryKind.ATTESTATION, desc.platform
+        # Its annotation alone makes no attestation: runtimes choose an entry by platform, not by
+        # annotations, so one that declares a real platform is the image those machines run.
         if desc.platform is not None and (desc.platform.os, desc.platform.architecture) == (
             "unknown",
             "unknown",
         ):
             return EntryKind.ATTESTATION, desc.platform
-        if desc.platform is not None:
+        if (
+            desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+            and desc.platform is None
+        ):
+            return EntryKind.ATTESTATION, desc.platform
+        if desc.platform is not None and not desc.artifact_type:
             return EntryKind.IMAGE, desc.platform
         # No platform in the index: only the manifest and its config can tell (oras#636).
         fetched = self._fetch_child(desc)
@@ -293,7 +305,9 @@ class _Resolver:
             return EntryKind.INDEX, None
         manifest = Manifest.from_json(fetched.raw, self._what("manifest", desc.digest), fetched.media_type)
         if manifest.config.media_type not in CONFIG_TYPES or manifest.artifact_type:
-            return EntryKind.ARTIFACT, None
+            return EntryKind.ARTIFACT, desc.platform
+        if desc.platform is not None:
+            return EntryKind.IMAGE, desc.platform
         config = ImageConfig.from_json(self._config(manifest, desc.digest), self._what("config", desc.digest))
         return EntryKind.IMAGE, config.platform
 
@@ -342,6 +356,7 @@ class _Resolver:
             platforms=listing.platforms,
             layers=tuple(LayerRef(d, i) for d, i in zip(manifest.layers, config.diff_ids, strict=True)),
             notes=notes,
+            declared=declared,
         )
 
     def _check_manifest(self, manifest: Manifest, what: str) -> tuple[str, ...]:

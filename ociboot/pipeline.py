@@ -18,7 +18,14 @@ from .boot.check import Profile, run_checks
 from .boot.context import Analysis, CheckContext, Policy
 from .budget import AnalysisBudget
 from .cache import LayerCache
-from .errors import ContentError, ImageNotFound, OcibootError
+from .errors import (
+    ContentError,
+    ImageNotFound,
+    InvalidManifest,
+    LayerError,
+    NoMatchingPlatform,
+    OcibootError,
+)
 from .fs.node import Kind
 from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
@@ -108,6 +115,14 @@ def index_layers(
     return list(index_layers_iter(image, capture, options, only, analyze))
 
 
+#: Entries of all the layers of one image together.  Each layer's index is capped too
+#: (layer.MAX_INDEX_BYTES), but a hostile image can stack many layers each just under that cap:
+#: the indexes and the tree hold about 1 KiB per entry (measured: 200,000 entries, 200 MB RSS),
+#: so without this bound memory grows with the number of layers.  Real images list a few
+#: hundred thousand entries.
+MAX_IMAGE_ENTRIES = 2_000_000
+
+
 def index_layers_iter(
     image: ResolvedImage,
     capture: CaptureSpec | None,
@@ -135,7 +150,15 @@ def index_layers_iter(
         # Keyed by the verified manifest's descriptor; the cache checks the config's diff_id.
         return options.cache.layer(ref.descriptor, ref.diff_id, capture, analyze, build)
 
-    return _indexed(positions, one, options)
+    held = 0
+    for done, layer in enumerate(_indexed(positions, one, options), 1):
+        held += len(layer.entries)
+        if held > MAX_IMAGE_ENTRIES:
+            raise LayerError(
+                f"{image.ref}: its layers list more than {MAX_IMAGE_ENTRIES} entries in all "
+                f"(at layer {done} of {len(positions)}); refused as hostile"
+            )
+        yield layer
 
 
 def _indexed(
@@ -241,15 +264,33 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             unreadable: list[Unreadable] = []
             for image in images:
                 if image.index_digest is None:
+                    _require_platform(image, options.platform, shown)
                     reports.append(check_image(image, policy, options))
                     continue
                 try:
+                    _require_platform(image, options.platform, shown)
                     reports.append(replace(check_image(image, policy, options), skipped=skipped))
                 except Exception as exc:  # one platform of an index: the others are still judged
-                    unreadable.append(Unreadable(shown, _failure(exc), str(image.platform)))
+                    unreadable.append(Unreadable(shown, _failure(exc), str(image.declared or image.platform)))
             return Checked(shown, tuple(reports), tuple(unreadable))
     except Exception as exc:
         return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
+
+
+def _require_platform(image: ResolvedImage, wanted: Platform | None, shown: str) -> None:
+    """The verdict is about the machines that would be served the image: those of the platform
+    its index entry declares (or `wanted`), which must be the platform its config describes.
+
+    A lone manifest is resolved whatever its platform (as skopeo does, for reading it), and an
+    index entry is chosen by what it declares: neither may pass for another platform."""
+    declared = image.declared
+    if declared is not None and declared.machine() != image.platform.machine():
+        raise InvalidManifest(
+            f"index {image.index_digest} of {shown} lists {image.manifest_digest} as {declared}, "
+            f"but its config says {image.platform}: {declared} machines would be served that image"
+        )
+    if wanted is not None and image.index_digest is None and not wanted.matches(image.platform):
+        raise NoMatchingPlatform(str(wanted), (str(image.platform),), f"the single-platform image {shown}")
 
 
 def _not_images(listing: IndexListing) -> tuple[Skipped, ...]:

@@ -143,6 +143,12 @@ class Platform:
             variant = None
         return Platform(self.os, arch, variant, self.os_version)
 
+    def machine(self) -> tuple[str, str]:
+        """(os, architecture), normalized: what decides whether an image can run at all (the
+        variant is left out: configs often omit the one their index entry names)."""
+        normal = self.normalized()
+        return normal.os, normal.architecture
+
     def matches(self, candidate: Platform) -> bool:
         """Does `candidate` (from an index) satisfy this wanted platform?
 

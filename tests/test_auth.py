@@ -12,7 +12,9 @@ import pytest
 from imagebuilder import BuiltImage, ImageBuilder, LayerBuilder
 from registry_push import Pusher
 from registry_server import RegistryServer
+from typer.testing import CliRunner
 
+from ociboot.cli import app
 from ociboot.errors import AuthenticationError
 from ociboot.ref import ImageRef, Transport
 from ociboot.sources import SourceOptions
@@ -62,8 +64,10 @@ def helper(directory: Path, name: str, body: str, monkeypatch: pytest.MonkeyPatc
 
 def test_parse_creds() -> None:
     assert parse_creds("alice:pa:ss") == Credentials("alice", "pa:ss", source="--creds")
-    with pytest.raises(AuthenticationError, match=r"no password for user 'alice'.*never prompts"):
-        parse_creds("alice")
+    # Without a colon the value may as well be the password or a token pasted alone: never echoed.
+    with pytest.raises(AuthenticationError, match=r"no ':'.*never prompts") as info:
+        parse_creds("ghp_s3cretToken")
+    assert "s3cret" not in str(info.value)
     with pytest.raises(AuthenticationError, match="empty user"):
         parse_creds(":secret")
 
@@ -312,3 +316,14 @@ def test_cred_helper_credentials_reach_the_registry(
     write_json(home / ".docker" / "config.json", {"credHelpers": {basic_registry.host: "e2e"}})
     assert pull(basic_registry) == pushed.manifest.data
     assert asked.read_text() == f"{basic_registry.host}\n"
+
+
+@pytest.mark.registry
+def test_a_creds_value_without_colon_is_never_printed_or_written(
+    basic_registry: RegistryServer, pushed: BuiltImage, home: Path
+) -> None:
+    ref = f"docker://{basic_registry.host}/auth/e2e:t"
+    for fmt in ("text", "json", "sarif", "junit"):
+        done = CliRunner().invoke(app, ["check", "-q", ref, "--creds", "ghp_s3cretToken", "--format", fmt])
+        assert done.exit_code == 3, done.stderr
+        assert "--creds" in done.stderr and "s3cret" not in done.stdout + done.stderr

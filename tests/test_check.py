@@ -89,6 +89,22 @@ def test_bad_policy_files_are_usage_errors(tmp_path: Path, text: str, needle: st
     assert err.strip().splitlines()[-1].startswith("Error: Invalid value for --policy: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ('[severity]\n"\\u001b]0;T\\u0007" = "error"', r"unknown rule id \x1b]0;T\x07;"),
+        ('skip = ["\\u009b2J"]', r"unknown rule id(s) \xc2\x9b2J;"),
+    ],
+)
+def test_controls_in_a_policy_file_never_reach_the_terminal(tmp_path: Path, text: str, shown: str) -> None:
+    """A policy file may come from the repository under test: its usage errors are escaped."""
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    code, _, err = run("--policy", str(path), str(tmp_path / "never-read.tar"))
+    assert code == 2 and shown in err
+    assert not any(0x80 <= ord(c) <= 0x9F or (ord(c) < 0x20 and c != "\n") for c in err)
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("check-cli")

@@ -7,7 +7,7 @@ the others unseen.  Attestations listed in the index are not images: skipped, an
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -15,12 +15,14 @@ from xml.etree import ElementTree as ET
 import pytest
 from bootimages import bootable, generic
 from imagebuilder import (
+    Blob,
     BuiltImage,
     BuiltIndex,
     ImageBuilder,
     LayerBuilder,
     attestation,
     build_index,
+    canonical_json,
     write_oci_layout,
 )
 from registry_push import Pusher
@@ -123,6 +125,72 @@ def test_a_platform_not_in_the_index_cannot_be_read(layout: str) -> None:
     assert code == 3 and json.loads(out)["bootable"] is False and "s390x" in err
 
 
+def test_an_index_entry_whose_config_is_another_platform_is_not_a_pass(tmp_path: Path, multi: Multi) -> None:
+    """An index that lists a bootable amd64 image as linux/arm64 serves it to arm64 machines:
+    judging it as the amd64 image its config says it is would pass an index arm64 cannot boot."""
+    amd = bootable("generic").file("/etc/marker", "x").build()
+    amd.platform = {"architecture": "arm64", "os": "linux"}
+    root = write_oci_layout(tmp_path / "liar", {"v1": build_index([multi.amd, amd])})
+    for extra in ([], ["--platform", "linux/arm64"]):
+        code, out, err = check(f"oci:{root}:v1", *extra, "--format", "json")
+        doc = json.loads(out)
+        assert code == 3 and doc["bootable"] is False, err
+        (unreadable,) = doc["unreadable"]
+        assert "linux/arm64" in unreadable["error"] and "linux/amd64" in unreadable["error"]
+        assert amd.digest in unreadable["error"]
+
+
+def test_an_attestation_annotation_does_not_hide_an_image_of_a_real_platform(
+    tmp_path: Path, multi: Multi
+) -> None:
+    """Runtimes choose an index entry by platform, not by annotations: an arm64 entry annotated
+    as BuildKit's attestation is what arm64 machines run, so it is judged, not skipped."""
+    arm = replace(multi.arm, annotations={"vnd.docker.reference.type": "attestation-manifest"})
+    root = write_oci_layout(tmp_path / "hidden", {"v1": build_index([multi.amd, arm, multi.att])})
+    code, out, err = check(f"oci:{root}:v1", "--format", "json")
+    doc = json.loads(out)
+    assert code == 1 and doc["bootable"] is False, err
+    assert [(r["platform"], r["bootable"]) for r in doc["reports"]] == [
+        ("linux/amd64", True),
+        ("linux/arm64", False),
+    ]
+    assert [s["digest"] for s in doc["reports"][0]["index"]["skipped"]] == [multi.att.digest]
+
+
+def test_an_artifact_type_on_the_entry_does_not_hide_an_image_of_a_real_platform(
+    tmp_path: Path, multi: Multi
+) -> None:
+    """The descriptor's artifactType is the index's word; what a runtime runs is the manifest it
+    points at.  An arm64 image manifest listed with an artifactType is judged, not skipped."""
+    index = build_index([multi.amd, multi.arm])
+    obj = json.loads(index.manifest.data)
+    obj["manifests"][1]["artifactType"] = "application/vnd.example.not-an-image"
+    forged = BuiltIndex(Blob(index.manifest.media_type, canonical_json(obj)), index.children)
+    root = write_oci_layout(tmp_path / "hidden", {"v1": forged})
+    code, out, err = check(f"oci:{root}:v1", "--format", "json")
+    doc = json.loads(out)
+    assert code == 1 and doc["bootable"] is False, err
+    assert [(r["platform"], r["bootable"]) for r in doc["reports"]] == [
+        ("linux/amd64", True),
+        ("linux/arm64", False),
+    ]
+
+
+def test_a_lone_manifest_of_another_platform_is_not_judged_for_the_one_asked(
+    tmp_path: Path, multi: Multi
+) -> None:
+    """`--platform linux/arm64` asks about arm64: a single amd64 image (no index) must not pass
+    for it, as an index without arm64 does not."""
+    root = write_oci_layout(tmp_path / "single", {"v1": multi.amd})
+    code, out, err = check(f"oci:{root}:v1", "--platform", "linux/arm64", "--format", "json")
+    doc = json.loads(out)
+    assert code == 3 and doc["bootable"] is False and doc["reports"] == []
+    (unreadable,) = doc["unreadable"]
+    assert "linux/arm64" in unreadable["error"] and "linux/amd64" in unreadable["error"]
+    assert f"oci:{root}:v1" in err
+    assert check(f"oci:{root}:v1", "--platform", "linux/amd64")[0] == 0
+
+
 def test_text_names_the_index_each_manifest_and_the_skipped_attestation(layout: str, multi: Multi) -> None:
     code, out, _ = check(layout)
     assert code == 1
@@ -184,6 +252,20 @@ def test_an_index_listing_one_manifest_twice_is_judged_once(tmp_path: Path, mult
     root = write_oci_layout(tmp_path / "twice", {"v1": build_index([multi.amd, multi.amd])})
     code, out, _ = check(f"oci:{root}:v1", "--format", "json")
     assert code == 0 and [r["digest"] for r in json.loads(out)["reports"]] == [multi.amd.digest]
+
+
+def test_one_manifest_listed_for_two_platforms_is_judged_for_each(tmp_path: Path, multi: Multi) -> None:
+    """Judged once per digest, the amd64 image listed a second time as linux/arm64 would pass
+    the index that serves it to arm64 machines."""
+    as_arm = replace(multi.amd, platform={"architecture": "arm64", "os": "linux"})
+    root = write_oci_layout(tmp_path / "twice", {"v1": build_index([multi.amd, as_arm])})
+    code, out, err = check(f"oci:{root}:v1", "--format", "json")
+    doc = json.loads(out)
+    assert code == 3 and doc["bootable"] is False, err
+    assert [(r["platform"], r["bootable"]) for r in doc["reports"]] == [("linux/amd64", True)]
+    (unreadable,) = doc["unreadable"]
+    assert "as linux/arm64, but its config says linux/amd64" in unreadable["error"]
+    assert unreadable["platform"] == "linux/arm64"
 
 
 def test_an_index_of_too_many_images_is_refused_before_any_is_read(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from bootimages import bootable, generic
+from dockerarchive import write_docker_archive
 from imagebuilder import (
     OCI_INDEX,
     Blob,
@@ -18,6 +21,7 @@ from imagebuilder import (
 )
 from typer.testing import CliRunner
 
+from ociboot import pipeline
 from ociboot.cli import app
 from ociboot.spec import MAX_DESCRIPTORS
 
@@ -77,3 +81,40 @@ def test_stat_of_a_hardlink_before_its_target_shows_the_target(tmp_path: Path) -
     assert json.loads(out)["size"] == 10
     code, out, _ = run("cat", ref, "/bin/link")
     assert code == 0 and out == "0123456789"
+
+
+def many_small_layers(layers: int, entries: int) -> ImageBuilder:
+    builder = ImageBuilder()
+    for k in range(layers):
+        layer = LayerBuilder().dir(f"d{k}")
+        for i in range(entries):
+            layer.file(f"d{k}/f{i}", b"")
+        builder.add_layer(layer)
+    return builder
+
+
+def test_entries_are_bounded_per_image_not_only_per_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each layer under the per-layer cap, but memory must not grow with the number of layers:
+    past MAX_IMAGE_ENTRIES in all the image is refused (exit 3), naming it."""
+    monkeypatch.setattr(pipeline, "MAX_IMAGE_ENTRIES", 100)
+    one = write_oci_layout(tmp_path / "one", {"v1": many_small_layers(1, 60).build()})
+    assert run("ls", f"oci:{one}:v1", "/d0")[0] == 0
+    many = write_oci_layout(tmp_path / "many", {"v1": many_small_layers(3, 60).build()})
+    for command in (["ls", f"oci:{many}:v1", "/"], ["check", "-q", f"oci:{many}:v1"]):
+        code, _, err = run(*command)
+        assert code == 3, err
+        assert f"oci:{many}:v1" in err and "more than 100 entries" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("form", ["legacy", "v25"])
+def test_a_docker_archive_tag_on_two_images_is_ambiguous_not_the_first(tmp_path: Path, form: str) -> None:
+    """`docker load` tags in order, so the last image listed under a tag is what it runs: judging
+    the first would pass an archive whose tag loads a broken image.  As for an OCI layout's names."""
+    good, broken = bootable("generic").build(), generic().drop("/boot").build()
+    path = write_docker_archive(tmp_path / "a.tar", [(good, ["os:x"]), (broken, ["os:x"])], form=form)
+    code, _, err = run("check", "-q", f"docker-archive:{path}:os:x")
+    assert code == 3 and "os:x" in err and "2 different images" in err
+    same = write_docker_archive(tmp_path / "b.tar", [(good, ["os:x"]), (good, ["os:y"])], form=form)
+    assert run("check", "-q", f"docker-archive:{same}:os:x")[0] == 0

@@ -16,6 +16,7 @@ from ..errors import OcibootError
 from ..fs.tree import FileTree
 from ..report import Severity
 from ..spec import ImageConfig
+from ..textsafe import escape
 from .check import Profile
 from .context import Policy
 from .emulate.kairos import RELEASE as KAIROS_RELEASE
@@ -104,7 +105,7 @@ def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
     for rule_id, level in (_typed(data, "severity", dict, where) or {}).items():
         if rule_id not in known:
             raise PolicyError(
-                f"policy {where}: [severity] names unknown rule id {rule_id}; see `ociboot rules`"
+                f"policy {where}: [severity] names unknown rule id {escape(rule_id)}; see `ociboot rules`"
             )
         if not isinstance(level, str) or level not in {s.value for s in Severity}:
             shown = repr(level) if isinstance(level, str) else f"a {_TOML_TYPES.get(type(level), 'value')}"

@@ -88,8 +88,10 @@ def parse_creds(text: str) -> Credentials:
     if not user:
         raise AuthenticationError("--creds has an empty user name: use --creds USER:PASS")
     if not sep:
+        # Not echoed: a value without a colon is as likely a password or token given alone.
         raise AuthenticationError(
-            f"--creds gives no password for user {user!r} and ociboot never prompts: use --creds USER:PASS"
+            "--creds has no ':' (USER:PASS), so no password, and ociboot never prompts: "
+            "use --creds USER:PASS or --username with --password-stdin"
         )
     return Credentials(user, password, source="--creds")
 

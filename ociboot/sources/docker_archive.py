@@ -150,9 +150,14 @@ class DockerArchiveSource:
             return entries[self._ref.index]
         if self._ref.name:
             wanted = normalize_name(self._ref.name)
-            for entry in entries:
-                if any(normalize_name(tag) == wanted for tag in entry.repo_tags):
-                    return entry
+            hits = [e for e in entries if any(normalize_name(tag) == wanted for tag in e.repo_tags)]
+            if len({e.config for e in hits}) > 1:
+                # `docker load` tags in order, so the last one would run: neither is "the" image.
+                raise ImageNotFound(
+                    f"{self.where}: the tag {self._ref.name!r} names {len(hits)} different images"
+                )
+            if hits:
+                return hits[0]
             named = self._oci_entry_named(self._ref.name, wanted)
             if named is not None:
                 return named
