@@ -185,7 +185,8 @@ def _access(platform_help: str, cache: bool) -> list[Parameter]:
                 typer.Option(
                     "--timeout",
                     metavar="DURATION",
-                    help="give up on an image whose registry reads take longer, e.g. 90s, 2m "
+                    help="give up on an image not read within DURATION (registry transfers and layer "
+                    "streaming), e.g. 90s, 2m "
                     f"(default {defaults.timeout:g}s)",
                 ),
             ],

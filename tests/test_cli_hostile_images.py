@@ -118,3 +118,17 @@ def test_a_docker_archive_tag_on_two_images_is_ambiguous_not_the_first(tmp_path:
     assert code == 3 and "os:x" in err and "2 different images" in err
     same = write_docker_archive(tmp_path / "b.tar", [(good, ["os:x"]), (good, ["os:y"])], form=form)
     assert run("check", "-q", f"docker-archive:{same}:os:x")[0] == 0
+
+
+def test_a_local_image_is_read_within_its_timeout_too(tmp_path: Path) -> None:
+    """--timeout bounds every image, not only a registry's: a layer of a few kilobytes can
+    inflate for hours, and an image may list thousands of such layers."""
+    bomb = LayerBuilder().file("zeros", bytes(32 << 20))  # 32 MiB of zeros: about 1 KiB as zstd
+    image = ImageBuilder().add_layer(bomb, "zstd").add_layer(bomb, "zstd").build()
+    layout = write_oci_layout(tmp_path / "bomb", {"v1": image})
+    for command in ("ls", "check"):
+        code, out, err = run(command, f"oci:{layout}:v1", "-q", "--timeout", "1ms")
+        assert code == 3 and "Traceback" not in err, (command, err)
+        assert "gave up on layer sha256:" in (err if command == "ls" else out + err)
+    code, _, err = run("ls", f"oci:{layout}:v1", "-q", "--timeout", "10m")
+    assert code == 0, err

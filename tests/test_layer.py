@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ class BlobSource:
         self.blobs = blobs
         self.open_count = 0
         self.closed = 0
+        self.deadline = math.inf  # no time bound: these tests are about bytes
 
     @property
     def ref(self) -> ImageRef:

@@ -11,14 +11,15 @@ ggcr#2303).  Memory holds a few queued chunks plus the captured bytes, never a w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..budget import Metered
-from ..compression import Compression, PeekableReader, open_decompressed, sniff
+from ..compression import Compression, PeekableReader, Readable, open_decompressed, sniff
 from ..digest import Digest, VerifyingReader
-from ..errors import DigestMismatch, LayerError, UnsupportedMediaType
+from ..errors import DigestMismatch, LayerError, SourceError, UnsupportedMediaType
 from ..fs.node import Entry
 from ..mediatypes import layer_compression, unreadable_layer
 from ..sources import ImageSource
@@ -74,7 +75,7 @@ def index_layer(
         if compression != declared:
             # containerd and Docker decompress what the magic says; so do we, and say so.
             notes.append(f"media type {media_type} says {declared}, content is {compression}")
-        stream = open_decompressed(head, compression, what=f"layer {digest}")
+        stream = _Until(open_decompressed(head, compression, what=f"layer {digest}"), source.deadline, digest)
         tar = VerifyingReader(stream, diff_id, what=f"layer {digest} uncompressed (diff_id)")
         ahead = ReadAhead(tar)
         try:
@@ -103,6 +104,28 @@ def index_layer(
         notes=(*notes, *listing.notes),
         analyses=listing.analyses,
     )
+
+
+class _Until:
+    """A layer's uncompressed stream, given up on once the image's deadline has passed.
+
+    The bound is time, checked at every chunk: a blob of a few kilobytes can inflate for hours
+    (a zstd bomb), and an image may list thousands of layers."""
+
+    def __init__(self, raw: Readable, deadline: float, digest: Digest) -> None:
+        self._raw = raw
+        self._deadline = deadline
+        self._digest = digest
+
+    def read(self, n: int = -1) -> bytes:
+        if time.monotonic() > self._deadline:
+            raise SourceError(f"gave up on layer {self._digest}: the image was not read within its --timeout")
+        return self._raw.read(n)
+
+    def close(self) -> None:
+        close = getattr(self._raw, "close", None)
+        if close is not None:
+            close()
 
 
 def _content_compression(head: bytes) -> Compression:

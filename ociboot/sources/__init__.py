@@ -8,6 +8,7 @@ by digest, and any blob as a stream.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
@@ -39,10 +40,11 @@ class RawManifest:
 class SourceOptions:
     """Transport settings a user can give (skopeo's flags of the same names).
 
-    The network bounds of one image live here and only here (docs: README "Registries"):
-    `timeout` is the wall-clock deadline for all of an image's network reads (manifests,
-    config, blobs, tokens, retries and resumes), counted from opening its source; a transfer
-    that moves fewer than `stall_bytes` in `stall_seconds` of waiting has stalled.
+    The time bounds of one image live here and only here (docs/security.md): `timeout` is the
+    wall-clock deadline for reading all of it, counted from opening its source: its network
+    reads (manifests, config, blobs, tokens, retries and resumes) and, whatever the medium, the
+    streaming of its layers; a transfer that moves fewer than `stall_bytes` in `stall_seconds`
+    of waiting has stalled.
     """
 
     creds: str | None = field(default=None, repr=False)  # USER[:PASS]
@@ -72,9 +74,21 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def deadline_of(options: SourceOptions) -> float:
+    """The `time.monotonic()` by which an image opened now must have been read (`timeout`)."""
+    return time.monotonic() + options.timeout
+
+
 class ImageSource(Protocol):
     @property
     def ref(self) -> ImageRef: ...
+
+    @property
+    def deadline(self) -> float:
+        """`time.monotonic()` by which everything of this image must be read: the registry's
+        transfers and, for every medium, the streaming of its layers (a small blob can inflate
+        for hours), from when the source was opened (SourceOptions.timeout)."""
+        ...
 
     def get_manifest(self, digest: Digest | None = None) -> RawManifest:
         """The manifest or index the reference names (digest=None), or the one with `digest`."""

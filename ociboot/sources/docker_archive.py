@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import IO, Any
@@ -29,7 +30,7 @@ from ..errors import (
 from ..mediatypes import INDEX_TYPES, MANIFEST_TYPES, MediaType
 from ..ref import DOCKER_HUB, ImageRef
 from ..spec import MAX_DESCRIPTORS, MAX_MANIFEST_BYTES, Descriptor, ImageConfig, Index, load_json, parse_json
-from . import RawManifest, SourceOptions
+from . import RawManifest, SourceOptions, deadline_of
 from ._store import Store, open_store
 from .layout import blob_path
 
@@ -107,8 +108,9 @@ def parse_manifest_json(raw: bytes, where: str) -> list[ArchiveEntry]:
 
 
 class DockerArchiveSource:
-    def __init__(self, ref: ImageRef, store: Store) -> None:
+    def __init__(self, ref: ImageRef, store: Store, deadline: float = math.inf) -> None:
         self._ref = ref
+        self.deadline = deadline
         self.store = store
         self.where = f"docker-archive:{ref.path}"
         self.is_oci = store.exists("oci-layout") and store.exists("index.json")
@@ -357,4 +359,4 @@ def _listing(entries: list[ArchiveEntry]) -> str:
 
 
 def open_docker_archive(ref: ImageRef, options: SourceOptions) -> DockerArchiveSource:
-    return DockerArchiveSource(ref, open_store(ref.path, archive=True))
+    return DockerArchiveSource(ref, open_store(ref.path, archive=True), deadline_of(options))

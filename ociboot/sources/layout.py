@@ -7,6 +7,7 @@ blobs live at `blobs/<alg>/<encoded>`.  Bytes are returned raw; image.py verifie
 
 from __future__ import annotations
 
+import math
 from typing import IO
 
 from ..digest import Digest
@@ -14,7 +15,7 @@ from ..errors import ImageNotFound, InvalidManifest, UnsupportedMediaType
 from ..mediatypes import MediaType
 from ..ref import ImageRef, Transport
 from ..spec import Descriptor, Index, load_json
-from . import RawManifest, SourceOptions
+from . import RawManifest, SourceOptions, deadline_of
 from ._store import Store, open_store
 
 
@@ -47,8 +48,9 @@ def read_index(store: Store, where: str) -> tuple[bytes, Index]:
 class LayoutSource:
     """An OCI layout read in place; `store` is a directory or a tar archive."""
 
-    def __init__(self, ref: ImageRef, store: Store) -> None:
+    def __init__(self, ref: ImageRef, store: Store, deadline: float = math.inf) -> None:
         self._ref = ref
+        self.deadline = deadline
         self.store = store
         self.where = f"{ref.transport}:{ref.path}"
         check_layout_header(store, self.where)
@@ -125,4 +127,5 @@ class LayoutSource:
 
 
 def open_layout(ref: ImageRef, options: SourceOptions) -> LayoutSource:
-    return LayoutSource(ref, open_store(ref.path, archive=ref.transport == Transport.OCI_ARCHIVE))
+    store = open_store(ref.path, archive=ref.transport == Transport.OCI_ARCHIVE)
+    return LayoutSource(ref, store, deadline_of(options))

@@ -29,6 +29,7 @@ class RegistrySource:
         self._ref = ref
         self._own = client is None
         self._endpoint = Endpoint(client or RegistryClient(), ref, options)
+        self.deadline = self._endpoint.budget.deadline
 
     @property
     def ref(self) -> ImageRef:
