@@ -277,16 +277,7 @@ class EntryView:
     @property
     def filemode(self) -> str:
         """`ls -l`'s mode column."""
-        kind = {
-            "file": "-",
-            "dir": "d",
-            "symlink": "l",
-            "hardlink": "-",
-            "char": "c",
-            "block": "b",
-            "fifo": "p",
-        }
-        return kind[self.type] + stat_module.filemode(self.mode | stat_module.S_IFREG)[1:]
+        return Kind(self.type).ls_char + stat_module.filemode(self.mode | stat_module.S_IFREG)[1:]
 
     def long_line(self) -> str:
         suffix = ""

@@ -21,6 +21,7 @@ from fuzzing import assert_linear, assert_memory_linear, outcome, peak_memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imagebuilder import MTIME, LayerBuilder
+from test_tarwalk import raw_header as header
 
 from ociboot.errors import LayerError
 from ociboot.fs.node import Entry
@@ -33,22 +34,6 @@ FUZZ = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-def header(
-    name: bytes, typeflag: bytes, size: int, *, magic: bytes = b"ustar\x0000", extra: bytes = b""
-) -> bytes:
-    """One header block written by hand (forms tarfile does not write)."""
-    hdr = bytearray(BLOCK)
-    hdr[0 : len(name)] = name
-    hdr[100:108] = b"0000644\0"
-    hdr[108:116] = hdr[116:124] = b"0000000\0"
-    hdr[124:136] = b"%011o\0" % size
-    hdr[136:148] = b"%011o\0" % MTIME
-    hdr[156:157] = typeflag
-    hdr[257:265] = magic
-    hdr[482 : 482 + len(extra)] = extra
-    return seal(bytes(hdr))
 
 
 def seal(block: bytes) -> bytes:

@@ -39,7 +39,7 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, linkname: str
     return info
 
 
-def _raw_header(
+def raw_header(
     name: bytes, typeflag: bytes, size: int, *, magic: bytes = b"ustar\x0000", extra: bytes = b""
 ) -> bytes:
     """A header written by hand, for forms tarfile does not write (V7, GNU sparse, odd types)."""
@@ -91,7 +91,7 @@ def test_ustar_prefix_field() -> None:
 
 
 def test_gnu_magic_does_not_read_atime_as_a_prefix() -> None:
-    hdr = _raw_header(b"file", b"0", 0, magic=b"ustar  \0", extra=b"")
+    hdr = raw_header(b"file", b"0", 0, magic=b"ustar  \0", extra=b"")
     hdr = bytearray(hdr)
     hdr[345:357] = b"14715734046\0"  # GNU atime lives where POSIX has the prefix
     hdr[148:156] = b"        "
@@ -145,7 +145,7 @@ def test_a_file_cannot_replace_the_root(name: str) -> None:
 
 def test_invalid_utf8_names_survive_byte_exact() -> None:
     raw = b"caf\xe9/\xff\xfe"
-    tar = _raw_header(raw, b"0", 0) + bytes(1024)
+    tar = raw_header(raw, b"0", 0) + bytes(1024)
     (entry,) = walk(tar).entries
     assert entry.path.encode("utf-8", "surrogateescape") == raw
 
@@ -242,10 +242,10 @@ def test_pax_empty_value_undefines_a_global_keyword() -> None:
 
 def test_v7_directory_and_unknown_types() -> None:
     tar = (
-        _raw_header(b"olddir/", b"\0", 0, magic=bytes(8))
-        + _raw_header(b"weird", b"Z", 5)
+        raw_header(b"olddir/", b"\0", 0, magic=bytes(8))
+        + raw_header(b"weird", b"Z", 5)
         + b"12345".ljust(512, b"\0")
-        + _raw_header(b"after", b"0", 0)
+        + raw_header(b"after", b"0", 0)
         + bytes(1024)
     )
     listing = walk(tar)
@@ -261,10 +261,10 @@ def test_old_gnu_sparse_is_kept_as_metadata() -> None:
     # 'S' header: isextended=1 at 482, real size at 483; one extension block, then 512 data bytes.
     extra = b"\x01" + b"%011o\0" % 1_000_000
     tar = (
-        _raw_header(b"sparse.img", b"S", 512, magic=b"ustar  \0", extra=extra)
+        raw_header(b"sparse.img", b"S", 512, magic=b"ustar  \0", extra=extra)
         + bytes(512)  # extension block with isextended = 0
         + b"D" * 512
-        + _raw_header(b"next", b"0", 0)
+        + raw_header(b"next", b"0", 0)
         + bytes(1024)
     )
     listing = walk(tar, CaptureSpec({"*": None}))
@@ -277,7 +277,7 @@ def test_old_gnu_sparse_is_kept_as_metadata() -> None:
 
 
 def test_header_only_types_carry_no_data_whatever_their_size_says() -> None:
-    tar = _raw_header(b"d/", b"5", 1024) + _raw_header(b"f", b"0", 0) + bytes(1024)
+    tar = raw_header(b"d/", b"5", 1024) + raw_header(b"f", b"0", 0) + bytes(1024)
     assert [(e.path, e.size) for e in walk(tar).entries] == [("d", 0), ("f", 0)]
 
 
@@ -332,9 +332,7 @@ def test_stream_ending_inside_a_header_or_extended_header() -> None:
 
 def test_malformed_pax_record() -> None:
     body = b"99 path=x\n"
-    tar = (
-        _raw_header(b"././@PaxHeader", b"x", len(body)) + body.ljust(512, b"\0") + _raw_header(b"f", b"0", 0)
-    )
+    tar = raw_header(b"././@PaxHeader", b"x", len(body)) + body.ljust(512, b"\0") + raw_header(b"f", b"0", 0)
     with pytest.raises(TruncatedLayer, match="malformed pax record at offset 0"):
         walk(tar + bytes(1024))
 
@@ -342,7 +340,7 @@ def test_malformed_pax_record() -> None:
 @pytest.mark.parametrize("size", [-1, -512, -1024])
 def test_negative_sizes_are_refused_not_walked_backwards(size: int) -> None:
     # A base-256 size of -512 once sent the walker back onto the same header, forever.
-    hdr = bytearray(_raw_header(b"g", b"0", 0))
+    hdr = bytearray(raw_header(b"g", b"0", 0))
     hdr[124:136] = size.to_bytes(12, "big", signed=True)
     hdr[148:156] = b"        "
     hdr[148:156] = b"%06o\0 " % sum(hdr)
@@ -350,9 +348,9 @@ def test_negative_sizes_are_refused_not_walked_backwards(size: int) -> None:
         walk(bytes(hdr) + LayerBuilder().file("a", "x").tar())
     record = b" size=%d\n" % size
     body = b"%d" % (len(record) + 2) + record  # the length counts its own two digits
-    pax = _raw_header(b"././@PaxHeader", b"x", len(body)) + body.ljust(512, b"\0")
+    pax = raw_header(b"././@PaxHeader", b"x", len(body)) + body.ljust(512, b"\0")
     with pytest.raises(TruncatedLayer, match=f"negative pax size {size} for the member at offset 1024"):
-        walk(pax + _raw_header(b"f", b"0", 0) + bytes(1024), CaptureSpec({"f": None}))
+        walk(pax + raw_header(b"f", b"0", 0) + bytes(1024), CaptureSpec({"f": None}))
 
 
 # --- captures --------------------------------------------------------------------------------
