@@ -1,4 +1,4 @@
-"""Session-wide test setup.  Registry servers live in tests/registry_server.py."""
+"""Session-wide test setup.  Registry servers live in tests/support/registry_server.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["registry_server"]
+pytest_plugins = ["tests.support.registry_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFORMANCE = REPO.parent / "shared" / "conformance"

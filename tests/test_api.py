@@ -11,14 +11,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from bootimages import generic
-from imagebuilder import write_oci_layout
 from typer.main import get_command
 from typer.testing import CliRunner
 
 import ociboot
 from ociboot.boot.profiles import PolicyError, load_policy
 from ociboot.cli import app
+from tests.support.bootimages import generic
+from tests.support.imagebuilder import write_oci_layout
 
 runner = CliRunner()
 

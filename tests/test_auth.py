@@ -9,9 +9,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from imagebuilder import BuiltImage, ImageBuilder, LayerBuilder
-from registry_push import Pusher
-from registry_server import RegistryServer
 from typer.testing import CliRunner
 
 from ociboot.cli import app
@@ -26,6 +23,9 @@ from ociboot.sources.auth import (
     parse_creds,
 )
 from ociboot.sources.registry.source import RegistrySource
+from tests.support.imagebuilder import BuiltImage, ImageBuilder, LayerBuilder
+from tests.support.registry_push import Pusher
+from tests.support.registry_server import RegistryServer
 
 
 def b64(text: str) -> str:

@@ -12,13 +12,13 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
-from bootimages import generic
-from imagebuilder import write_oci_layout
 from typer.testing import CliRunner
 
 from ociboot import pipeline
 from ociboot.cli import app
 from ociboot.image import ResolvedImage
+from tests.support.bootimages import generic
+from tests.support.imagebuilder import write_oci_layout
 
 runner = CliRunner()
 

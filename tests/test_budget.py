@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from bootimages import KVER, BootImage, boot, bootable, findings, passed
-from imagebuilder import write_oci_layout
 from typer.testing import CliRunner
 
 from ociboot.boot import scan
@@ -30,6 +28,8 @@ from ociboot.compression import DECODE_COST, Compression
 from ociboot.errors import AnalysisBudgetExceeded
 from ociboot.layer import AnalyzeSpec
 from ociboot.report import Outcome
+from tests.support.bootimages import KVER, BootImage, boot, bootable, findings, passed
+from tests.support.imagebuilder import write_oci_layout
 
 MIB = 1 << 20
 S_IFREG = boot.S_IFREG

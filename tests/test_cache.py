@@ -18,11 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from bootimages import generic, initrd
-from fuzzing import peak_memory
-from imagebuilder import write_oci_layout
-from registry_push import Pusher
-from registry_server import RegistryServer
 from typer.testing import CliRunner
 
 from ociboot import pipeline
@@ -52,6 +47,11 @@ from ociboot.image import ResolvedImage
 from ociboot.layer import AnalysisFailed, AnalyzeSpec, CaptureSpec, LayerIndex
 from ociboot.ref import ImageRef, Transport
 from ociboot.spec import Descriptor, Platform
+from tests.support.bootimages import generic, initrd
+from tests.support.fuzzing import peak_memory
+from tests.support.imagebuilder import write_oci_layout
+from tests.support.registry_push import Pusher
+from tests.support.registry_server import RegistryServer
 
 TYPES = (KernelInfo, InitrdInfo, PackageDbResult)
 CODEC = AnalysisCodec(TYPES)

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bootimages import KVER, bootable, generic, kernel
-from imagebuilder import build_index, write_oci_archive, write_oci_layout
 from typer.testing import CliRunner
 
 from ociboot import pipeline
@@ -21,6 +19,8 @@ from ociboot.errors import OcibootError
 from ociboot.ref import ImageRef, Transport
 from ociboot.report import Severity
 from ociboot.spec import Platform
+from tests.support.bootimages import KVER, bootable, generic, kernel
+from tests.support.imagebuilder import build_index, write_oci_archive, write_oci_layout
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent

@@ -13,8 +13,13 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
-from bootimages import bootable, generic
-from imagebuilder import (
+from typer.testing import CliRunner
+
+from ociboot.cli import app
+from ociboot.pipeline import MAX_INDEX_IMAGES
+from ociboot.spec import Platform
+from tests.support.bootimages import bootable, generic
+from tests.support.imagebuilder import (
     Blob,
     BuiltImage,
     BuiltIndex,
@@ -25,13 +30,8 @@ from imagebuilder import (
     canonical_json,
     write_oci_layout,
 )
-from registry_push import Pusher
-from registry_server import RegistryServer
-from typer.testing import CliRunner
-
-from ociboot.cli import app
-from ociboot.pipeline import MAX_INDEX_IMAGES
-from ociboot.spec import Platform
+from tests.support.registry_push import Pusher
+from tests.support.registry_server import RegistryServer
 
 runner = CliRunner()
 

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from faultproxy import FaultProxy
-from imagebuilder import ImageBuilder, LayerBuilder, write_oci_archive
-from registry_push import Pusher
-from registry_server import RegistryServer
 from typer.testing import CliRunner
 
 from ociboot.cli import app
+from tests.support.faultproxy import FaultProxy
+from tests.support.imagebuilder import ImageBuilder, LayerBuilder, write_oci_archive
+from tests.support.registry_push import Pusher
+from tests.support.registry_server import RegistryServer
 
 runner = CliRunner()
 

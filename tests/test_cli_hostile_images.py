@@ -6,9 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from bootimages import bootable, generic
-from dockerarchive import write_docker_archive
-from imagebuilder import (
+from typer.testing import CliRunner
+
+from ociboot import pipeline
+from ociboot.cli import app
+from ociboot.spec import MAX_DESCRIPTORS
+from tests.support.bootimages import bootable, generic
+from tests.support.dockerarchive import write_docker_archive
+from tests.support.imagebuilder import (
     OCI_INDEX,
     Blob,
     BuiltImage,
@@ -19,11 +24,6 @@ from imagebuilder import (
     canonical_json,
     write_oci_layout,
 )
-from typer.testing import CliRunner
-
-from ociboot import pipeline
-from ociboot.cli import app
-from ociboot.spec import MAX_DESCRIPTORS
 
 runner = CliRunner()
 

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from bootimages import generic
-from imagebuilder import write_oci_archive, write_oci_layout
+
+from tests.support.bootimages import generic
+from tests.support.imagebuilder import write_oci_archive, write_oci_layout
 
 ROOT = Path(__file__).resolve().parent.parent
 

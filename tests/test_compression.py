@@ -13,12 +13,12 @@ import subprocess
 import lz4.block
 import pytest
 import zstandard
-from bootimages import boot
-from fuzzing import cpu_seconds, outcome
-from imagebuilder import compress
 
 from ociboot.compression import Compression, PeekableReader, open_decompressed, sniff
 from ociboot.errors import TruncatedLayer
+from tests.support.bootimages import boot
+from tests.support.fuzzing import cpu_seconds, outcome
+from tests.support.imagebuilder import compress
 
 # Half incompressible, half repetitive: every decoder path (literals, matches) is exercised.
 DATA = random.Random(7).randbytes(300_000) + b"boot me " * 60_000

@@ -9,8 +9,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from dockerarchive import plain_tar, write_docker_archive
-from imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, build_index, write_oci_archive, write_tar
 
 from ociboot.digest import Digest
 from ociboot.errors import (
@@ -31,6 +29,15 @@ from ociboot.sources.docker_archive import (
     parse_manifest_json,
 )
 from ociboot.spec import MAX_DESCRIPTORS, Descriptor, ImageConfig, Manifest
+from tests.support.dockerarchive import plain_tar, write_docker_archive
+from tests.support.imagebuilder import (
+    BuiltImage,
+    ImageBuilder,
+    LayerBuilder,
+    build_index,
+    write_oci_archive,
+    write_tar,
+)
 
 GGCR = "go-containerregistry"
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bootimages import KVER, BootImage, bootable, failed, findings, kernel, passed
-
 from ociboot.report import Outcome, Report, Severity
+from tests.support.bootimages import KVER, BootImage, bootable, failed, findings, kernel, passed
 
 OTHER = "6.2.0-1-amd64"
 

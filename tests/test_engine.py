@@ -9,10 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerarchive import write_docker_archive
-from imagebuilder import ImageBuilder, LayerBuilder, build_index, write_oci_archive, write_oci_layout
-from registry_push import Pusher
-from registry_server import RegistryServer
 
 from ociboot import pipeline, views
 from ociboot.errors import ContentError, DigestMismatch, ImageNotFound, TruncatedLayer
@@ -20,6 +16,16 @@ from ociboot.layer import CaptureSpec
 from ociboot.ref import ImageRef, Transport
 from ociboot.sources import SourceOptions
 from ociboot.spec import Platform
+from tests.support.dockerarchive import write_docker_archive
+from tests.support.imagebuilder import (
+    ImageBuilder,
+    LayerBuilder,
+    build_index,
+    write_oci_archive,
+    write_oci_layout,
+)
+from tests.support.registry_push import Pusher
+from tests.support.registry_server import RegistryServer
 
 AMD64 = Platform("linux", "amd64")
 KERNEL = b"MZ" + b"\0" * 0x1FE + b"HdrS" + b"k" * 4000

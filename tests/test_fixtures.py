@@ -12,14 +12,13 @@ REPO = Path(__file__).resolve().parent.parent
 def test_example_image_is_reproducible(tmp_path: Path) -> None:
     out = tmp_path / "example.tar"
     subprocess.run(
-        [sys.executable, str(REPO / "fixtures/make_example.py"), str(out)], check=True, capture_output=True
+        [sys.executable, "-m", "fixtures.make_example", str(out)], check=True, capture_output=True, cwd=REPO
     )
     assert out.read_bytes() == (REPO / "fixtures/example-cos.tar").read_bytes()
 
 
 def test_boot_fixtures_are_what_their_generator_writes() -> None:
-    sys.path.insert(0, str(REPO / "fixtures"))
-    import make_boot_fixtures as boot
+    from fixtures import make_boot_fixtures as boot
 
     files = {**boot.kernels(), **boot.initrds()}
     committed = {

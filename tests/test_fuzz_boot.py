@@ -4,7 +4,7 @@ Seeds are real files built by the repo's builders (fixtures/make_boot_fixtures.p
 arm64/RISC-V Image, ARM zImage, EFI zboot, UKI, gzip-wrapped Image; initrds in every codec, with
 an early microcode cpio, crc cpio, zero padding) and the `lz4` program's legacy frames;
 hypothesis flips, inserts (huge lengths, magics, cpio headers), deletes, repeats and cuts them.
-Each example runs under tests/fuzzing.py's time and memory bound: a kernel reader always answers
+Each example runs under tests/support/fuzzing.py's time and memory bound: a kernel reader always answers
 with a KernelInfo, the initrd parser with an InitrdInfo (damage is a fact, never an exception),
 a decoder with bytes or an OcibootError.  Linear time is asserted for the cpio walk (members and
 zero padding) and the banner search.
@@ -18,8 +18,6 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from bootimages import boot
-from fuzzing import assert_linear, edits, mutate, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +26,8 @@ from ociboot.boot.kernel import KernelInfo, analyze_kernel, identify_kernel
 from ociboot.budget import AnalysisBudget
 from ociboot.compression import Compression, open_decompressed
 from ociboot.errors import OcibootError
+from tests.support.bootimages import boot
+from tests.support.fuzzing import assert_linear, edits, mutate, outcome
 
 KERNELS = boot.kernels()
 INITRDS = {name: data for name, data in boot.initrds().items() if "garbage" not in name}

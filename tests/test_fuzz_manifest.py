@@ -4,7 +4,7 @@ resolution (image.py) and a docker-archive's manifest.json (sources/docker_archi
 Seeds are real documents from the repo's ImageBuilder.  Hypothesis mutates them twice over: as
 JSON (a value swapped for another JSON value of any shape, a key dropped, deep nesting, huge
 numbers and strings) and as bytes (flip, insert, delete, truncate).  Every outcome must be a
-parsed value or an OcibootError, within the bounds of tests/fuzzing.py; parsing and index
+parsed value or an OcibootError, within the bounds of tests/support/fuzzing.py; parsing and index
 walking are linear in the number of descriptors.
 """
 
@@ -14,16 +14,23 @@ import json
 from typing import Any
 
 import pytest
-from fuzzing import assert_linear, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagebuilder import OCI_INDEX, ImageBuilder, LayerBuilder, build_index, canonical_json, sha256
-from test_image import DictSource
 
 from ociboot.errors import InvalidManifest
 from ociboot.image import describe_index, resolve, resolve_all
 from ociboot.sources.docker_archive import parse_manifest_json
 from ociboot.spec import MAX_DESCRIPTORS, ImageConfig, Index, Manifest, Platform, sniff_manifest_type
+from tests.support.fuzzing import assert_linear, outcome
+from tests.support.imagebuilder import (
+    OCI_INDEX,
+    ImageBuilder,
+    LayerBuilder,
+    build_index,
+    canonical_json,
+    sha256,
+)
+from tests.test_image import DictSource
 
 FUZZ = settings(
     max_examples=250,

@@ -4,7 +4,7 @@ headers, Berkeley DB (both byte orders), NDB, SQLite and luet's bbolt.
 Seeds are real databases (fixtures/pkgdb, written by the real tools, and the repo's writers
 for shapes the tools never build); hypothesis flips, inserts, deletes and overwrites bytes
 (huge lengths included), cuts them short, or feeds random bytes behind a real magic.  Each
-example runs under tests/fuzzing.py's time and memory bound and must end in packages or a
+example runs under tests/support/fuzzing.py's time and memory bound and must end in packages or a
 PackageDbError.  Linear time and memory are asserted for the text formats' worst shapes.
 """
 
@@ -17,15 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bdbwriter import bdb_hash
-from boltwriter import BoltWriter, storm_luet_db
-from fuzzing import assert_linear, assert_memory_linear, edits, mutate, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ociboot.boot.pkgdb import PackageDbError, read_packages
 from ociboot.boot.pkgdb.rpm_header import package_from_header
 from ociboot.errors import OcibootError
+from tests.support.bdbwriter import bdb_hash
+from tests.support.boltwriter import BoltWriter, storm_luet_db
+from tests.support.fuzzing import assert_linear, assert_memory_linear, edits, mutate, outcome
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pkgdb"
 SQLITE = "usr/lib/sysimage/rpm/rpmdb.sqlite"

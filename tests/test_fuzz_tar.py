@@ -6,7 +6,7 @@ write (old GNU sparse maps, global pax headers).  Hypothesis mutates them (flip,
 insert, delete, truncate; header number fields set to huge octal, base-256 or garbage; type
 flags swapped) and, most of the time, re-seals the header checksums so that the mutation reaches
 past the checksum test.  Every outcome must be a listing or an OcibootError, within the bounds
-of tests/fuzzing.py; walking is linear in members, in pax records and in global pax headers.
+of tests/support/fuzzing.py; walking is linear in members, in pax records and in global pax headers.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fuzzing import assert_linear, assert_memory_linear, outcome, peak_memory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagebuilder import MTIME, LayerBuilder
-from test_tarwalk import raw_header as header
 
 from ociboot.errors import LayerError
 from ociboot.fs.node import Entry
 from ociboot.fs.overlay import flatten
 from ociboot.layer import BLOCK, AnalyzeSpec, CaptureSpec, MemberReader, read_tar, tarwalk
+from tests.support.fuzzing import assert_linear, assert_memory_linear, outcome, peak_memory
+from tests.support.imagebuilder import MTIME, LayerBuilder
+from tests.test_tarwalk import raw_header as header
 
 FUZZ = settings(
     max_examples=300,

@@ -1,11 +1,11 @@
-"""The fuzz bounds themselves catch what they promise to catch (tests/fuzzing.py)."""
+"""The fuzz bounds themselves catch what they promise to catch (tests/support/fuzzing.py)."""
 
 from __future__ import annotations
 
 import pytest
-from fuzzing import ExampleTimeout, assert_linear, assert_memory_linear, outcome
 
 from ociboot.errors import ContentError
+from tests.support.fuzzing import ExampleTimeout, assert_linear, assert_memory_linear, outcome
 
 
 def _quadratic(n: int) -> object:

@@ -15,20 +15,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from imagebuilder import (
-    OCI_INDEX,
-    Blob,
-    BuiltImage,
-    BuiltIndex,
-    ImageBuilder,
-    LayerBuilder,
-    build_index,
-    canonical_json,
-    sha256,
-    tree_files,
-    write_oci_layout,
-    write_tar,
-)
 
 from ociboot.digest import Digest
 from ociboot.errors import (
@@ -42,6 +28,20 @@ from ociboot.image import MAX_INDEX_DEPTH, EntryKind, describe_index, resolve, r
 from ociboot.ref import ImageRef, Transport, parse_ref
 from ociboot.sources import ImageSource, RawManifest, open_source
 from ociboot.spec import MAX_DESCRIPTORS, Descriptor, Platform
+from tests.support.imagebuilder import (
+    OCI_INDEX,
+    Blob,
+    BuiltImage,
+    BuiltIndex,
+    ImageBuilder,
+    LayerBuilder,
+    build_index,
+    canonical_json,
+    sha256,
+    tree_files,
+    write_oci_layout,
+    write_tar,
+)
 
 REF = parse_ref("oci:/test/layout:v1")
 AMD64 = Platform("linux", "amd64")

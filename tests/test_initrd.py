@@ -242,14 +242,14 @@ def test_mutated_initrds_never_crash(name: str, at: int, value: int, cut: int) -
 def test_zero_padding_after_the_compressed_archive_is_accepted(compression: str, padding: int) -> None:
     # Linux's init/initramfs.c skips zero bytes after a compressed segment, so such an initrd
     # boots; liblzma read 4 zeros as a cut stream and zstandard as a bad frame.
-    from bootimages import KVER, initrd
+    from tests.support.bootimages import KVER, initrd
 
     info = inspect_initrd(initrd(KVER, compression=compression) + b"\0" * padding)
     assert info.ok and not info.problems and KVER in info.kernel_versions
 
 
 def test_garbage_right_after_a_zstd_archive_is_still_reported() -> None:
-    from bootimages import KVER, initrd
+    from tests.support.bootimages import KVER, initrd
 
     info = inspect_initrd(initrd(KVER, compression="zstd") + b"garbage!")
     assert not info.ok and info.problems

@@ -249,9 +249,8 @@ def test_missing_libmagic_degrades_to_a_note() -> None:
 def test_analyze_kernel_finds_a_banner_far_into_an_arm64_image(wrap: str) -> None:
     import io
 
-    from imagebuilder import compress
-
     from ociboot.boot.kernel import analyze_kernel
+    from tests.support.imagebuilder import compress
 
     header = (BOOT / "Image-6.6.0-arm64").read_bytes()[:64]
     filler = random.Random(7).randbytes(3 << 20)  # incompressible: the banner is far past any head

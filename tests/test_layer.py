@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imagebuilder import LAYER_TYPES, LayerBuilder, compress
 
 from ociboot.compression import Compression
 from ociboot.digest import Digest
@@ -22,6 +21,7 @@ from ociboot.layer import AnalysisFailed, AnalyzeSpec, CaptureSpec, LayerIndex, 
 from ociboot.ref import ImageRef
 from ociboot.sources import RawManifest
 from ociboot.spec import Descriptor
+from tests.support.imagebuilder import LAYER_TYPES, LayerBuilder, compress
 
 KERNEL = b"MZ" + bytes(510) + b"HdrS" + bytes(100_000)
 

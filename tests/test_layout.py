@@ -8,7 +8,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from imagebuilder import (
+
+from ociboot.digest import Digest
+from ociboot.errors import ImageNotFound, InvalidManifest, SourceError, UnsupportedMediaType
+from ociboot.mediatypes import is_index, is_manifest
+from ociboot.ref import ImageRef, Transport
+from ociboot.sources import ImageSource, SourceOptions, open_source
+from ociboot.sources.layout import LayoutSource, open_layout
+from ociboot.spec import Index, Manifest
+from tests.support.imagebuilder import (
     BuiltImage,
     ImageBuilder,
     LayerBuilder,
@@ -19,14 +27,6 @@ from imagebuilder import (
     write_oci_layout,
     write_tar,
 )
-
-from ociboot.digest import Digest
-from ociboot.errors import ImageNotFound, InvalidManifest, SourceError, UnsupportedMediaType
-from ociboot.mediatypes import is_index, is_manifest
-from ociboot.ref import ImageRef, Transport
-from ociboot.sources import ImageSource, SourceOptions, open_source
-from ociboot.sources.layout import LayoutSource, open_layout
-from ociboot.spec import Index, Manifest
 
 OPTS = SourceOptions()
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_overlay import Layer
 
 from ociboot.fs.node import Entry, Kind
 from ociboot.fs.overlay import flatten
 from ociboot.fs.tree import MAXSYMLINKS, FileTree
+from tests.test_overlay import Layer
 
 Path = tuple[str, ...]
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from imagebuilder import LayerBuilder
 
 from ociboot.errors import DigestMismatch, TruncatedLayer
 from ociboot.fs import overlay
 from ociboot.fs.node import Entry, Kind, Node, make_entry
 from ociboot.fs.tree import FileTree
 from ociboot.layer import CaptureSpec, ReadAhead, read_tar
+from tests.support.imagebuilder import LayerBuilder
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@ import struct
 from pathlib import Path
 
 import pytest
-from bdbwriter import bdb_hash
-from boltwriter import BoltWriter, branch_chain, storm_luet_db
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +18,8 @@ from ociboot.boot.pkgdb import PKGDB_PATHS, DbKind, Package, PackageDbError, kin
 from ociboot.boot.pkgdb.roles import Family, Role, roles_of
 from ociboot.boot.pkgdb.rpm_header import package_from_header
 from ociboot.errors import ContentError
+from tests.support.bdbwriter import bdb_hash
+from tests.support.boltwriter import BoltWriter, branch_chain, storm_luet_db
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pkgdb"
 SQLITE = "usr/lib/sysimage/rpm/rpmdb.sqlite"

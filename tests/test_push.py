@@ -7,9 +7,6 @@ import io
 import json
 
 import pytest
-from imagebuilder import Blob, BuiltImage, ImageBuilder, LayerBuilder
-from registry_push import Pusher
-from registry_server import RegistryServer
 
 from ociboot.digest import Digest
 from ociboot.errors import AuthenticationError, RegistryError
@@ -22,6 +19,9 @@ from ociboot.sources.registry.source import RegistrySource
 from ociboot.sources.registry.token import merged_scopes
 from ociboot.sources.registry.transport import CHUNK
 from ociboot.spec import Descriptor
+from tests.support.imagebuilder import Blob, BuiltImage, ImageBuilder, LayerBuilder
+from tests.support.registry_push import Pusher
+from tests.support.registry_server import RegistryServer
 
 pytestmark = pytest.mark.registry
 

@@ -1,4 +1,5 @@
-"""RegistrySource against real registries (tests/registry_server.py), with real faults (faultproxy)."""
+"""RegistrySource against real registries (tests/support/registry_server.py), with real faults
+(faultproxy)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from faultproxy import FaultProxy
-from imagebuilder import BuiltImage, BuiltIndex, ImageBuilder, LayerBuilder, build_index
-from registry_push import Pusher
-from registry_server import RegistryServer, TokenService, free_port
 
 from ociboot import pipeline
 from ociboot.digest import Digest
@@ -28,6 +25,10 @@ from ociboot.sources.registry.client import RegistryClient
 from ociboot.sources.registry.endpoint import is_loopback
 from ociboot.sources.registry.source import RegistrySource
 from ociboot.spec import Descriptor
+from tests.support.faultproxy import FaultProxy
+from tests.support.imagebuilder import BuiltImage, BuiltIndex, ImageBuilder, LayerBuilder, build_index
+from tests.support.registry_push import Pusher
+from tests.support.registry_server import RegistryServer, TokenService, free_port
 
 pytestmark = pytest.mark.registry
 

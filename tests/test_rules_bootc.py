@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bootimages import ELF, BootImage, boot, bootable, failed, findings, initrd, kernel, passed
 
 from ociboot.boot.emulate.bootc import LINT_NAMES, parse_kargs, parse_sysusers, sample
 from ociboot.boot.rules.bootc import merge_install_config
 from ociboot.report import Finding, Outcome, Report, Severity
+from tests.support.bootimages import ELF, BootImage, boot, bootable, failed, findings, initrd, kernel, passed
 
 KVER = "6.8.5-301.fc40.x86_64"
 MODS = f"/usr/lib/modules/{KVER}"

@@ -10,8 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from boltwriter import BoltWriter, storm_luet_db
-from bootimages import (
+
+from ociboot.boot.emulate.grub import grub_path
+from ociboot.boot.rules import cos as rules
+from ociboot.boot.rules.cos import LEGACY_UNITS, parse_layout
+from ociboot.report import Outcome, Report, Severity
+from tests.support.boltwriter import BoltWriter, storm_luet_db
+from tests.support.bootimages import (
     ELEMENTAL_MODULES,
     ELEMENTAL_UNITS,
     ELF,
@@ -26,11 +31,6 @@ from bootimages import (
     kernel,
     passed,
 )
-
-from ociboot.boot.emulate.grub import grub_path
-from ociboot.boot.rules import cos as rules
-from ociboot.boot.rules.cos import LEGACY_UNITS, parse_layout
-from ociboot.report import Outcome, Report, Severity
 
 COS_IDS = [r.id for r in rules.RULES]
 LEGACY_MODULES = ["systemd", "base", "rootfs-block", "dmsquash-live", "cos-immutable-rootfs"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bootimages import KVER, TEMPLATES, boot, bootable, failed, findings, initrd, passed
 
 from ociboot.boot.rules import rules_for
 from ociboot.report import Outcome, Severity
+from tests.support.bootimages import KVER, TEMPLATES, boot, bootable, failed, findings, initrd, passed
 
 INI = ["INI-001", "INI-002", "INI-003", "INI-004"]
 OLD = "5.10.0-30-amd64"

@@ -6,7 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bootimages import (
+
+from ociboot.boot.emulate.kairos import GoVersion, kairos_kernel_version
+from ociboot.boot.rules import kairos as rules
+from ociboot.report import Outcome, Report, Severity
+from tests.support.bootimages import (
     ELF,
     KAIROS_RELEASE,
     KVER,
@@ -19,10 +23,6 @@ from bootimages import (
     kernel,
     passed,
 )
-
-from ociboot.boot.emulate.kairos import GoVersion, kairos_kernel_version
-from ociboot.boot.rules import kairos as rules
-from ociboot.report import Outcome, Report, Severity
 
 KAI_IDS = [r.id for r in rules.RULES]
 AGENTS = {"usr/bin/immucore": ELF, "usr/bin/kairos-agent": ELF}

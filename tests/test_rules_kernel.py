@@ -6,11 +6,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from bootimages import KVER, TEMPLATES, BootImage, boot, bootable, failed, findings, kernel, passed
-from imagebuilder import LayerBuilder
 
 from ociboot.boot.rules import rules_for
 from ociboot.report import Outcome, Severity
+from tests.support.bootimages import (
+    KVER,
+    TEMPLATES,
+    BootImage,
+    boot,
+    bootable,
+    failed,
+    findings,
+    kernel,
+    passed,
+)
+from tests.support.imagebuilder import LayerBuilder
 
 KRN = [f"KRN-00{i}" for i in range(1, 8)]
 OLD = "5.10.0-30-amd64"

@@ -6,10 +6,10 @@ import itertools
 from pathlib import Path
 
 import pytest
-from bootimages import KVER, TEMPLATES, BootImage, bootable, failed, findings, passed
 
 from ociboot.boot.rules import rules_for
 from ociboot.report import Outcome, Severity
+from tests.support.bootimages import KVER, TEMPLATES, BootImage, bootable, failed, findings, passed
 
 LNK = ["LNK-001", "LNK-002", "LNK-003"]
 

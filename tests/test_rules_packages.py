@@ -8,13 +8,13 @@ import gzip
 from pathlib import Path
 
 import pytest
-from boltwriter import branch_chain
-from bootimages import FIXTURES, BootImage, bootable, failed, findings, passed
-from imagebuilder import LayerBuilder
 
 from ociboot.boot.pkgdb import luet as luet_reader
 from ociboot.boot.profiles import load_policy
 from ociboot.report import Outcome, Severity
+from tests.support.boltwriter import branch_chain
+from tests.support.bootimages import FIXTURES, BootImage, bootable, failed, findings, passed
+from tests.support.imagebuilder import LayerBuilder
 
 RPMDB = "/usr/lib/sysimage/rpm/rpmdb.sqlite"
 DPKG = "/var/lib/dpkg/status"

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bootimages import BootImage, bootable, failed, findings, passed
-from imagebuilder import LayerBuilder
 
 from ociboot.boot.rules.system import (
     COS_IMAGE_SIZE,
@@ -21,6 +19,8 @@ from ociboot.boot.rules.system import (
     size_checks,
 )
 from ociboot.report import Outcome, Severity, render_json, render_junit, render_sarif, render_text
+from tests.support.bootimages import BootImage, bootable, failed, findings, passed
+from tests.support.imagebuilder import LayerBuilder
 
 SYSTEM_RULES = (
     "INIT-001",

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from imagebuilder import ImageBuilder, LayerBuilder, build_index, canonical_json
 
 from ociboot.digest import Digest
 from ociboot.errors import InvalidManifest, UnsupportedMediaType
@@ -21,6 +20,7 @@ from ociboot.spec import (
     load_json,
     sniff_manifest_type,
 )
+from tests.support.imagebuilder import ImageBuilder, LayerBuilder, build_index, canonical_json
 
 D = "sha256:" + "0" * 64
 

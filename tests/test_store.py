@@ -11,12 +11,19 @@ import threading
 from pathlib import Path
 
 import pytest
-from dockerarchive import write_docker_archive
-from imagebuilder import MTIME, BuiltImage, ImageBuilder, LayerBuilder, write_oci_archive, write_oci_layout
 
 from ociboot.errors import ImageNotFound, InvalidManifest, SourceError
 from ociboot.ref import Transport
 from ociboot.sources._store import DirStore, TarStore, clean_name, open_store, sniff_path
+from tests.support.dockerarchive import write_docker_archive
+from tests.support.imagebuilder import (
+    MTIME,
+    BuiltImage,
+    ImageBuilder,
+    LayerBuilder,
+    write_oci_archive,
+    write_oci_layout,
+)
 
 
 def _member(tf: tarfile.TarFile, name: str, data: bytes | None = None, **kw: object) -> None:

@@ -8,11 +8,11 @@ import tarfile
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagebuilder import MTIME, LayerBuilder
 
 from ociboot.errors import TruncatedLayer, UnsafePath
 from ociboot.fs.node import Entry, Kind
 from ociboot.layer import NOT_WANTED, AnalyzeSpec, CaptureSpec, TarListing, normalize_path, read_tar
+from tests.support.imagebuilder import MTIME, LayerBuilder
 
 
 def walk(tar: bytes, capture: CaptureSpec | None = None) -> TarListing:

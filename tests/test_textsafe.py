@@ -22,14 +22,14 @@ from xml.dom import minidom
 from xml.etree import ElementTree as ET
 
 import pytest
-from bootimages import KVER, bootable
 from hypothesis import given
 from hypothesis import strategies as st
-from imagebuilder import ImageBuilder, LayerBuilder, build_index, write_oci_layout
 from typer.testing import CliRunner
 
 from ociboot.cli import app
 from ociboot.textsafe import clean, escape, raw, unescape
+from tests.support.bootimages import KVER, bootable
+from tests.support.imagebuilder import ImageBuilder, LayerBuilder, build_index, write_oci_layout
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,11 +8,11 @@ path_resolution(7) (MAXSYMLINKS = 40).
 from __future__ import annotations
 
 import pytest
-from test_overlay import Layer, build, layer
 
 from ociboot.fs.node import Entry, Kind
 from ociboot.fs.overlay import flatten
 from ociboot.fs.tree import MAXSYMLINKS, FileTree, ResolveError
+from tests.test_overlay import Layer, build, layer
 
 BASE = (
     "boot/",

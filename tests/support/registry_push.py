@@ -1,4 +1,4 @@
-"""Push images from tests/imagebuilder.py to a registry with plain HTTP requests.
+"""Push images from tests/support/imagebuilder.py to a registry with plain HTTP requests.
 
 Independent of ociboot on purpose (the code under test must not push its own fixtures): the
 distribution-spec push flow (spec.md "Pushing blobs": POST then monolithic PUT; "Pushing
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from imagebuilder import Blob, BuiltImage, BuiltIndex
+
+from tests.support.imagebuilder import Blob, BuiltImage, BuiltIndex
 
 
 class PushError(RuntimeError):

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import zstandard
-from imagebuilder import MTIME, OCI_INDEX, BuiltImage, canonical_json, compress
+
+from tests.support.imagebuilder import MTIME, OCI_INDEX, BuiltImage, canonical_json, compress
 
 
 def plain_tar(blob: bytes) -> bytes:

@@ -16,24 +16,20 @@ Kernels and initrds are real-format files from fixtures/make_boot_fixtures.py.
 from __future__ import annotations
 
 import lzma
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
-
-import make_boot_fixtures as boot
-from imagebuilder import ImageBuilder, LayerBuilder, compress, write_oci_layout
-
+from fixtures import make_boot_fixtures as boot
 from ociboot import pipeline
 from ociboot.boot.context import Policy
 from ociboot.ref import ImageRef, Transport
 from ociboot.report import Finding, Outcome, Report
 from ociboot.spec import Platform
+from tests.support.imagebuilder import ImageBuilder, LayerBuilder, compress, write_oci_layout
 
 KVER = boot.KVER  # 6.1.0-28-amd64
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 S_IFDIR, S_IFREG, S_IFLNK = boot.S_IFDIR, boot.S_IFREG, boot.S_IFLNK
 ELF = b"\x7fELF\x02\x01\x01\x00" + b"\0" * 56
 
