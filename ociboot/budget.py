@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import AnalysisBudgetExceeded
+from .streams import ReadStream
 
 #: Units of analysis work per image, unless --analysis-budget or the policy says otherwise.
 DEFAULT_ANALYSIS_BUDGET = 8 << 30
@@ -63,7 +64,7 @@ class AnalysisBudget:
             self.spent += n
 
 
-class Metered:
+class Metered(ReadStream):
     """A stream whose reads are charged as they happen: `charge(len(data))` after each read."""
 
     def __init__(self, raw: Any, charge: Callable[[int], None]) -> None:
@@ -74,14 +75,6 @@ class Metered:
         data: bytes = self._raw.read(n)
         self._charge(len(data))
         return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
 
 def no_charge(n: int) -> None:

@@ -32,6 +32,7 @@ import lz4.block
 import zstandard
 
 from .errors import OcibootError, TruncatedLayer, UnsupportedCompression
+from .streams import ReadStream
 
 # What the decoders raise on bad input.
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (
@@ -114,7 +115,7 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
-class PeekableReader:
+class PeekableReader(ReadStream):
     """Lets the first bytes of a non-seekable stream be looked at without losing them."""
 
     def __init__(self, raw: Readable) -> None:
@@ -130,9 +131,6 @@ class PeekableReader:
             self._head += chunk
         return self._head[:n]
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, n: int = -1) -> bytes:
         if not self._head:
             return self._raw.read(n)
@@ -142,18 +140,13 @@ class PeekableReader:
         data, self._head = self._head[:n], self._head[n:]
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     def close(self) -> None:
         close = getattr(self._raw, "close", None)
         if close is not None:
             close()
 
 
-class DecompressedReader:
+class DecompressedReader(ReadStream):
     """A decompressing binary stream (read/readinto) whose failures are ociboot errors."""
 
     def __init__(self, inner: Any, compression: Compression, what: str, check: Callable[[], None]) -> None:
@@ -162,9 +155,6 @@ class DecompressedReader:
         self.what = what
         self._check = check  # raises when the compressed stream ended somewhere it may not
         self._done = False
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, n: int = -1) -> bytes:
         if self._done:
@@ -181,11 +171,6 @@ class DecompressedReader:
             raise TruncatedLayer(f"{self.what}: {self.compression} stream ends early ({exc})") from exc
         except _DECODE_ERRORS as exc:
             raise TruncatedLayer(f"{self.what}: corrupt {self.compression} data ({exc})") from exc
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._inner.close()

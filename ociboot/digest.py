@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from .errors import DigestMismatch, InvalidManifest
+from .streams import ReadStream
 
 # descriptor.md: algorithm-component [+._-] separated; encoded portion per algorithm.
 _ENCODED = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
@@ -56,7 +57,7 @@ class Digest:
         return f"{self.algorithm}:{self.hex}"
 
 
-class VerifyingReader:
+class VerifyingReader(ReadStream):
     """A read-only binary stream that checks size and digest when the underlying stream ends.
 
     The check runs at the first read that returns b"" (or when `size` bytes have passed and the
@@ -80,9 +81,6 @@ class VerifyingReader:
         self.count = 0
         self.verified = False
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             chunks = []
@@ -98,11 +96,6 @@ class VerifyingReader:
             return bytes(data)
         self._finish()
         return b""
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def drain(self) -> None:
         """Read to EOF so the check runs even when the consumer stopped early."""

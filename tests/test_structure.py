@@ -22,6 +22,7 @@ LEVELS: dict[str, float] = {
     "errors": 0,
     "budget": 0,
     "digest": 0,
+    "streams": 0,
     "mediatypes": 0,
     "report": 0,
     "textsafe": 0,

@@ -30,6 +30,7 @@ from enum import StrEnum
 from ..budget import MEMBER_COST, AnalysisBudget, Metered, no_charge
 from ..compression import DECODE_COST, Compression, Readable, open_decompressed, sniff
 from ..errors import TruncatedLayer, UnsupportedCompression
+from ..streams import ReadStream
 from . import _sniff
 
 #: Files kept whole (up to `CAPTURE_LIMIT` bytes each) whatever the caller asks for.
@@ -165,7 +166,7 @@ class _CapHit(Exception):
     pass
 
 
-class _Reader:
+class _Reader(ReadStream):
     """A byte stream with peek, exact reads and an offset (so that cpio's 4-byte alignment and
     problem messages can name positions).  Buffered bytes are `_buf[_pos:]`; slicing from a
     position keeps small reads from copying the whole buffer each time."""
@@ -213,14 +214,6 @@ class _Reader:
             self.offset += len(data)
             return data
         return self.exact(min(n, max(1, len(self._buf) - self._pos)))
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def chunks(self, n: int) -> Iterator[bytes]:
         """The next `n` bytes in bounded pieces; stops early at EOF."""

@@ -37,6 +37,7 @@ from typing import Any
 from ..budget import AnalysisBudget
 from ..errors import AnalysisBudgetExceeded, DigestMismatch, LayerError, TruncatedLayer, UnsafePath
 from ..fs.node import NO_XATTRS, Entry, Kind, make_entry
+from ..streams import ReadStream
 from .readahead import CHUNK
 from .select import NOT_WANTED, AnalysisFailed, Analyzer, AnalyzeSpec, CaptureSpec, OverBudget
 
@@ -587,7 +588,7 @@ def _xattrs(pax: dict[bytes, bytes]) -> dict[str, bytes]:
     return {_decode(k[len(_XATTR) :]): v for k, v in pax.items() if k.startswith(_XATTR)}
 
 
-class MemberReader:
+class MemberReader(ReadStream):
     """A member's data as a stream, read straight from the tar stream (never past the member).
 
     The first `keep` bytes read are also kept (a capture of the same path); `consumed` tells the
@@ -613,14 +614,6 @@ class MemberReader:
             self._head.append(data[: self._keep - self.consumed])
         self.consumed += len(data)
         return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def kept(self) -> bytes | None:
         """The kept head, completed from the stream if the analyzer read less than `keep`."""
