@@ -36,7 +36,7 @@ from .report import Report, Severity, Skipped, Unreadable
 from .sources import ImageSource, SourceOptions, open_source
 from .sources._store import sniff_path
 from .sources.registry.client import RegistryClient
-from .spec import Platform
+from .spec import Descriptor, Platform
 
 #: progress(name, total_bytes) -> advance(n_bytes); the CLI draws bars, tests pass None.
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -241,6 +241,10 @@ class Checked:
     image: str
     reports: tuple[Report, ...]
     unreadable: tuple[Unreadable, ...]
+    #: What the verdict is about, verified: the index or manifest the reference resolved to when
+    #: every platform was judged, the one platform's manifest with `--platform`; None when the
+    #: reference could not be resolved.  A promotion copies exactly this digest.
+    subject: Descriptor | None = None
 
 
 def check_reference(text: str, policy: Policy, options: Options) -> Checked:
@@ -257,9 +261,12 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             skipped: tuple[Skipped, ...] = ()
             if options.platform is not None:
                 images = [open_image(source, options)]
+                one = images[0]
+                subject = Descriptor(one.media_type, one.manifest_digest, len(one.manifest_raw))
             else:
                 listing, images = resolve_index(source, MAX_INDEX_IMAGES)
                 skipped = _not_images(listing)
+                subject = Descriptor(listing.media_type, listing.digest, len(listing.raw))
             reports: list[Report] = []
             unreadable: list[Unreadable] = []
             for image in images:
@@ -272,7 +279,7 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
                     reports.append(replace(check_image(image, policy, options), skipped=skipped))
                 except Exception as exc:  # one platform of an index: the others are still judged
                     unreadable.append(Unreadable(shown, _failure(exc), str(image.declared or image.platform)))
-            return Checked(shown, tuple(reports), tuple(unreadable))
+            return Checked(shown, tuple(reports), tuple(unreadable), subject)
     except Exception as exc:
         return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
 

@@ -15,8 +15,9 @@ from xml.etree import ElementTree as ET
 import pytest
 from typer.testing import CliRunner
 
+from ociboot import api
 from ociboot.cli import app
-from ociboot.pipeline import MAX_INDEX_IMAGES
+from ociboot.pipeline import MAX_INDEX_IMAGES, Options
 from ociboot.spec import Platform
 from tests.support.bootimages import bootable, generic
 from tests.support.imagebuilder import (
@@ -280,3 +281,17 @@ def test_an_index_of_too_many_images_is_refused_before_any_is_read(tmp_path: Pat
     assert code == 3 and json.loads(out)["bootable"] is False
     assert f"lists {MAX_INDEX_IMAGES + 1} images, more than the {MAX_INDEX_IMAGES}" in err
     assert "not found" not in err and err.count("\n") == 1
+
+
+def test_the_subject_is_the_index_judged_whole_or_the_one_platform_judged(layout: str, multi: Multi) -> None:
+    """A promotion copies, and a verdict hangs from, exactly the digest that was judged."""
+    whole = api.check(layout).checked[0].subject
+    assert whole is not None
+    assert (str(whole.digest), whole.size, whole.media_type) == (
+        multi.index.digest,
+        len(multi.index.manifest.data),
+        "application/vnd.oci.image.index.v1+json",
+    )
+    one = api.check(layout, options=Options(platform=Platform.parse("linux/arm64"))).checked[0].subject
+    assert one is not None and str(one.digest) == multi.arm.digest
+    assert api.check(f"{layout}-missing").checked[0].subject is None
