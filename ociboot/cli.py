@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from enum import StrEnum
 from inspect import Parameter, signature
 from pathlib import Path
@@ -29,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand
 
-from . import __version__, api, pipeline, views
+from . import __version__, api, pipeline, promolist, views
 from .boot.check import Profile
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
@@ -625,6 +626,23 @@ def check(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
+    promotion_list: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--promotion-list",
+            metavar="FORMAT=FILE",
+            help="also write FILE for a registry copier, FORMAT skopeo-sync, regsync or kpromo: "
+            "the registry images that passed, by the digest checked (repeatable)",
+        ),
+    ] = None,
+    promotion_target: Annotated[
+        str | None,
+        typer.Option(
+            "--promotion-target",
+            metavar="REGISTRY[/PREFIX]",
+            help="where a regsync promotion list copies the images to",
+        ),
+    ] = None,
     *,
     options: pipeline.Options,
 ) -> None:
@@ -661,25 +679,28 @@ def check(
     # Opened before any image is read: a report that cannot be written fails now, not after the check.
     if output:
         _refuse_clobbering(output, texts)
+    lists = _PromotionLists.open(promotion_list or [], promotion_target, texts, output)
     sink = _open_output(output) if output else None
     try:
-        code = _check_all(texts, policy, options, jobs, sink, fmt, verbose)
+        code = _check_all(texts, policy, options, jobs, sink, fmt, verbose, lists.write)
     except _Undelivered as exc:
         # A verdict nobody received is no verdict: neither 0 nor 1, whatever the images were.
         _say("error", f"the report could not be written to {output or 'standard output'}: {exc}")
         code = 2
     finally:
+        lists.close()
         if sink is not None:
             with suppress(OSError):  # already reported: its flush failed the same way
                 sink.close()
-    raise typer.Exit(code)
+    # Like the report: a list the copier did not receive whole is no answer (exit 2).
+    raise typer.Exit(2 if lists.failed else code)
 
 
 class _Undelivered(Exception):
     """Writing the report failed (a full disk, a closed pipe): the reason, as strerror says it."""
 
 
-def _refuse_clobbering(output: str, texts: list[str]) -> None:
+def _refuse_clobbering(output: str, texts: list[str], option: str = "--output") -> None:
     """Opening the report truncates it: never when it is, or is inside, an image to be read."""
     target = Path(output).resolve()
     for text in texts:
@@ -691,15 +712,86 @@ def _refuse_clobbering(output: str, texts: list[str]) -> None:
             raise typer.BadParameter(
                 f"{escape_text(output)} is the image {escape_text(text)}: writing the report "
                 "would destroy it",
-                param_hint="--output",
+                param_hint=option,
             )
 
 
-def _open_output(path: str) -> TextIO:
+def _open_output(path: str, option: str = "--output") -> TextIO:
     try:
         return open(path, "w", encoding="utf-8")
     except OSError as exc:
-        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="--output") from None
+        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=option) from None
+
+
+@dataclass
+class _PromotionLists:
+    """--promotion-list files: checked and opened before any image is read (a list that cannot
+    be written fails now, exit 2), written once the batch is judged."""
+
+    plan: promolist.Plan
+    target: promolist.Target | None
+    files: list[tuple[promolist.ListFormat, str, TextIO]]
+    failed: bool = False  # a list could not be written: the copier would act on a partial one
+
+    @classmethod
+    def open(
+        cls, requests: list[str], target_text: str | None, texts: list[str], output: str | None
+    ) -> _PromotionLists:
+        hint = "--promotion-list"
+        try:
+            wanted = [promolist.parse_request(r) for r in requests]
+            target = promolist.Target.parse(target_text) if target_text is not None else None
+            plan = promolist.Plan.of(texts)
+            for list_format, _ in wanted:
+                promolist.check_request(list_format, plan, target)
+        except promolist.ListError as exc:
+            raise typer.BadParameter(escape_text(str(exc)), param_hint=hint) from None
+        if target is not None and all(f is not promolist.ListFormat.REGSYNC for f, _ in wanted):
+            raise typer.BadParameter(
+                "only a regsync list has a target (skopeo sync takes DEST on its command line, "
+                "kpromo from promoter-manifest.yaml)",
+                param_hint="--promotion-target",
+            )
+        paths = [Path(p).resolve() for _, p in wanted] + ([Path(output).resolve()] if output else [])
+        if len(set(paths)) < len(paths):
+            raise typer.BadParameter("two outputs name the same file", param_hint=hint)
+        for _, path in wanted:
+            _refuse_clobbering(path, texts, hint)
+        files: list[tuple[promolist.ListFormat, str, TextIO]] = []
+        try:
+            for list_format, path in wanted:
+                files.append((list_format, path, _open_output(path, hint)))
+        except typer.BadParameter:
+            for _, _, fh in files:
+                fh.close()
+            raise
+        if files:
+            for text in plan.left_out:
+                _say("warning", f"{text}: not a registry image: left out of the promotion lists")
+        return cls(plan, target, files)
+
+    def write(self, batch: api.Batch, options: pipeline.Options) -> None:
+        if not self.files:
+            return
+        found = promolist.promoted(self.plan, batch.checked, batch.fatal_warnings)
+        for why in found.refused:
+            _say("warning", f"{why}: left out of the promotion lists")
+        for tag in found.ambiguous:
+            _say("warning", f"{tag} named two digests while it was checked: the tag is left out")
+        for list_format, path, fh in self.files:
+            try:
+                fh.write(promolist.render(list_format, found, self.plan, options.source, self.target))
+                fh.flush()
+            except OSError as exc:
+                _say("error", f"the promotion list could not be written to {path}: {exc.strerror or exc}")
+                with suppress(OSError):  # a half list would promote some images silently
+                    fh.truncate(0)
+                self.failed = True
+
+    def close(self) -> None:
+        for _, _, fh in self.files:
+            with suppress(OSError):
+                fh.close()
 
 
 def _check_all(
@@ -710,6 +802,7 @@ def _check_all(
     sink: TextIO | None,
     fmt: CheckFormat,
     verbose: bool,
+    judged: Callable[[api.Batch, pipeline.Options], None] | None = None,
 ) -> int:
     """Check each image, printing its text report and error lines as it finishes; the machine
     formats are one document, written at the end in input order.  Returns the exit code.
@@ -740,6 +833,8 @@ def _check_all(
 
     with _running(options):
         batch = api.check(texts, policy, options, jobs=jobs, on_result=finished)
+    if judged is not None:
+        judged(batch, options)
     summary = batch.summary() if len(texts) > 1 else ""
     if tables:
         if summary:

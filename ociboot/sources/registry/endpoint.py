@@ -44,6 +44,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def uses_plain_http(host: str, options: SourceOptions) -> bool:
+    """HTTP, not HTTPS, to `host`: what the user chose (--plain-http), else only for loopback."""
+    return options.plain_http if options.plain_http is not None else is_loopback(host)
+
+
 def display(ref: ImageRef) -> str:
     text = f"{ref.registry}/{ref.repository}"
     if ref.tag:
@@ -65,8 +70,7 @@ class Endpoint:
         self.ref = ref
         self.options = options
         self.host = ref.api_host
-        plain = options.plain_http if options.plain_http is not None else is_loopback(self.host)
-        self.scheme = "http" if plain else "https"
+        self.scheme = "http" if uses_plain_http(self.host, options) else "https"
         client.tls(options)  # a bad --cert-dir is an error now, not at the first request
         self.budget = Budget(options, display(ref))
         scopes = scopes or (f"repository:{ref.repository}:pull",)
