@@ -17,12 +17,12 @@ import requests
 import yaml
 from typer.testing import CliRunner
 
+from fixtures import make_boot_fixtures as boot
 from ociboot import api
 from ociboot.cli import app
 from ociboot.digest import Digest
 from ociboot.promolist import ListFormat, Plan, Target, promoted, render
 from ociboot.sources import SourceOptions
-from fixtures import make_boot_fixtures as boot
 from tests.support.bootimages import KVER, BootImage, bootable, generic
 from tests.support.imagebuilder import BuiltImage, BuiltIndex, build_index, write_oci_layout
 from tests.support.registry_push import Pusher
@@ -107,7 +107,9 @@ _FILES = {"skopeo-sync": "sync.yaml", "regsync": "regsync.yaml", "kpromo": "imag
 #   REGISTRY: {images: {REPOSITORY: [TAG or DIGEST, ...]}, images-by-tag-regex: {...},
 #              credentials: {username, password}, tls-verify: bool, cert-dir: path}
 # https://github.com/containers/skopeo/blob/v1.9.3/docs/skopeo-sync.1.md
-def test_the_skopeo_sync_file_lists_exactly_the_passing_digests(lists: dict[str, Any], staged: Staged) -> None:
+def test_the_skopeo_sync_file_lists_exactly_the_passing_digests(
+    lists: dict[str, Any], staged: Staged
+) -> None:
     assert lists["yaml"]["skopeo-sync"] == {
         staged.host: {
             "tls-verify": False,  # the check read it over plain HTTP (loopback)
@@ -161,8 +163,10 @@ def test_skopeo_sync_copies_only_the_passing_digests(
     lists: dict[str, Any], staged: Staged, prod: RegistryServer
 ) -> None:
     sync = subprocess.run(
-        [SKOPEO, "sync", "--all", "--src", "yaml", "--dest", "docker", "--dest-tls-verify=false"]
-        + [str(lists["dir"] / _FILES["skopeo-sync"]), f"{prod.host}/synced"],
+        [
+            *(SKOPEO, "sync", "--all", "--src", "yaml", "--dest", "docker", "--dest-tls-verify=false"),
+            *(str(lists["dir"] / _FILES["skopeo-sync"]), f"{prod.host}/synced"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -187,9 +191,7 @@ def _inspect(reference: str) -> bytes | None:
 
 def test_with_platform_the_list_names_the_one_manifest_judged(staged: Staged, tmp_path: Path) -> None:
     out = tmp_path / "images.yaml"
-    code, _, err = check(
-        staged.refs[0], "--platform", "linux/arm64", "--promotion-list", f"kpromo={out}"
-    )
+    code, _, err = check(staged.refs[0], "--platform", "linux/arm64", "--promotion-list", f"kpromo={out}")
     assert code == 0, err
     arm = staged.multi.children[1]
     assert yaml.safe_load(out.read_text()) == [{"name": "multi", "dmap": {arm.digest: ["1"]}}]
@@ -230,9 +232,7 @@ def test_a_digest_that_does_not_parse_back_never_reaches_a_file(staged: Staged) 
 _loopback_creds = {"registry": "127.0.0.1:1", "tls": "disabled"}
 
 
-def test_an_image_not_in_a_registry_is_left_out_with_a_warning(
-    staged: Staged, tmp_path: Path
-) -> None:
+def test_an_image_not_in_a_registry_is_left_out_with_a_warning(staged: Staged, tmp_path: Path) -> None:
     layout = write_oci_layout(tmp_path / "local", {"v1": staged.one})
     out = tmp_path / "sync.yaml"
     code, _, err = check(f"oci:{layout}:v1", staged.refs[1], "--promotion-list", f"skopeo-sync={out}")
@@ -277,7 +277,7 @@ def test_a_list_that_cannot_be_written_is_a_usage_error_before_any_image_is_read
 ) -> None:
     monkeypatch.chdir(tmp_path)
     # Nothing listens there: reading the image would be exit 3, and it is never tried.
-    code, out, err = check("127.0.0.1:1/never/read:1", *args)
+    code, _, err = check("127.0.0.1:1/never/read:1", *args)
     assert code == 2, err
     assert says in " ".join(err.split()) and "never/read" not in err
 
@@ -306,3 +306,24 @@ def test_the_files_are_json_scalars_in_yaml(lists: dict[str, Any]) -> None:
                 continue
             for quoted in line.split('"')[1::2]:
                 assert json.loads(f'"{quoted}"') == quoted
+
+
+@pytest.mark.parametrize(("fatal", "listed"), [([], True), (["--fatal-warnings"], False)])
+def test_an_image_with_warnings_is_listed_unless_warnings_are_fatal(
+    registry: RegistryServer, tmp_path: Path, fatal: list[str], listed: bool
+) -> None:
+    warned = bootable("generic").file("/etc/os-release", "ID=debian\nVERSION_ID=12\n").build()  # OSR-001
+    Pusher(registry.url).push("warned/os", warned, "4")
+    out = tmp_path / "images.yaml"
+    code, _, err = check(f"{registry.host}/warned/os:4", *fatal, "--promotion-list", f"kpromo={out}")
+    assert code == (0 if listed else 1), err
+    assert yaml.safe_load(out.read_text()) == (
+        [{"name": "os", "dmap": {warned.digest: ["4"]}}] if listed else []
+    )
+
+
+def test_a_list_that_could_not_be_written_whole_is_exit_2(staged: Staged) -> None:
+    """A copier must not act on a part of the list: a full disk is no answer, whatever the verdict."""
+    code, _, err = check(staged.refs[1], "--promotion-list", "kpromo=/dev/full")
+    assert code == 2
+    assert "the promotion list could not be written to /dev/full" in err
