@@ -738,6 +738,8 @@ class _PromotionLists:
         cls, requests: list[str], target_text: str | None, texts: list[str], output: str | None
     ) -> _PromotionLists:
         hint = "--promotion-list"
+        if not requests and target_text is None:
+            return cls(promolist.Plan({}, (), ""), None, [])
         try:
             wanted = [promolist.parse_request(r) for r in requests]
             target = promolist.Target.parse(target_text) if target_text is not None else None
