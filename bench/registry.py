@@ -11,13 +11,24 @@ import json
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.imagebuilder import Blob
 from tests.support.registry_push import Pusher, PushError
 from tests.support.registry_server import BINARY, RegistryServer, RegistryStartError, start_registry
 
-__all__ = ["BINARY", "RegistryServer", "blob_bytes_since", "log_offset", "push", "start"]
+__all__ = [
+    "BINARY",
+    "Logged",
+    "RegistryServer",
+    "blob_bytes_since",
+    "log_offset",
+    "mounts_since",
+    "push",
+    "requests_since",
+    "start",
+]
 
 
 def start(directory: Path, name: str = "bench") -> RegistryServer:
@@ -33,8 +44,22 @@ def log_offset(server: RegistryServer) -> int:
     return server.log.stat().st_size
 
 
-def blob_bytes_since(server: RegistryServer, offset: int, digests: set[str] | None = None) -> int:
-    """Bytes the registry sent for blob GETs logged after `offset`, only `digests` if given.
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """One finished request, as the registry's "response completed" log line has it."""
+
+    method: str
+    uri: str
+    status: int
+    written: int  # bytes of the response body
+
+
+_FIELD = re.compile(r'http\.(request\.method|request\.uri|response\.status|response\.written)=("[^"]*"|\S+)')
+_BLOB_GET = re.compile(r"/blobs/(sha256:[0-9a-f]{64})$")
+
+
+def requests_since(server: RegistryServer, offset: int) -> list[Logged]:
+    """The requests the registry logged after `offset`.
 
     The registry logs a request after the client has its last byte, so wait for the log
     to stop growing before reading it.
@@ -44,17 +69,41 @@ def blob_bytes_since(server: RegistryServer, offset: int, digests: set[str] | No
         time.sleep(0.05)
         now = log_offset(server)
         size, still = now, still + 1 if now == size else 0
-    total = 0
+    out = []
     with server.log.open("rb") as fh:
         fh.seek(offset)
         for line in fh.read().decode(errors="replace").splitlines():
-            if "response completed" not in line or "http.request.method=GET" not in line:
+            if "response completed" not in line:
                 continue
-            uri = re.search(r'http\.request\.uri="[^"]*/blobs/(sha256:[0-9a-f]{64})"', line)
-            written = re.search(r"http\.response\.written=(\d+)", line)
-            if uri and written and (digests is None or uri.group(1) in digests):
-                total += int(written.group(1))
+            fields = {key: value.strip('"') for key, value in _FIELD.findall(line)}
+            out.append(
+                Logged(
+                    fields.get("request.method", ""),
+                    fields.get("request.uri", ""),
+                    int(fields.get("response.status", "0")),
+                    int(fields.get("response.written", "0")),
+                )
+            )
+    return out
+
+
+def blob_bytes_since(server: RegistryServer, offset: int, digests: set[str] | None = None) -> int:
+    """Bytes the registry sent for blob GETs logged after `offset`, only `digests` if given."""
+    total = 0
+    for r in requests_since(server, offset):
+        blob = _BLOB_GET.search(r.uri) if r.method == "GET" else None
+        if blob and (digests is None or blob.group(1) in digests):
+            total += r.written
     return total
+
+
+def mounts_since(server: RegistryServer, offset: int) -> int:
+    """Blobs mounted from another repository (distribution-spec: POST ...?mount=&from=, 201)."""
+    return sum(
+        1
+        for r in requests_since(server, offset)
+        if r.method == "POST" and "mount=" in r.uri and r.status == 201
+    )
 
 
 def push(server: RegistryServer, layout: Path, repo: str, tag: str) -> str:

@@ -174,6 +174,27 @@ def mb(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:.1f}"
 
 
+def image_section(layers: list[dict[str, object]], kver: str) -> list[str]:
+    """The `## Image` section: the bench image's layers (images.py writes bench-layers.json)."""
+    total_c = sum(int(x["size"]) for x in layers)  # type: ignore[call-overload]
+    total_u = sum(int(x["uncompressed"]) for x in layers)  # type: ignore[call-overload]
+    lines = [
+        "## Image",
+        "",
+        f"`bench:v1`, linux/amd64, kernel {kver} from Debian's package; {len(layers)} layers, "
+        f"{total_c / 1e6:.1f} MB compressed, {total_u / 1e6:.1f} MB uncompressed.",
+        "",
+        "| layer | media type | compressed MB | uncompressed MB | tar members |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for i, x in enumerate(layers, 1):
+        lines.append(
+            f"| {i} | {str(x['mediaType']).rsplit('.', 1)[-1]} | {mb(int(x['size']))} | "  # type: ignore[call-overload]
+            f"{mb(int(x['uncompressed']))} | {x['members']} |"  # type: ignore[call-overload]
+        )
+    return lines
+
+
 def render(
     args_line: str,
     info: dict[str, str],
@@ -193,22 +214,7 @@ def render(
     ]
     lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "## Command", "", "```", args_line, "```", ""]
-    total_c = sum(int(x["size"]) for x in layers)  # type: ignore[call-overload]
-    total_u = sum(int(x["uncompressed"]) for x in layers)  # type: ignore[call-overload]
-    lines += [
-        "## Image",
-        "",
-        f"`bench:v1`, linux/amd64, kernel {kver} from Debian's package; {len(layers)} layers, "
-        f"{total_c / 1e6:.1f} MB compressed, {total_u / 1e6:.1f} MB uncompressed.",
-        "",
-        "| layer | media type | compressed MB | uncompressed MB | tar members |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for i, x in enumerate(layers, 1):
-        lines.append(
-            f"| {i} | {str(x['mediaType']).rsplit('.', 1)[-1]} | {mb(int(x['size']))} | "  # type: ignore[call-overload]
-            f"{mb(int(x['uncompressed']))} | {x['members']} |"  # type: ignore[call-overload]
-        )
+    lines += image_section(layers, kver)
     runs = max((s.runs for s in results.values()), default=0)
     lines += [
         "",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench import images
+from bench import images, promote
 from bench import registry as bench_registry
 from tests.support import registry_server
 
@@ -42,7 +42,7 @@ def test_the_bench_starts_the_tests_registry() -> None:
 
 
 @pytest.mark.registry
-def test_bench_push_streams_a_layout_and_counts_the_blob_bytes_fetched(tmp_path: Path) -> None:
+def test_bench_push_streams_a_layout_and_counts_blob_bytes_fetched_and_mounts(tmp_path: Path) -> None:
     layout = images.one_layer(tmp_path, 64 << 10)
     server = bench_registry.start(tmp_path / "registry")
     try:
@@ -61,5 +61,14 @@ def test_bench_push_streams_a_layout_and_counts_the_blob_bytes_fetched(tmp_path:
         )
         assert bench_registry.blob_bytes_since(server, offset, {layer["digest"]}) == layer["size"]
         assert bench_registry.blob_bytes_since(server, offset, {"sha256:" + "0" * 64}) == 0
+
+        offset = bench_registry.log_offset(server)
+        mount = f"{server.url}/v2/prod/os/blobs/uploads/?mount={layer['digest']}&from=bench/one"
+        assert requests.post(mount, timeout=10).status_code == 201
+        missing = f"{server.url}/v2/prod/os/blobs/uploads/?mount=sha256:{'0' * 64}&from=bench/one"
+        assert requests.post(missing, timeout=10).status_code == 202  # no such blob: an upload starts
+        assert bench_registry.mounts_since(server, offset) == 1
+        assert promote.manifest_digest(server, "bench/one", "v1") == digest
+        assert promote.manifest_digest(server, "prod/os", "v1") is None
     finally:
         server.stop()
