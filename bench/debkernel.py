@@ -18,8 +18,7 @@ from pathlib import Path
 
 import zstandard
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
-import make_boot_fixtures as boot
+from fixtures import make_boot_fixtures as boot
 
 PACKAGE = re.compile(r"^linux-image-(6\.1\.0-(\d+)-amd64)$")
 # What an initramfs needs to mount a root on a disk: block/NVMe/SCSI/virtio drivers, ext4.

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
-import debkernel
 import zstandard
 
+from bench import debkernel
 from ociboot.boot.rules.cos import ELEMENTAL2_UNITS  # the units COS-007 wants enabled
 
 MTIME = 1700000000
@@ -118,15 +118,18 @@ class Layer:
         self.tar.addfile(self._info(path, tarfile.DIRTYPE, mode))
         return self
 
-    def file(self, path: str, data: bytes | str | BinaryIO, size: int = -1, mode: int = 0o644) -> Layer:
+    def file(
+        self, path: str, data: bytes | str | BinaryIO | io.RawIOBase, size: int = -1, mode: int = 0o644
+    ) -> Layer:
         info = self._info(path, tarfile.REGTYPE, mode)
         if isinstance(data, str):
             data = data.encode()
+        stream: BinaryIO | io.RawIOBase
         if isinstance(data, bytes):
             info.size, stream = len(data), io.BytesIO(data)
         else:
             info.size, stream = size, data
-        self.tar.addfile(info, stream)
+        self.tar.addfile(info, cast(BinaryIO, stream))  # tarfile only calls read(n)
         return self
 
     def symlink(self, path: str, target: str) -> Layer:
@@ -156,7 +159,7 @@ def _compressor(out: HashingWriter, compression: str, level: int) -> Any:
                 pass
         return gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=level, filename="")
     if compression == "zstd":
-        return zstandard.ZstdCompressor(level=level).stream_writer(out, closefd=False)
+        return zstandard.ZstdCompressor(level=level).stream_writer(cast(BinaryIO, out), closefd=False)
     return out
 
 
@@ -176,7 +179,7 @@ class LayoutWriter:
             compressed = HashingWriter(fh)
             stream = _compressor(compressed, compression, level)
             plain = HashingWriter(stream)
-            with tarfile.open(fileobj=plain, mode="w", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=plain, mode="w", format=tarfile.PAX_FORMAT) as tf:
                 layer = Layer(tf)
                 yield layer
             if stream is not compressed:

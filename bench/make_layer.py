@@ -1,7 +1,7 @@
 """Write a deterministic OCI layout holding one image whose single layer is a gzip tar of many
 small files (default: 60,000 files, about 200 MB compressed), streamed to disk.
 
-    python bench/make_layer.py bench/work/small-files [--files 60000] [--compression gzip|zstd]
+    python -m bench.make_layer bench/work/small-files [--files 60000] [--compression gzip|zstd]
 
 Content is pseudo-random (seeded), so it barely compresses: the blob is about as large as the
 tar, which is the hard case for a reader (every byte inflated, every header parsed).
@@ -18,7 +18,7 @@ import random
 import tarfile
 from pathlib import Path
 
-from images import HashingWriter  # bench/ is the script directory
+from bench.images import HashingWriter
 
 MTIME = 1700000000
 
@@ -48,7 +48,7 @@ def main() -> None:
     blobs.mkdir(parents=True, exist_ok=True)
     tmp = blobs / "layer.tmp"
     with tmp.open("wb") as fh:
-        compressed = HashingWriter(fh)  # type: ignore[arg-type]
+        compressed = HashingWriter(fh)
         with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, compresslevel=1) as gz:
             plain = HashingWriter(gz)
             write_tar(plain, args.files, args.seed)

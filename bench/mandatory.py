@@ -94,9 +94,10 @@ def layer(session: requests.Session, base: str, desc: dict[str, Any], diff_id: s
         kind = _sniff(head)
         source = Peeked(head, wire)
         if kind == "gzip":
-            reader: Any = GzipReader(fileobj=source)  # type: ignore[arg-type]
+            reader: Any = GzipReader(fileobj=source)
         elif kind == "zstd":
-            reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK)  # all frames
+            # Peeked has the read() that stream_reader calls; its stub asks for a whole IO[bytes].
+            reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK)  # type: ignore[arg-type]
         else:
             reader = source
         plain, count, buf = hashlib.sha256(), 0, bytearray(CHUNK)

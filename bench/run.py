@@ -1,6 +1,6 @@
 """ociboot against the Docker-free status quo and against the decompression limit (issue 4).
 
-    python bench/run.py --out bench/RESULTS.md [--repeat 5] [--scale 1.0] [--smoke]
+    python -m bench.run --out bench/RESULTS.md [--repeat 5] [--scale 1.0] [--smoke]
 
 Builds the benchmark images under bench/work/ (once; reused while their shape is unchanged),
 pushes them to a local docker-registry, then measures in one run, alternating the variants
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import dataclasses
 import json
 import os
 import platform
@@ -23,11 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import debkernel
-import images
-import measure
-import registry
-from measure import Sample, Summary
+from bench import debkernel, images, measure, registry
+from bench.measure import Sample, Summary
+from bench.registry import RegistryServer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -91,13 +90,17 @@ def variants(host: str, jobs: int, warm_cache: Path | None, no_cache: bool) -> l
     return out
 
 
-def sample(reg: registry.Registry, variant: Variant, scratch_root: Path, layers: set[str]) -> Sample:
+def ls_command(image: str) -> Callable[[Path], list[str]]:
+    return lambda scratch: [*OCIBOOT, "ls", "-R", "-q", image]
+
+
+def sample(reg: RegistryServer, variant: Variant, scratch_root: Path, layers: set[str]) -> Sample:
     scratch = Path(tempfile.mkdtemp(dir=scratch_root))
     try:
         env = variant.env(scratch) if variant.env else None
-        offset = reg.log_offset()
+        offset = registry.log_offset(reg)
         result = measure.run(variant.command(scratch), env=env)
-        return Sample(**{**_fields(result), "fetched": reg.blob_bytes_since(offset, layers)})
+        return dataclasses.replace(result, fetched=registry.blob_bytes_since(reg, offset, layers))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -107,7 +110,7 @@ def _fields(s: Sample) -> dict[str, object]:
 
 
 def alternate(
-    reg: registry.Registry, todo: list[Variant], rounds: int, warmup: int, scratch: Path, layers: set[str]
+    reg: RegistryServer, todo: list[Variant], rounds: int, warmup: int, scratch: Path, layers: set[str]
 ) -> dict[str, list[Sample]]:
     """Each round runs every variant once, the order rotated so no variant always goes first."""
     samples: dict[str, list[Sample]] = {v.key: [] for v in todo}
@@ -171,6 +174,27 @@ def mb(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:.1f}"
 
 
+def image_section(layers: list[dict[str, object]], kver: str) -> list[str]:
+    """The `## Image` section: the bench image's layers (images.py writes bench-layers.json)."""
+    total_c = sum(int(x["size"]) for x in layers)  # type: ignore[call-overload]
+    total_u = sum(int(x["uncompressed"]) for x in layers)  # type: ignore[call-overload]
+    lines = [
+        "## Image",
+        "",
+        f"`bench:v1`, linux/amd64, kernel {kver} from Debian's package; {len(layers)} layers, "
+        f"{total_c / 1e6:.1f} MB compressed, {total_u / 1e6:.1f} MB uncompressed.",
+        "",
+        "| layer | media type | compressed MB | uncompressed MB | tar members |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for i, x in enumerate(layers, 1):
+        lines.append(
+            f"| {i} | {str(x['mediaType']).rsplit('.', 1)[-1]} | {mb(int(x['size']))} | "  # type: ignore[call-overload]
+            f"{mb(int(x['uncompressed']))} | {x['members']} |"  # type: ignore[call-overload]
+        )
+    return lines
+
+
 def render(
     args_line: str,
     info: dict[str, str],
@@ -185,27 +209,12 @@ def render(
     lines = [
         "# Benchmark results",
         "",
-        "Written by `bench/run.py`; a snapshot, the script is what matters.",
+        "Written by `python -m bench.run`; a snapshot, the script is what matters.",
         "",
     ]
     lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "## Command", "", "```", args_line, "```", ""]
-    total_c = sum(int(x["size"]) for x in layers)  # type: ignore[call-overload]
-    total_u = sum(int(x["uncompressed"]) for x in layers)  # type: ignore[call-overload]
-    lines += [
-        "## Image",
-        "",
-        f"`bench:v1`, linux/amd64, kernel {kver} from Debian's package; {len(layers)} layers, "
-        f"{total_c / 1e6:.1f} MB compressed, {total_u / 1e6:.1f} MB uncompressed.",
-        "",
-        "| layer | media type | compressed MB | uncompressed MB | tar members |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for i, x in enumerate(layers, 1):
-        lines.append(
-            f"| {i} | {str(x['mediaType']).rsplit('.', 1)[-1]} | {mb(int(x['size']))} | "  # type: ignore[call-overload]
-            f"{mb(int(x['uncompressed']))} | {x['members']} |"  # type: ignore[call-overload]
-        )
+    lines += image_section(layers, kver)
     runs = max((s.runs for s in results.values()), default=0)
     lines += [
         "",
@@ -370,13 +379,7 @@ def main() -> None:
         notes.append(f"(c) {samples['c'][-1].stdout.strip()}")
 
         mem_variants = [
-            Variant(
-                k,
-                f"ls {k}",
-                lambda s, k=k: [*OCIBOOT, "ls", "-R", "-q", f"docker://{reg.host}/mem-{k}:v1"],
-                fresh_env,
-                ok=(0,),
-            )  # type: ignore[misc]
+            Variant(k, f"ls {k}", ls_command(f"docker://{reg.host}/mem-{k}:v1"), fresh_env, ok=(0,))
             for k in mem_layouts
         ]
         print("measuring memory", file=sys.stderr)
@@ -388,7 +391,7 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     layers = json.loads((layout / "bench-layers.json").read_text())
-    argv = ["python", "bench/run.py", *sys.argv[1:]]
+    argv = ["python", "-m", "bench.run", *sys.argv[1:]]
     text = render(
         " ".join(argv), machine(), layers, kernel.kver, todo, results, memory, (small_size, large_size), notes
     )

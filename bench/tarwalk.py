@@ -1,6 +1,6 @@
 """Micro-benchmark: ociboot's tar walker against Python's tarfile on the same plain tar.
 
-    python bench/tarwalk.py [--files 50000]
+    python -m bench.tarwalk [--files 50000]
 
 Builds an in-memory PAX tar of small files (0-699 bytes each), then lists it with
 `layer.read_tar` (Entry records built) and with `tarfile` (TarInfo records built), best of 3.

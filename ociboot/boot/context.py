@@ -13,7 +13,6 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from ..budget import DEFAULT_ANALYSIS_BUDGET
 from ..fs.node import Kind, Node
@@ -30,6 +29,20 @@ from .scan import INITRD_NAMES, KERNEL_NAMES, PackageDbResult, is_initrd_name
 #: What an analyzer found in one file (boot/scan.py); OverBudget and other failures are
 #: AnalysisFailed; None: nothing analyzed it.
 Analysis = KernelInfo | InitrdInfo | PackageDbResult | AnalysisFailed | None
+_ANALYSIS_TYPES = (KernelInfo, InitrdInfo, PackageDbResult, AnalysisFailed)
+
+
+def analysis_failure(analysis: Analysis) -> str | None:
+    """Why a file could not be read (its analyzer failed, the image's analysis budget ran out, a
+    package database was unreadable), or None: it was read, or nothing analyzed it."""
+    return analysis.error if isinstance(analysis, AnalysisFailed | PackageDbResult) else None
+
+
+def _typed(found: object) -> Analysis:
+    # The tree and the layers hold analyses of every kind the layer walker was given (they sit
+    # below boot/ and cannot name these types): the rules see only what boot/scan.py produces.
+    return found if isinstance(found, _ANALYSIS_TYPES) else None
+
 
 #: fetch(layer index, member path, as_initrd) -> analysis: the pipeline re-reads one layer for a
 #: file that was not analyzed on the first pass (a link pointing somewhere unexpected, a --kernel
@@ -58,8 +71,7 @@ class Artifact:
 
     path: str
     resolution: Resolution
-    # Any, not Analysis: the rule families read `.error` by duck typing (getattr) for now.
-    analysis: Any  # Analysis; None: not a regular file
+    analysis: Analysis  # None: not a regular file, or nothing analyzed it
 
     @property
     def real(self) -> str:
@@ -76,6 +88,11 @@ class Artifact:
     @property
     def initrd(self) -> InitrdInfo | None:
         return self.analysis if isinstance(self.analysis, InitrdInfo) else None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the file could not be read, or None (analysis_failure)."""
+        return analysis_failure(self.analysis)
 
     @property
     def chain(self) -> str:
@@ -264,7 +281,7 @@ class CheckContext:
                 return candidate
         return None
 
-    def analysis(self, path: str, *, as_initrd: bool | None = None) -> Any:
+    def analysis(self, path: str, *, as_initrd: bool | None = None) -> Analysis:
         """What the streaming analyzers found in a file, re-reading its layer if needed.
 
         `as_initrd` asks for a specific reading (True: initrd, False: kernel) when the name alone
@@ -273,7 +290,7 @@ class CheckContext:
         res = self.tree.lookup(path)
         if not res.ok or res.node is None or res.node.kind is not Kind.FILE:
             return None
-        found = self.tree.analysis(path)
+        found = _typed(self.tree.analysis(path))
         wrong_kind = (
             as_initrd is not None and found is not None and isinstance(found, InitrdInfo) != as_initrd
         )
@@ -390,15 +407,13 @@ class CheckContext:
         # reader that crashed (AnalysisFailed) leaves a database that could not be read: it is
         # reported as such, never dropped (dropping it made the image look database-free); so is
         # one the image's analysis budget did not cover (OverBudget is an AnalysisFailed).
-        dbs = [
-            db
-            if isinstance(db, PackageDbResult)
-            else PackageDbResult(
-                path, error=db.error if isinstance(db, OverBudget) else f"reader failed: {db.error}"
-            )
-            for path, db in self._files_with_analysis((PackageDbResult, AnalysisFailed))
-            if isinstance(db, PackageDbResult) or is_pkgdb_path(path)
-        ]
+        dbs = []
+        for path, found in self._files_with_analysis((PackageDbResult, AnalysisFailed)):
+            if isinstance(found, PackageDbResult):
+                dbs.append(found)
+            elif isinstance(found, AnalysisFailed) and is_pkgdb_path(path):
+                why = found.error if isinstance(found, OverBudget) else f"reader failed: {found.error}"
+                dbs.append(PackageDbResult(path, error=why))
         dbs += self._unread_databases({db.path for db in dbs})
         dbs.sort(key=lambda db: db.path)
         ids = {self.os_release.get("ID", ""), *self.os_release.get("ID_LIKE", "").split()}
@@ -435,10 +450,11 @@ class CheckContext:
                 out.append(PackageDbResult(path, error=f"not read: {why}"))
         return out
 
-    def _files_with_analysis(self, kind: type | tuple[type, ...]) -> list[tuple[str, Any]]:
+    def _files_with_analysis(self, kind: type | tuple[type, ...]) -> list[tuple[str, Analysis]]:
         out = []
         for layer_index, layer in enumerate(self.tree.layers):
-            for member, result in getattr(layer, "analyses", {}).items():
+            for member, found in getattr(layer, "analyses", {}).items():
+                result = _typed(found)
                 if not isinstance(result, kind):
                     continue
                 # Only what is still visible in the final tree counts.

@@ -11,7 +11,7 @@ import base64
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 
@@ -62,7 +62,9 @@ class Pusher:
             self._authorize(repo, response)
         raise PushError(f"{method} {url}: 401 after authenticating: {response.text}")
 
-    def push_blob(self, repo: str, blob: Blob | tuple[str, bytes]) -> None:
+    def push_blob(self, repo: str, blob: Blob | tuple[str, bytes | BinaryIO]) -> None:
+        """Push a blob unless the repository has it; an open file is streamed (bench/'s large
+        layers), which suits only a registry that does not ask for credentials mid-upload."""
         digest, data = (blob.digest, blob.data) if isinstance(blob, Blob) else blob
         if self.request("HEAD", repo, f"/v2/{repo}/blobs/{digest}").status_code == 200:
             return

@@ -10,6 +10,8 @@ Session fixtures, each a separate `docker-registry serve CONFIG` process with it
 
 A registry's log goes to a file; the tail of every registry's log is attached to a failing test's
 report.  Nothing here imitates a registry: every answer comes from the real binary.
+
+`start_registry` is also how bench/ starts its registry (plain HTTP, info-level log).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ BINARY = "/usr/bin/docker-registry"
 USERS = {"alice": "wonderland", "bob": "builder"}
 
 _STARTED: list[RegistryServer] = []
+
+
+class RegistryStartError(RuntimeError):
+    """docker-registry is not installed, or did not answer on its port."""
 
 
 def free_port() -> int:
@@ -332,7 +338,7 @@ def start_registry(
     ca_file: Path | None = None,
 ) -> RegistryServer:
     if not os.access(BINARY, os.X_OK):
-        pytest.fail(f"{BINARY} not found: apt-get install -y docker-registry")
+        raise RegistryStartError(f"{BINARY} not found: apt-get install -y docker-registry")
     directory.mkdir(parents=True, exist_ok=True)
     for _ in range(3):  # a port chosen free can be taken by a parallel run before we bind it
         port = free_port()
@@ -352,7 +358,7 @@ def start_registry(
         server.stop()
         if "address already in use" not in server.log_tail():
             break
-    pytest.fail(f"registry {name} did not start:\n{server.log_tail()}")
+    raise RegistryStartError(f"registry {name} did not start:\n{server.log_tail()}")
 
 
 # --- fixtures --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from ...report import Severity
 from ..check import Profile, Result, failed, not_run, passed, rule, skipped
-from ..context import CheckContext
+from ..context import CheckContext, analysis_failure
 from ..emulate.bootc import (
     LINTS,
     MODULES,
@@ -216,7 +216,7 @@ def _initramfs_info(ctx: CheckContext, path: str) -> InitrdInfo | Result:
     analysis = ctx.analysis(path)
     if isinstance(analysis, InitrdInfo):
         return analysis
-    detail = getattr(analysis, "error", None) or "not analysed"
+    detail = analysis_failure(analysis) or "not analysed"
     return not_run(f"{path} could not be read: {detail}", path)
 
 

@@ -169,8 +169,8 @@ def initrd_valid(ctx: CheckContext) -> Iterable[Result]:
             a.path,
             [_subject(a), f"as a kernel: {info.description or info.format}"],
         )
-    elif getattr(info, "error", None):
-        yield unreadable(f"{a.path}{given} could not be read: {info.error}", a.path, [_subject(a)])
+    elif a.failure:
+        yield unreadable(f"{a.path}{given} could not be read: {a.failure}", a.path, [_subject(a)])
     else:
         yield failed(f"{a.path}{given} is not a regular file", a.path, [_subject(a)], hint=_DRACUT_HINT)
 
@@ -271,8 +271,8 @@ def initrd_picks(ctx: CheckContext) -> Iterable[Result]:
     # An initrd that could not be read (its analysis failed, or the image's analysis budget ran
     # out before it) may be the one a tool loads: never a pass.
     for a in ctx.initrd_candidates:
-        if a.ok and getattr(a.analysis, "error", None):
-            yield unreadable(f"{a.path} could not be read: {a.analysis.error}", a.path, [_subject(a)])
+        if a.ok and a.failure:
+            yield unreadable(f"{a.path} could not be read: {a.failure}", a.path, [_subject(a)])
     distinct = {a.real for a in ctx.initrd_candidates if a.ok}
     if len(distinct) <= 1:
         yield passed(f"{len(distinct)} initrd file(s): nothing to choose between", None, sorted(distinct))

@@ -79,9 +79,9 @@ def _evidence(a: Artifact) -> list[str]:
 def kernel_exists(ctx: CheckContext) -> Iterable[Result]:
     # A candidate that could not be read (its analysis failed, or the image's analysis budget ran
     # out before it) may be the kernel a tool boots: never a pass.
-    unread = [a for a in ctx.kernel_candidates if a.ok and getattr(a.analysis, "error", None)]
+    unread = [a for a in ctx.kernel_candidates if a.ok and a.failure]
     for a in unread:
-        yield unreadable(f"{a.path} could not be read: {a.analysis.error}", a.path, [_subject(a)])
+        yield unreadable(f"{a.path} could not be read: {a.failure}", a.path, [_subject(a)])
     unique: dict[str, Artifact] = {}
     for a in ctx.kernels:
         unique.setdefault(a.real, a)  # /boot/vmlinuz and its target are one kernel
@@ -115,8 +115,7 @@ def _why_not(a: Artifact) -> str:
         return "; ".join(a.kernel.problems) or a.kernel.description or str(a.kernel.format)
     if isinstance(a.analysis, InitrdInfo):
         return "an initramfs"
-    error = getattr(a.analysis, "error", None)
-    return f"could not be read: {error}" if error else "not a regular file"
+    return f"could not be read: {a.failure}" if a.failure else "not a regular file"
 
 
 # --- KRN-002 -----------------------------------------------------------------------------------
@@ -183,8 +182,8 @@ def kernel_is_boot_image(ctx: CheckContext) -> Iterable[Result]:
             hint="point the kernel path at the compressed boot image (vmlinuz/Image), "
             "not vmlinux, System.map, config or .hmac",
         )
-    elif getattr(info, "error", None):
-        yield unreadable(f"{a.path}{given} could not be read: {info.error}", a.path, [_subject(a)])
+    elif a.failure:
+        yield unreadable(f"{a.path}{given} could not be read: {a.failure}", a.path, [_subject(a)])
     else:
         yield failed(
             f"{a.path}{given} is not a kernel: {_why_not(a)}", a.path, [_subject(a)], hint=_INSTALL_HINT
