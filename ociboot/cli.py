@@ -10,12 +10,10 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import contextmanager
 from enum import StrEnum
 from inspect import Parameter, signature
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand
 
-from . import __version__, api, pipeline, promolist, views
+from . import __version__, api, outputs, pipeline, promolist, views
 from .boot.check import Profile
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
@@ -38,14 +36,8 @@ from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
 from .mediatypes import unreadable_layer
-from .report import (
-    Unreadable,
-    index_lines,
-    render_json,
-    render_junit,
-    render_sarif,
-    render_text,
-)
+from .outputs import ReportFormat as CheckFormat
+from .report import Unreadable, index_lines
 from .sources import SourceOptions, parse_duration
 from .spec import Platform
 from .textsafe import clean
@@ -549,13 +541,6 @@ def layers(image: ImageArg, fmt: FormatOpt = Format.text, *, options: pipeline.O
         _show(fmt, views.layers_data(loaded))
 
 
-class CheckFormat(StrEnum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
-    junit = "junit"
-
-
 @_reads_images(platform_help="os/arch[/variant]: judge only this platform of an index")
 def check(
     images: Annotated[
@@ -622,7 +607,15 @@ def check(
         ),
     ] = None,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", metavar="FILE", help="write the report to FILE")
+        list[str] | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="[FORMAT=]FILE",
+            help="write the report to FILE (in --format) instead of standard output; FORMAT=FILE "
+            "(text, json, sarif, junit) writes one more report from the same read, FILE - is "
+            "standard output (repeatable: -o sarif=ociboot.sarif -o junit=report.xml)",
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
@@ -676,124 +669,69 @@ def check(
     if not texts:
         raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
 
-    # Opened before any image is read: a report that cannot be written fails now, not after the check.
-    if output:
-        _refuse_clobbering(output, texts)
-    lists = _PromotionLists.open(promotion_list or [], promotion_target, texts, output)
-    sink = _open_output(output) if output else None
     try:
-        code = _check_all(texts, policy, options, jobs, sink, fmt, verbose, lists.write)
-    except _Undelivered as exc:
-        # A verdict nobody received is no verdict: neither 0 nor 1, whatever the images were.
-        _say("error", f"the report could not be written to {output or 'standard output'}: {exc}")
-        code = 2
-    finally:
-        lists.close()
-        if sink is not None:
-            with suppress(OSError):  # already reported: its flush failed the same way
-                sink.close()
-    # Like the report: a list the copier did not receive whole is no answer (exit 2).
-    raise typer.Exit(2 if lists.failed else code)
-
-
-class _Undelivered(Exception):
-    """Writing the report failed (a full disk, a closed pipe): the reason, as strerror says it."""
-
-
-def _refuse_clobbering(output: str, texts: list[str], option: str = "--output") -> None:
-    """Opening the report truncates it: never when it is, or is inside, an image to be read."""
-    target = Path(output).resolve()
-    for text in texts:
+        lists, list_outputs = outputs.lists(promotion_list or (), promotion_target, texts)
+    except outputs.OutputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--promotion-list") from None
+    tables, delivery = _deliver(
+        output,
+        fmt,
+        texts,
+        [from_file, policy_file],
+        policy.fatal_warnings,
+        verbose,
+        list_outputs,
+        lists,
+        options,
+    )
+    if list_outputs:
+        for text in lists.plan.left_out:
+            _say("warning", f"{text}: not a registry image: left out of the promotion lists")
+    with delivery:
         try:
-            ref = pipeline.locate(text)
-        except OcibootError:
-            continue  # reported as that image's error when it is checked
-        if ref.path and (target == (image := Path(ref.path).resolve()) or image in target.parents):
-            raise typer.BadParameter(
-                f"{escape_text(output)} is the image {escape_text(text)}: writing the report "
-                "would destroy it",
-                param_hint=option,
-            )
+            code = _check_all(texts, policy, options, jobs, delivery, tables, verbose)
+        except outputs.Undelivered:
+            code = 2
+    for warning in delivery.warnings:
+        _say("warning", warning)
+    raise typer.Exit(_delivered(delivery, code))
 
 
-def _open_output(path: str, option: str = "--output") -> TextIO:
+def _deliver(
+    specs: list[str] | None,
+    fmt: CheckFormat,
+    texts: list[str],
+    inputs: list[str | None],
+    fatal_warnings: bool,
+    verbose: bool,
+    extra: list[outputs.Output] | None = None,
+    lists: promolist.Lists | None = None,
+    options: pipeline.Options | None = None,
+) -> tuple[bool, outputs.Delivery]:
+    """The `--output`s (and `extra`: the promotion lists), opened before any image is read: a
+    report that cannot be written fails now (exit 2), not after the check.  `tables`: the text on
+    stdout is drawn as rich tables."""
     try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=option) from None
+        wanted = outputs.parse(specs or (), fmt) + list(extra or ())
+        outputs.refuse(wanted, texts, inputs)
+        terminal = outputs.Output(CheckFormat.text, outputs.STDOUT)
+        tables = terminal in wanted and sys.stdout.isatty()
+        if tables:
+            wanted.remove(terminal)
+        source = options.source if options is not None else None
+        return tables, outputs.open_all(
+            wanted, fatal_warnings=fatal_warnings, verbose=verbose, lists=lists, source=source
+        )
+    except outputs.OutputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--output") from None
 
 
-@dataclass
-class _PromotionLists:
-    """--promotion-list files: checked and opened before any image is read (a list that cannot
-    be written fails now, exit 2), written once the batch is judged."""
-
-    plan: promolist.Plan
-    target: promolist.Target | None
-    files: list[tuple[promolist.ListFormat, str, TextIO]]
-    failed: bool = False  # a list could not be written: the copier would act on a partial one
-
-    @classmethod
-    def open(
-        cls, requests: list[str], target_text: str | None, texts: list[str], output: str | None
-    ) -> _PromotionLists:
-        hint = "--promotion-list"
-        if not requests and target_text is None:
-            return cls(promolist.Plan({}, (), ""), None, [])
-        try:
-            wanted = [promolist.parse_request(r) for r in requests]
-            target = promolist.Target.parse(target_text) if target_text is not None else None
-            plan = promolist.Plan.of(texts)
-            for list_format, _ in wanted:
-                promolist.check_request(list_format, plan, target)
-        except promolist.ListError as exc:
-            raise typer.BadParameter(escape_text(str(exc)), param_hint=hint) from None
-        if target is not None and all(f is not promolist.ListFormat.REGSYNC for f, _ in wanted):
-            raise typer.BadParameter(
-                "only a regsync list has a target (skopeo sync takes DEST on its command line, "
-                "kpromo from promoter-manifest.yaml)",
-                param_hint="--promotion-target",
-            )
-        paths = [Path(p).resolve() for _, p in wanted] + ([Path(output).resolve()] if output else [])
-        if len(set(paths)) < len(paths):
-            raise typer.BadParameter("two outputs name the same file", param_hint=hint)
-        for _, path in wanted:
-            _refuse_clobbering(path, texts, hint)
-        files: list[tuple[promolist.ListFormat, str, TextIO]] = []
-        try:
-            for list_format, path in wanted:
-                files.append((list_format, path, _open_output(path, hint)))
-        except typer.BadParameter:
-            for _, _, fh in files:
-                fh.close()
-            raise
-        if files:
-            for text in plan.left_out:
-                _say("warning", f"{text}: not a registry image: left out of the promotion lists")
-        return cls(plan, target, files)
-
-    def write(self, batch: api.Batch, options: pipeline.Options) -> None:
-        if not self.files:
-            return
-        found = promolist.promoted(self.plan, batch.checked, batch.fatal_warnings)
-        for why in found.refused:
-            _say("warning", f"{why}: left out of the promotion lists")
-        for tag in found.ambiguous:
-            _say("warning", f"{tag} named two digests while it was checked: the tag is left out")
-        for list_format, path, fh in self.files:
-            try:
-                fh.write(promolist.render(list_format, found, self.plan, options.source, self.target))
-                fh.flush()
-            except OSError as exc:
-                _say("error", f"the promotion list could not be written to {path}: {exc.strerror or exc}")
-                with suppress(OSError):  # a half list would promote some images silently
-                    fh.truncate(0)
-                self.failed = True
-
-    def close(self) -> None:
-        for _, _, fh in self.files:
-            with suppress(OSError):
-                fh.close()
+def _delivered(delivery: outputs.Delivery, code: int) -> int:
+    """The exit code: a verdict nobody received is no verdict, neither 0 nor 1, whatever the images were."""
+    for output, reason in delivery.failures:
+        what = "promotion list" if isinstance(output.format, promolist.ListFormat) else "report"
+        _say("error", f"the {what} could not be written to {output.where}: {reason}")
+    return 2 if delivery.failures else code
 
 
 def _check_all(
@@ -801,62 +739,32 @@ def _check_all(
     policy: Policy,
     options: pipeline.Options,
     jobs: int | None,
-    sink: TextIO | None,
-    fmt: CheckFormat,
+    delivery: outputs.Delivery,
+    tables: bool,
     verbose: bool,
-    judged: Callable[[api.Batch, pipeline.Options], None] | None = None,
 ) -> int:
-    """Check each image, printing its text report and error lines as it finishes; the machine
-    formats are one document, written at the end in input order.  Returns the exit code.
-
-    `sink` None is stdout, looked up at each write: while progress bars are drawn, rich
-    redirects it so that lines appear above the bars."""
+    """Check each image, printing its error lines (and tables) as it finishes; `delivery` writes
+    the reports.  Returns the images' exit code."""
     fatal = policy.fatal_warnings
-    tables = sink is None and fmt is CheckFormat.text and sys.stdout.isatty()
-    shown = 0
-
-    def write(text: str) -> None:
-        out = sink or sys.stdout
-        try:
-            out.write(text)
-            out.flush()
-        except OSError as exc:
-            raise _Undelivered(exc.strerror or str(exc)) from None
 
     def finished(_: int, checked: pipeline.Checked) -> None:
-        nonlocal shown
-        shown += 1
         for u in checked.unreadable:
             _say("error", _named(u))
         if tables:
             _print_tables(checked, fatal, verbose)
-        elif fmt is CheckFormat.text:
-            write(("\n" if shown > 1 else "") + _text(checked, fatal, verbose))
+        delivery.image_done(checked)
 
     with _running(options):
         batch = api.check(texts, policy, options, jobs=jobs, on_result=finished)
-    if judged is not None:
-        judged(batch, options)
-    summary = batch.summary() if len(texts) > 1 else ""
-    if tables:
-        if summary:
-            Console(highlight=False, emoji=False).print(summary, markup=False)
-    elif fmt is CheckFormat.text:
-        write(f"\n{summary}\n" if summary else "")
-    else:
-        write(_render_reports(batch, fmt))
+    if tables and len(texts) > 1:
+        Console(highlight=False, emoji=False).print(batch.summary(), markup=False)
+    delivery.finish(batch)
     return batch.exit_code
 
 
 def _named(u: Unreadable) -> str:
     """The error line names the image, once (most errors already start with the reference)."""
     return u.error if u.error.startswith(u.label) else f"{u.label}: {u.error}"
-
-
-def _text(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool) -> str:
-    return render_text(
-        checked.reports, fatal_warnings=fatal_warnings, verbose=verbose, unreadable=checked.unreadable
-    )
 
 
 def _image_list(path: str) -> list[str]:
@@ -911,16 +819,6 @@ def _print_tables(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool
         )
     for u in checked.unreadable:
         out.print(f"[bold]{escape(u.label)}[/]\n[bold magenta]UNREADABLE[/]: {escape(u.error)}\n")
-
-
-def _render_reports(batch: api.Batch, fmt: CheckFormat) -> str:
-    """One document for the machine formats; an unreadable image is a failure in each of them."""
-    reports, unreadable, fatal = batch.reports, batch.unreadable, batch.fatal_warnings
-    if fmt is CheckFormat.json:
-        return render_json(reports, fatal_warnings=fatal, unreadable=unreadable)
-    if fmt is CheckFormat.sarif:
-        return render_sarif(reports, tool_version=__version__, unreadable=unreadable)
-    return render_junit(reports, fatal_warnings=fatal, unreadable=unreadable)
 
 
 class RulesFormat(StrEnum):

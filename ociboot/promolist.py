@@ -316,6 +316,42 @@ def _kpromo(entries: Sequence[Entry], plan: Plan) -> str:
     return "\n".join([*lines, ""])
 
 
+@dataclass(frozen=True, slots=True)
+class Lists:
+    """The --promotion-list requests of one run, known usable before any image is read."""
+
+    wanted: tuple[tuple[ListFormat, str], ...]  # (format, file)
+    plan: Plan
+    target: Target | None
+
+    @classmethod
+    def of(cls, requests: Sequence[str], target_text: str | None, texts: Sequence[str]) -> Lists:
+        """Raise ListError for what makes a list impossible (a usage error)."""
+        wanted = tuple(parse_request(r) for r in requests)
+        target = Target.parse(target_text) if target_text is not None else None
+        if target is not None and all(f is not ListFormat.REGSYNC for f, _ in wanted):
+            raise ListError(
+                "only a regsync list has a --promotion-target (skopeo sync takes DEST on its command "
+                "line, kpromo from promoter-manifest.yaml)"
+            )
+        plan = Plan.of(texts) if wanted else Plan({}, (), "")
+        for list_format, _ in wanted:
+            check_request(list_format, plan, target)
+        return cls(wanted, plan, target)
+
+    def promoted(self, checked: Sequence[Checked], fatal_warnings: bool) -> tuple[Promoted, list[str]]:
+        """What passed, and a warning line for each image or tag left out of every list."""
+        found = promoted(self.plan, checked, fatal_warnings)
+        warnings = [f"{why}: left out of the promotion lists" for why in found.refused]
+        warnings += [
+            f"{t} named two digests while it was checked: the tag is left out" for t in found.ambiguous
+        ]
+        return found, warnings
+
+    def render(self, fmt: ListFormat, found: Promoted, options: SourceOptions) -> str:
+        return render(fmt, found, self.plan, options, self.target)
+
+
 def check_request(fmt: ListFormat, plan: Plan, target: Target | None) -> None:
     """What makes a list impossible before any image is read (usage errors)."""
     if fmt is ListFormat.REGSYNC:
@@ -335,6 +371,7 @@ def check_request(fmt: ListFormat, plan: Plan, target: Target | None) -> None:
 __all__ = [
     "ListError",
     "ListFormat",
+    "Lists",
     "Plan",
     "Promoted",
     "Target",

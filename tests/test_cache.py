@@ -9,7 +9,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import re
 import struct
 import time
 import zlib
@@ -51,7 +50,7 @@ from tests.support.bootimages import generic, initrd
 from tests.support.fuzzing import peak_memory
 from tests.support.imagebuilder import write_oci_layout
 from tests.support.registry_push import Pusher
-from tests.support.registry_server import RegistryServer
+from tests.support.registry_server import RegistryServer, blob_gets
 
 TYPES = (KernelInfo, InitrdInfo, PackageDbResult)
 CODEC = AnalysisCodec(TYPES)
@@ -401,11 +400,6 @@ def test_an_unwritable_cache_dir_is_one_warning(
 
 
 # --- warm runs fetch no layer blob ---------------------------------------------------------------
-
-
-def blob_gets(server: RegistryServer, repo: str, digests: list[str]) -> int:
-    text = server.log.read_text(errors="replace")
-    return sum(len(re.findall(rf"GET /v2/{re.escape(repo)}/blobs/{d}", text)) for d in digests)
 
 
 def test_a_warm_check_fetches_no_layer_blob(registry: RegistryServer, tmp_path: Path) -> None:

@@ -268,8 +268,8 @@ def test_an_unreadable_image_is_not_listed(staged: Staged, registry: RegistrySer
         (["--promotion-list", "regsync=r.yaml"], "needs --promotion-target"),
         (["--promotion-list", "kpromo=k.yaml", "--promotion-target", "h:1/p"], "only a regsync list"),
         (["--promotion-list", "regsync=r.yaml", "--promotion-target", "prod"], "name the registry host"),
-        (["--promotion-list", "kpromo=a.yaml", "--promotion-list", "skopeo-sync=a.yaml"], "the same file"),
-        (["--promotion-list", "kpromo=a.yaml", "--output", "a.yaml"], "the same file"),
+        (["--promotion-list", "kpromo=a.yaml", "--promotion-list", "skopeo-sync=a.yaml"], "into one file"),
+        (["--promotion-list", "kpromo=a.yaml", "--output", "a.yaml"], "into one file"),
     ],
 )
 def test_a_list_that_cannot_be_written_is_a_usage_error_before_any_image_is_read(

@@ -60,6 +60,7 @@ LEVELS: dict[str, float] = {
     "views": 5,
     "api": 5.5,
     "promolist": 5.5,
+    "outputs": 5.7,
     "cli": 6,
     "__main__": 6,
     "__init__": 6,

@@ -23,6 +23,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -298,6 +299,12 @@ class RegistryServer:
                 self.process.wait()
         if self.tokens is not None:
             self.tokens.stop()
+
+
+def blob_gets(server: RegistryServer, repo: str, digests: list[str]) -> int:
+    """How many times the registry served these blobs of `repo` (its access log counts them)."""
+    text = server.log.read_text(errors="replace")
+    return sum(len(re.findall(rf"GET /v2/{re.escape(repo)}/blobs/{d}", text)) for d in digests)
 
 
 def _config(port: int, root: Path, extra: list[str]) -> str:
