@@ -229,6 +229,28 @@ def _blob_file(server: RegistryServer, digest: str) -> Path:
     return server.directory / "storage/docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
 
 
+def test_a_tag_moved_after_the_check_does_not_change_what_is_copied(
+    registry: RegistryServer, second: RegistryServer
+) -> None:
+    checked_image, swapped = unique_bootable(), generic()
+    swapped.arch = "arm64"  # not bootable: what an attacker (or a race) would slip in
+    Pusher(registry.url).push("staging/race", checked_image, "1")
+
+    def retag(checked: Checked) -> None:
+        Pusher(registry.url).push("staging/race", swapped.build(), "1")
+
+    done = promote(
+        f"docker://{registry.host}/staging/race:1",
+        f"docker://{second.host}/prod/race:1",
+        Policy(),
+        Options(),
+        after_check=retag,
+    )
+    assert done.exit_code == 0, done.error
+    assert skopeo_raw(f"docker://{registry.host}/staging/race:1") != checked_image.manifest.data
+    assert skopeo_raw(f"docker://{second.host}/prod/race:1") == checked_image.manifest.data
+
+
 def test_layer_corrupted_after_the_check_is_never_completed_in_the_destination(
     registry: RegistryServer, second: RegistryServer
 ) -> None:
