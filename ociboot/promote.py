@@ -110,10 +110,11 @@ def promote(
     judged = checked.subject
     # What was judged is what is copied: the pinned digest, or with --platform the one manifest
     # of it that was judged (read by digest from the pinned index).
-    if judged is None or not checked.reports or (options_src.platform is None and judged.digest != subject.digest):
+    elsewhere = judged is not None and options_src.platform is None and judged.digest != subject.digest
+    if judged is None or elsewhere or not checked.reports:
         verdict = 3
-    if verdict != 0 or judged is None:
-        return Promotion(shown, dst_shown, verdict or 3, checked, subject, dry_run=dry_run)
+    if judged is None or verdict != 0:
+        return Promotion(shown, dst_shown, verdict, checked, subject, dry_run=dry_run)
     subject = judged
 
     same_registry = ref.transport is Transport.DOCKER and ref.api_host == dst.api_host
