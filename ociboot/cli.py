@@ -10,7 +10,8 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 from enum import StrEnum
 from inspect import Parameter, signature
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,6 +31,8 @@ from typer.core import TyperArgument, TyperCommand
 
 from . import __version__, api, outputs, pipeline, promolist, views
 from .boot.check import Profile
+from .boot.context import Policy
+from .boot.profiles import load_policy, verify_policy
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
 from .cache import LayerCache, default_cache_dir, parse_size
@@ -44,7 +47,8 @@ from .textsafe import clean
 from .textsafe import escape as escape_text
 
 if TYPE_CHECKING:
-    from .boot.context import Policy
+    from .copy import Step
+    from .promote import Promotion
 
 app = typer.Typer(
     name="ociboot",
@@ -90,6 +94,122 @@ _PLATFORM_HELP = "os/arch[/variant]; default: this host's"
 
 def _access(platform_help: str, cache: bool) -> list[Parameter]:
     """The options of every command that reads an image, declared here once (`_reads_images`)."""
+    return _parameters(_reading(platform_help, cache) + _credentials(""))
+
+
+def _parameters(options: list[tuple[str, Any, object]]) -> list[Parameter]:
+    return [
+        Parameter(name, Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+        for name, kind, default in options
+    ]
+
+
+#: The two registries of a promotion, as skopeo copy names their options (`--src-creds`).
+_SIDES = {"src": "the source registry", "dest": "the destination registry"}
+
+
+def _credentials(side: str) -> list[tuple[str, Any, object]]:
+    """How to reach a registry: unprefixed for the one image of a reading command, `src`/`dest`
+    for a promotion (Python names `src_creds`, flags `--src-creds`).  The password goes on
+    stdin for an unprefixed side only: a promotion's two would compete for it."""
+    flag = f"--{side}-" if side else "--"
+    name = f"{side}_" if side else ""
+    whose = _SIDES.get(side, "the registry")
+    options: list[tuple[str, Any, object]] = [
+        (
+            f"{name}creds",
+            Annotated[
+                str | None,
+                typer.Option(f"{flag}creds", metavar="USER[:PASS]", help=f"credentials for {whose}"),
+            ],
+            None,
+        ),
+        (
+            f"{name}authfile",
+            Annotated[
+                str | None,
+                typer.Option(
+                    f"{flag}authfile",
+                    metavar="FILE",
+                    help=f"auth.json / config.json with credentials for {whose}",
+                ),
+            ],
+            None,
+        ),
+        (
+            f"{name}tls_verify",
+            Annotated[
+                bool,
+                typer.Option(
+                    f"{flag}tls-verify/--no-{flag[2:]}tls-verify",
+                    help=f"verify TLS certificates of {whose} (skopeo's {flag}tls-verify=false works too)",
+                ),
+            ],
+            True,
+        ),
+        (
+            f"{name}cert_dir",
+            Annotated[
+                str | None,
+                typer.Option(
+                    f"{flag}cert-dir",
+                    metavar="DIR",
+                    help=f"directory with *.crt CAs, *.cert/*.key for {whose}",
+                ),
+            ],
+            None,
+        ),
+        (
+            f"{name}plain_http",
+            Annotated[
+                bool,
+                typer.Option(f"{flag}plain-http", help=f"use http:// for {whose} even when not loopback"),
+            ],
+            False,
+        ),
+        (
+            f"{name}username",
+            Annotated[
+                str | None,
+                typer.Option(
+                    f"{flag}username",
+                    metavar="USER",
+                    help=f"user for {whose} (with {flag}password{'' if side else ' or --password-stdin'}"
+                    f"; not with {flag}creds)",
+                ),
+            ],
+            None,
+        ),
+        (
+            f"{name}password",
+            Annotated[
+                str | None,
+                typer.Option(
+                    f"{flag}password",
+                    metavar="PASS",
+                    help=f"password for {whose} (visible in the process list"
+                    + (": prefer --password-stdin)" if not side else "; prefer an authfile)"),
+                ),
+            ],
+            None,
+        ),
+    ]
+    if not side:
+        options.append(
+            (
+                "password_stdin",
+                Annotated[
+                    bool,
+                    typer.Option("--password-stdin", help="read the registry password from standard input"),
+                ],
+                False,
+            )
+        )
+    return options
+
+
+def _reading(platform_help: str, cache: bool) -> list[tuple[str, Any, object]]:
+    """How an image is read, whatever its medium: platform, progress, time bounds, cache."""
     defaults = SourceOptions()
     options: list[tuple[str, Any, object]] = [
         (
@@ -100,77 +220,6 @@ def _access(platform_help: str, cache: bool) -> list[Parameter]:
             None,
         ),
         ("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")], False),
-        (
-            "creds",
-            Annotated[
-                str | None,
-                typer.Option("--creds", metavar="USER[:PASS]", help="credentials for the registry"),
-            ],
-            None,
-        ),
-        (
-            "authfile",
-            Annotated[
-                str | None,
-                typer.Option("--authfile", metavar="FILE", help="auth.json / config.json with credentials"),
-            ],
-            None,
-        ),
-        (
-            "tls_verify",
-            Annotated[
-                bool,
-                typer.Option(
-                    "--tls-verify/--no-tls-verify",
-                    help="verify registry TLS certificates (skopeo's --tls-verify=false works too)",
-                ),
-            ],
-            True,
-        ),
-        (
-            "cert_dir",
-            Annotated[
-                str | None,
-                typer.Option("--cert-dir", metavar="DIR", help="directory with *.crt CAs, *.cert/*.key"),
-            ],
-            None,
-        ),
-        (
-            "plain_http",
-            Annotated[bool, typer.Option("--plain-http", help="use http:// even for non-loopback hosts")],
-            False,
-        ),
-        (
-            "username",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--username",
-                    metavar="USER",
-                    help="registry user (with --password-stdin; not with --creds)",
-                ),
-            ],
-            None,
-        ),
-        (
-            "password",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--password",
-                    metavar="PASS",
-                    help="registry password (visible in the process list: prefer --password-stdin)",
-                ),
-            ],
-            None,
-        ),
-        (
-            "password_stdin",
-            Annotated[
-                bool, typer.Option("--password-stdin", help="read the registry password from standard input")
-            ],
-            False,
-        ),
         (
             "timeout",
             Annotated[
@@ -217,16 +266,13 @@ def _access(platform_help: str, cache: bool) -> list[Parameter]:
                 False,
             ),
         ]
-    return [
-        Parameter(name, Parameter.KEYWORD_ONLY, annotation=kind, default=default)
-        for name, kind, default in options
-    ]
+    return options
 
 
 #: skopeo's spellings of a boolean option (Go's strconv.ParseBool): `--tls-verify=false`.
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
-_BOOLEANS = ("--tls-verify",)
+_BOOLEANS = ("--tls-verify", "--src-tls-verify", "--dest-tls-verify")
 
 
 def _skopeo_booleans(args: list[str]) -> list[str]:
@@ -309,11 +355,26 @@ def _options(
     cache_dir: str | None = None,
     use_cache: bool = False,
 ) -> pipeline.Options:
+    limits = _limits(timeout, stall_timeout)
+    source = _source(
+        creds, authfile, tls_verify, cert_dir, plain_http, username, password, password_stdin, limits
+    )
+    return _pipeline_options(platform, quiet, source, cache_dir, use_cache)
+
+
+def _pipeline_options(
+    platform: str | None, quiet: bool, source: SourceOptions, cache_dir: str | None, use_cache: bool
+) -> pipeline.Options:
     try:
         wanted = Platform.parse(platform) if platform else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--platform") from None
     cache = _open_cache(cache_dir, use_cache)
+    progress = None if quiet else _progress_factory()
+    return pipeline.Options(source=source, platform=wanted, progress=progress, cache=cache)
+
+
+def _limits(timeout: str | None, stall_timeout: str | None) -> dict[str, Any]:
     limits: dict[str, Any] = {}
     for name, hint, text in (
         ("timeout", "--timeout", timeout),
@@ -324,34 +385,54 @@ def _options(
                 limits[name] = parse_duration(text)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint=hint) from None
-    source = SourceOptions(
+    return limits
+
+
+def _source(
+    creds: str | None,
+    authfile: str | None,
+    tls_verify: bool,
+    cert_dir: str | None,
+    plain_http: bool,
+    username: str | None,
+    password: str | None,
+    password_stdin: bool,
+    limits: dict[str, Any],
+    side: str = "",
+) -> SourceOptions:
+    return SourceOptions(
         creds=creds,
         authfile=authfile,
         tls_verify=tls_verify,
         cert_dir=cert_dir,
         plain_http=True if plain_http else None,
         username=username,
-        password=_password(creds, username, password, password_stdin),
+        password=_password(creds, username, password, password_stdin, f"--{side}-" if side else "--"),
         **limits,
     )
-    progress = None if quiet else _progress_factory()
-    return pipeline.Options(source=source, platform=wanted, progress=progress, cache=cache)
 
 
-def _password(creds: str | None, username: str | None, password: str | None, from_stdin: bool) -> str | None:
+def _password(
+    creds: str | None, username: str | None, password: str | None, from_stdin: bool, flag: str = "--"
+) -> str | None:
     """--username's password; the combinations skopeo refuses are usage errors here too."""
     if creds is not None and username is not None:
-        raise typer.BadParameter("--creds and --username cannot be used together", param_hint="--username")
+        raise typer.BadParameter(
+            f"{flag}creds and {flag}username cannot be used together", param_hint=f"{flag}username"
+        )
     if password is not None and from_stdin:
         raise typer.BadParameter("give --password or --password-stdin, not both", param_hint="--password")
     if username is None:
         if password is not None or from_stdin:
-            raise typer.BadParameter("a password needs --username", param_hint="--username")
+            raise typer.BadParameter(f"a password needs {flag}username", param_hint=f"{flag}username")
         return None
     if not from_stdin:
         if password is None:
             raise typer.BadParameter(
-                "--username needs --password-stdin (or --password)", param_hint="--username"
+                "--username needs --password-stdin (or --password)"
+                if flag == "--"
+                else f"{flag}username needs {flag}password",
+                param_hint=f"{flag}username",
             )
         return password
     text = sys.stdin.read(MAX_STDIN_PASSWORD + 1)
@@ -541,7 +622,128 @@ def layers(image: ImageArg, fmt: FormatOpt = Format.text, *, options: pipeline.O
         _show(fmt, views.layers_data(loaded))
 
 
+def _policy_options() -> list[tuple[str, Any, object]]:
+    """The options that make the policy an image is judged by (`check`, `promote`): `_judging`."""
+    return [
+        (
+            "profile",
+            Annotated[Profile, typer.Option("--profile", help="rule set; auto detects it")],
+            Profile.AUTO,
+        ),
+        (
+            "kernel",
+            Annotated[
+                str | None,
+                typer.Option("--kernel", metavar="PATH", help="custom kernel path inside the image"),
+            ],
+            None,
+        ),
+        (
+            "initrd",
+            Annotated[
+                str | None,
+                typer.Option("--initrd", metavar="PATH", help="custom initrd path inside the image"),
+            ],
+            None,
+        ),
+        (
+            "require_package",
+            Annotated[
+                list[str] | None,
+                typer.Option(
+                    "--require-package",
+                    metavar="NAME",
+                    help="package name, or role kernel|bootloader|init|initramfs (repeatable)",
+                ),
+            ],
+            None,
+        ),
+        (
+            "policy_file",
+            Annotated[str | None, typer.Option("--policy", metavar="FILE", help="TOML policy file")],
+            None,
+        ),
+        (
+            "skip",
+            Annotated[
+                list[str] | None, typer.Option("--skip", metavar="RULE", help="rule id to skip (repeatable)")
+            ],
+            None,
+        ),
+        (
+            "fatal_warnings",
+            Annotated[bool, typer.Option("--fatal-warnings", help="warnings fail the check too")],
+            False,
+        ),
+        (
+            "analysis_budget",
+            Annotated[
+                int | None,
+                typer.Option(
+                    "--analysis-budget",
+                    metavar="SIZE",
+                    parser=_budget_size,
+                    help="analysis work per image: bytes read and inflated from kernels, initrds and "
+                    f"package databases (e.g. 2G; default {_human(DEFAULT_ANALYSIS_BUDGET)}); "
+                    "rules whose files it does not cover say NOT RUN",
+                ),
+            ],
+            None,
+        ),
+    ]
+
+
+def _judging(command: Callable[..., None]) -> Callable[..., None]:
+    """A command that judges images: it takes the policy options (`_policy_options`) and receives
+    them as one keyword argument, `policy` (verified; a bad one is a usage error)."""
+    shared = _parameters(_policy_options())
+    own = signature(command, eval_str=True)
+
+    @functools.wraps(command)
+    def run(**given: Any) -> None:
+        chosen = {p.name: given.pop(p.name) for p in shared}
+        # The file's name too: a report must never be written over what the run reads.
+        command(policy=_policy(**chosen), policy_file=chosen["policy_file"], **given)
+
+    params = [p for p in own.parameters.values() if p.name not in ("policy", "policy_file")]
+    ordinary = [p for p in params if p.kind is not Parameter.KEYWORD_ONLY]
+    keyword = [p for p in params if p.kind is Parameter.KEYWORD_ONLY]
+    run.__signature__ = own.replace(parameters=[*ordinary, *shared, *keyword])  # type: ignore[attr-defined]
+    return run
+
+
+def _policy(
+    profile: Profile,
+    kernel: str | None,
+    initrd: str | None,
+    require_package: list[str] | None,
+    policy_file: str | None,
+    skip: list[str] | None,
+    fatal_warnings: bool,
+    analysis_budget: int | None,
+) -> Policy:
+    try:
+        policy = load_policy(policy_file) if policy_file else Policy()
+    except OcibootError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    policy = policy.merge(
+        profile=profile,
+        kernel=kernel,
+        initrd=initrd,
+        require_packages=require_package or (),
+        skip=skip or (),
+        fatal_warnings=fatal_warnings,
+        analysis_budget=analysis_budget,
+    )
+    try:
+        verify_policy(policy)
+    except OcibootError as exc:
+        raise typer.BadParameter(escape_text(str(exc)), param_hint="--skip") from None
+    return policy
+
+
 @_reads_images(platform_help="os/arch[/variant]: judge only this platform of an index")
+@_judging
 def check(
     images: Annotated[
         list[str] | None,
@@ -563,30 +765,6 @@ def check(
             help=f"images checked at once; default min({api.DEFAULT_IMAGE_JOBS}, images)",
         ),
     ] = None,
-    profile: Annotated[Profile, typer.Option("--profile", help="rule set; auto detects it")] = Profile.AUTO,
-    kernel: Annotated[
-        str | None, typer.Option("--kernel", metavar="PATH", help="custom kernel path inside the image")
-    ] = None,
-    initrd: Annotated[
-        str | None, typer.Option("--initrd", metavar="PATH", help="custom initrd path inside the image")
-    ] = None,
-    require_package: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--require-package",
-            metavar="NAME",
-            help="package name, or role kernel|bootloader|init|initramfs (repeatable)",
-        ),
-    ] = None,
-    policy_file: Annotated[
-        str | None, typer.Option("--policy", metavar="FILE", help="TOML policy file")
-    ] = None,
-    skip: Annotated[
-        list[str] | None, typer.Option("--skip", metavar="RULE", help="rule id to skip (repeatable)")
-    ] = None,
-    fatal_warnings: Annotated[
-        bool, typer.Option("--fatal-warnings", help="warnings fail the check too")
-    ] = False,
     all_platforms: Annotated[
         bool,
         typer.Option(
@@ -595,17 +773,6 @@ def check(
             "--platform narrows to one)",
         ),
     ] = False,
-    analysis_budget: Annotated[
-        int | None,
-        typer.Option(
-            "--analysis-budget",
-            metavar="SIZE",
-            parser=_budget_size,
-            help="analysis work per image: bytes read and inflated from kernels, initrds and package "
-            f"databases (e.g. 2G; default {_human(DEFAULT_ANALYSIS_BUDGET)}); "
-            "rules whose files it does not cover say NOT RUN",
-        ),
-    ] = None,
     output: Annotated[
         list[str] | None,
         typer.Option(
@@ -637,33 +804,15 @@ def check(
         ),
     ] = None,
     *,
+    policy: Policy,
+    policy_file: str | None,
     options: pipeline.Options,
 ) -> None:
     """Will this image boot?  Exit 0 bootable, 1 not bootable, 3 an image could not be read."""
-    from .boot.context import Policy
-    from .boot.profiles import load_policy, verify_policy
-
     if all_platforms and options.platform is not None:
         raise typer.BadParameter(
             "--all-platforms and --platform contradict each other", param_hint="--platform"
         )
-    try:
-        policy = load_policy(policy_file) if policy_file else Policy()
-    except OcibootError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--policy") from None
-    policy = policy.merge(
-        profile=profile,
-        kernel=kernel,
-        initrd=initrd,
-        require_packages=require_package or (),
-        skip=skip or (),
-        fatal_warnings=fatal_warnings,
-        analysis_budget=analysis_budget,
-    )
-    try:
-        verify_policy(policy)
-    except OcibootError as exc:
-        raise typer.BadParameter(escape_text(str(exc)), param_hint="--skip") from None
 
     texts = [*(images or ()), *(_image_list(from_file) if from_file else ())]
     if not texts:
@@ -819,6 +968,137 @@ def _print_tables(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool
         )
     for u in checked.unreadable:
         out.print(f"[bold]{escape(u.label)}[/]\n[bold magenta]UNREADABLE[/]: {escape(u.error)}\n")
+
+
+def _promoting(command: Callable[..., None]) -> Callable[..., None]:
+    """`promote`'s options: how images are read, `--authfile` for both registries, and skopeo
+    copy's `--src-*`/`--dest-*` for each; it receives `options_src` and `options_dst`."""
+    reading = _parameters(_reading("os/arch[/variant]: judge and copy only this platform of an index", True))
+    both = _parameters([o for o in _credentials("") if o[0] == "authfile"])
+    sides = {side: _parameters(_credentials(side)) for side in _SIDES}
+    shared = [*reading, *both, *sides["src"], *sides["dest"]]
+    own = signature(command, eval_str=True)
+
+    @functools.wraps(command)
+    def run(**given: Any) -> None:
+        common = {p.name: given.pop(p.name) for p in reading}
+        authfile = given.pop("authfile")
+        limits = _limits(common.pop("timeout"), common.pop("stall_timeout"))
+        made: dict[str, pipeline.Options] = {}
+        for side, params in sides.items():
+            chosen = {p.name.removeprefix(f"{side}_"): given.pop(p.name) for p in params}
+            chosen["authfile"] = chosen["authfile"] or authfile
+            source = _source(**chosen, password_stdin=False, limits=limits, side=side)
+            made[side] = _pipeline_options(
+                common["platform"], common["quiet"], source, common["cache_dir"], common["use_cache"]
+            )
+        # One client for both: tokens are kept per identity and scope, connections per registry.
+        dest = replace(made["dest"], registry=made["src"].registry, cache=None, progress=None)
+        command(options_src=made["src"], options_dst=dest, quiet=common["quiet"], **given)
+
+    given_here = ("options_src", "options_dst", "quiet")
+    params = [p for p in own.parameters.values() if p.name not in given_here]
+    run.__signature__ = own.replace(parameters=[*params, *shared])  # type: ignore[attr-defined]
+    return app.command("promote", cls=_ImageCommand)(run)
+
+
+@_promoting
+@_judging
+def promote(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="the image to check and copy (as for check)")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="docker://HOST/REPO:TAG")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check, then say what would be copied; write nothing")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="list passed checks and every copy step")
+    ] = False,
+    fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
+    output: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="[FORMAT=]FILE",
+            help="write the report to FILE, or FORMAT=FILE more reports from the same read (as for check)",
+        ),
+    ] = None,
+    *,
+    policy: Policy,
+    policy_file: str | None,
+    options_src: pipeline.Options,
+    options_dst: pipeline.Options,
+    quiet: bool,
+) -> None:
+    """Check SRC by digest and copy exactly that digest to DST only if every platform is bootable.
+
+    Exit 0 promoted, 1 not bootable (nothing written to DST), 2 usage, 3 SRC unreadable or the
+    push failed (DST's tag untouched)."""
+    from .promote import UsageError, destination
+    from .promote import promote as run_promotion
+
+    try:
+        destination(dst)
+    except UsageError as exc:
+        raise typer.BadParameter(escape_text(str(exc)), param_hint="DST") from None
+
+    fatal = policy.fatal_warnings
+    tables, delivery = _deliver(output, fmt, [src], [policy_file], fatal, verbose)
+
+    def reported(checked: pipeline.Checked) -> None:
+        for u in checked.unreadable:
+            _say("error", _named(u))
+        if tables:
+            _print_tables(checked, fatal, verbose)
+        with suppress(outputs.Undelivered):  # said by _delivered, below
+            delivery.image_done(checked)
+        delivery.finish(api.Batch((checked,), fatal))
+
+    def step(done: Step) -> None:
+        if verbose or dry_run:
+            err.print(escape_text(done.describe(dry_run)), markup=False)
+
+    with delivery, _running(options_src):
+        promotion = run_promotion(
+            src, dst, policy, options_src, options_dst, dry_run=dry_run, after_check=reported, on_step=step
+        )
+    if promotion.error is not None:
+        _say(
+            "error",
+            promotion.error
+            if promotion.error.startswith(promotion.source)
+            else f"{promotion.source}: {promotion.error}",
+        )
+    elif promotion.exit_code == 0 and (dry_run or not quiet):
+        err.print(escape_text(_promoted(promotion)), markup=False)
+    elif promotion.exit_code == 1:
+        _say("error", f"{promotion.source}: not bootable: nothing was written to {promotion.destination}")
+    raise typer.Exit(_delivered(delivery, promotion.exit_code))
+
+
+def _promoted(promotion: Promotion) -> str:
+    """One line: what the promotion did (or would do) to DST."""
+    from .copy import Action
+
+    dry = promotion.dry_run
+    blobs = [s for s in promotion.steps if s.kind == "blob"]
+    said = []
+    for action, done, would in (
+        (Action.SEND, "sent", "to send"),
+        (Action.MOUNT, "mounted", "to mount"),
+        (Action.PRESENT, "already present", "already present"),
+    ):
+        chosen = [b for b in blobs if b.action is action]
+        if chosen:
+            said.append(f"{len(chosen)} {would if dry else done} ({_human(sum(b.size for b in chosen))})")
+    pushed = sum(1 for s in promotion.steps if s.kind == "manifest" and s.action is Action.PUT)
+    tagged = any(s.kind == "tag" and s.action is Action.TAG for s in promotion.steps)
+    digest = promotion.subject.digest if promotion.subject is not None else "?"
+    return (
+        f"{'would promote' if dry else 'promoted'} {promotion.source} ({digest}) to {promotion.destination}: "
+        f"blobs {', '.join(said) or 'none'}; {pushed} manifests {'to push' if dry else 'pushed'}; "
+        + ("tag to write" if dry and tagged else "tag written" if tagged else "tag already there")
+    )
 
 
 class RulesFormat(StrEnum):

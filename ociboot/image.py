@@ -156,6 +156,13 @@ def resolve_index(source: ImageSource, limit: int) -> tuple[IndexListing, list[R
     return _Resolver(source).resolve_all(limit)
 
 
+def pin(source: ImageSource) -> Descriptor:
+    """The manifest or index `source.ref` names now, read once and verified against every digest
+    claimed for it: what a promotion checks and copies by digest, whatever the tag does next."""
+    top = _Resolver(source)._fetch_top()
+    return Descriptor(top.media_type, top.digest, len(top.raw))
+
+
 def describe_index(source: ImageSource) -> IndexListing:
     """The top manifest or index and its classified entries, without reading any image config
     except for entries that declare no platform."""

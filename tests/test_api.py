@@ -184,7 +184,36 @@ def test_every_image_command_takes_the_shared_options_from_one_declaration() -> 
     assert all("--cache" in commands[name] for name in IMAGE_COMMANDS if name != "cat")
     source = (Path(ociboot.__file__).parent / "cli.py").read_text()
     for option in (*SHARED, "--cache-dir"):
-        assert len(re.findall(rf'typer\.Option\(\s*"{option}[/"]', source)) == 1, option
+        # A registry's options are written once for every side (`--creds`, `--src-creds`, ...).
+        side = rf'f"{{flag}}{option.removeprefix("--")}'
+        declared = re.findall(rf'typer\.Option\(\s*(?:"{option}|{side})[/"]', source)
+        assert len(declared) == 1, option
+
+
+POLICY = (
+    "--profile",
+    "--kernel",
+    "--initrd",
+    "--require-package",
+    "--policy",
+    "--skip",
+    "--fatal-warnings",
+    "--analysis-budget",
+)
+
+
+def test_check_and_promote_take_the_policy_and_access_options_from_one_declaration() -> None:
+    check, promote = _options("check"), _options("promote")
+    for option in (*POLICY, "--timeout", "--stall-timeout", "--quiet", "--cache-dir", "--authfile"):
+        assert option in promote, option
+        assert promote[option].help == check[option].help, option  # type: ignore[attr-defined]
+    for side in ("src", "dest"):
+        for name in ("creds", "authfile", "tls-verify", "cert-dir", "plain-http", "username", "password"):
+            assert f"--{side}-{name}" in promote, (side, name)
+    assert "--creds" not in promote and "--password-stdin" not in promote
+    source = (Path(ociboot.__file__).parent / "cli.py").read_text()
+    for option in POLICY[1:]:  # `rules --profile` is another option: it filters the rule list
+        assert len(re.findall(rf'typer\.Option\(\s*"{option}"', source)) == 1, option
 
 
 def test_help_names_every_value_by_a_metavar_not_a_python_type() -> None:

@@ -14,21 +14,25 @@ from typing import IO
 from urllib.parse import urlencode, urljoin
 
 from ...digest import Digest
-from ...errors import RegistryError
+from ...errors import InvalidManifest, RegistryError
+from ...mediatypes import MANIFEST_ACCEPT
 from ...ref import ImageRef
 from ...spec import Descriptor
+from ...streams import ReadStream
 from .. import SourceOptions
 from .client import RegistryClient
 from .endpoint import Endpoint
 from .token import same_origin
 from .transport import CHUNK, Response
 
+_ACCEPT = ", ".join(MANIFEST_ACCEPT)
+
 
 class _Body:
     """An upload body of exactly `size` bytes, read in CHUNK pieces as requests sends it (it
     takes the length from len() and streams what iteration yields)."""
 
-    def __init__(self, stream: IO[bytes], size: int, what: str) -> None:
+    def __init__(self, stream: IO[bytes] | ReadStream, size: int, what: str) -> None:
         self._stream = stream
         self._size = size
         self._what = what
@@ -72,7 +76,24 @@ class RegistryTarget:
         response.close()
         return response.status_code == 200
 
-    def upload_blob(self, descriptor: Descriptor, stream: IO[bytes]) -> bool:
+    def manifest_digest(self, reference: str) -> Digest | None:
+        """The digest the repository holds under `reference` (a tag or a digest), None if none:
+        what a promotion need not push again.  The registry's word, from a HEAD."""
+        endpoint = self._endpoint
+        url = endpoint.url("manifests", reference)
+        what = f"manifest {reference}"
+        headers = {"Accept": _ACCEPT}
+        response, _ = endpoint.request("HEAD", url, headers, what, allow=frozenset({200, 404}))
+        response.close()
+        if response.status_code == 404:
+            return None
+        stored = response.headers.get("Docker-Content-Digest", "").strip()
+        try:
+            return Digest.parse(stored)
+        except InvalidManifest:
+            raise RegistryError(f"{what}: invalid Docker-Content-Digest {stored!r}") from None
+
+    def upload_blob(self, descriptor: Descriptor, stream: IO[bytes] | ReadStream) -> bool:
         """Send the blob `descriptor` names, read from `stream`; False if the registry has it."""
         if self.blob_exists(descriptor):
             return False
