@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand
 
-from . import __version__, api, pipeline, views
+from . import __version__, api, pipeline, schemas, views
 from .boot.check import Profile
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
@@ -37,14 +37,10 @@ from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
 from .layer import CaptureSpec
 from .mediatypes import unreadable_layer
-from .report import (
-    Unreadable,
-    index_lines,
-    render_json,
-    render_junit,
-    render_sarif,
-    render_text,
-)
+from .render import render_junit, render_sarif
+from .render.markdown import md as _md
+from .render.sarif import GITHUB_MAX_RUNS, run_count
+from .report import Unreadable, index_lines, render_json, render_text
 from .sources import SourceOptions, parse_duration
 from .spec import Platform
 from .textsafe import clean
@@ -822,6 +818,12 @@ def _render_reports(batch: api.Batch, fmt: CheckFormat) -> str:
     if fmt is CheckFormat.json:
         return render_json(reports, fatal_warnings=fatal, unreadable=unreadable)
     if fmt is CheckFormat.sarif:
+        if (runs := run_count(reports, unreadable)) > GITHUB_MAX_RUNS:
+            _say(
+                "warning",
+                f"the SARIF report has {runs} runs, one per image platform; GitHub code scanning "
+                f"accepts at most {GITHUB_MAX_RUNS} per upload: check the images in smaller batches",
+            )
         return render_sarif(reports, tool_version=__version__, unreadable=unreadable)
     return render_junit(reports, fatal_warnings=fatal, unreadable=unreadable)
 
@@ -830,16 +832,6 @@ class RulesFormat(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
-
-
-#: Characters markdown would read as markup outside a code span.
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*_[]<>|#"})
-
-
-def _md(text: str) -> str:
-    """Text as markdown: characters that are markup escaped outside `code spans`."""
-    parts = text.split("`")
-    return "`".join(p if i % 2 else p.translate(_MD_SPECIAL) for i, p in enumerate(parts))
 
 
 def _md_source(source: str) -> str:
@@ -891,7 +883,7 @@ def rules(
 
     selected = [r for r in ALL_RULES if profile in (None, Profile.AUTO) or profile in r.severity]
     data: dict[str, Any] = {
-        "schemaVersion": 1,
+        **schemas.header("rules"),
         "rules": [
             {
                 "id": r.id,
@@ -930,7 +922,13 @@ app.add_typer(cache_app, name="cache")
 def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> None:
     """Location, number of entries and total size of the cache."""
     info = LayerCache(cache_dir or default_cache_dir()).info()
-    data = {"location": str(info.root), "entries": info.entries, "size": info.size, "obsolete": info.obsolete}
+    data = {
+        **schemas.header("cache-info"),
+        "location": str(info.root),
+        "entries": info.entries,
+        "size": info.size,
+        "obsolete": info.obsolete,
+    }
     _emit(
         fmt,
         data,
@@ -970,7 +968,13 @@ def cache_prune(
     done = LayerCache(cache_dir or default_cache_dir()).prune(
         max_size=limit, older_than=seconds, everything=everything
     )
-    data = {"removed": done.removed, "freed": done.freed, "entries": done.entries, "size": done.size}
+    data = {
+        **schemas.header("cache-prune"),
+        "removed": done.removed,
+        "freed": done.freed,
+        "entries": done.entries,
+        "size": done.size,
+    }
     _emit(
         fmt,
         data,
