@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -70,10 +72,44 @@ def repository(image: str) -> str:
     return f"{ref.transport}:{ref.path}"
 
 
-def category(image: str, platform: str | None, *, unreadable: bool = False) -> str:
-    """A run's `automationDetails.id`: GitHub's category is all of it (it ends with `/`)."""
-    parts = [CATEGORY_PREFIX, repository(image), platform or "all", *(["unreadable"] if unreadable else [])]
-    return "/".join(parts) + "/"
+def _tagged(image: str) -> str:
+    """The reference without its digest (a tag or ref name kept): one build's name, not its bytes."""
+    ref = _parsed(image)
+    if ref is None or ref.digest is None or (ref.tag is None and ref.transport is Transport.DOCKER):
+        return image
+    return str(replace(ref, digest=None))
+
+
+def category(image: str, platform: str | None, *, unreadable: bool = False, name: str | None = None) -> str:
+    """A run's `automationDetails.id` (GitHub's category is all of it: it ends with `/`): the
+    image's repository (or `name`) and platform."""
+    parts = [CATEGORY_PREFIX, name or repository(image), platform or "all"]
+    return "/".join([*parts, *(["unreadable"] if unreadable else [])]) + "/"
+
+
+def categories(runs: Sequence[tuple[str, str | None, bool]]) -> list[str]:
+    """The category of each (image, platform, unreadable) run of one document, unique within it:
+    GitHub refuses an upload with two runs of one category.  Two tags of one repository (or two
+    images of one layout) in a batch are named by their tags, then by the reference as given,
+    then by their position: the same batch gets the same categories every time."""
+    namings = (repository, _tagged, lambda image: image)
+    chosen: list[str | None] = [None] * len(runs)
+    for naming in namings:
+        named = {
+            i: category(image, platform, unreadable=bad, name=naming(image))
+            for i, (image, platform, bad) in enumerate(runs)
+            if chosen[i] is None
+        }
+        taken = Counter([*named.values(), *(c for c in chosen if c is not None)])
+        for i, text in named.items():
+            if taken[text] == 1:
+                chosen[i] = text
+    out, seen = [], Counter[str]()
+    for i, (image, platform, bad) in enumerate(runs):
+        text = chosen[i] or category(image, platform, unreadable=bad, name=image)
+        seen[text] += 1
+        out.append(text if chosen[i] else f"{text}#{seen[text]}/")
+    return out
 
 
 def artifact_uri(image: str, path: str | None) -> str:
@@ -183,7 +219,6 @@ def _report_run(report: Report, tool_version: str) -> dict[str, Any]:
         )
     return {
         "tool": _driver(tool_version, [_rule(table[rid]) for rid in rule_ids]),
-        "automationDetails": {"id": category(report.image, report.platform)},
         "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": []}],
         "results": results,
         "properties": {
@@ -206,7 +241,6 @@ def _unreadable_run(u: Unreadable, tool_version: str) -> dict[str, Any]:
     }
     return {
         "tool": _driver(tool_version, []),
-        "automationDetails": {"id": category(u.image, u.platform, unreadable=True)},
         "invocations": [{"executionSuccessful": False, "toolExecutionNotifications": [notification]}],
         "results": [],
         "properties": {"image": u.image, "platform": u.platform},
@@ -225,6 +259,10 @@ def render_sarif(
     then a run per image or platform that could not be read."""
     runs = [_report_run(r, tool_version) for r in reports]
     runs += [_unreadable_run(u, tool_version) for u in unreadable]
+    named: list[tuple[str, str | None, bool]] = [(r.image, r.platform, False) for r in reports]
+    named += [(u.image, u.platform, True) for u in unreadable]
+    for run, text in zip(runs, categories(named), strict=True):
+        run["automationDetails"] = {"id": text}
     doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": runs}
     return json.dumps(clean(doc, raw_keys=frozenset()), indent=2) + "\n"
 
@@ -233,6 +271,7 @@ __all__ = [
     "GITHUB_MAX_RUNS",
     "SARIF_SCHEMA",
     "artifact_uri",
+    "categories",
     "category",
     "fingerprint",
     "render_sarif",
