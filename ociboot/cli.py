@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand
 
-from . import __version__, api, outputs, pipeline, promolist, views
+from . import __version__, api, outputs, pipeline, promolist, schemas, views
 from .boot.check import Profile
 from .boot.context import Policy
 from .boot.profiles import load_policy, verify_policy
@@ -40,6 +40,7 @@ from .errors import OcibootError
 from .layer import CaptureSpec
 from .mediatypes import unreadable_layer
 from .outputs import ReportFormat as CheckFormat
+from .render.markdown import md as _md
 from .report import Unreadable, index_lines
 from .sources import SourceOptions, parse_duration
 from .spec import Platform
@@ -1073,6 +1074,8 @@ def promote(
         err.print(escape_text(_promoted(promotion)), markup=False)
     elif promotion.exit_code == 1:
         _say("error", f"{promotion.source}: not bootable: nothing was written to {promotion.destination}")
+    for warning in delivery.warnings:
+        _say("warning", warning)
     raise typer.Exit(_delivered(delivery, promotion.exit_code))
 
 
@@ -1105,16 +1108,6 @@ class RulesFormat(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
-
-
-#: Characters markdown would read as markup outside a code span.
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*_[]<>|#"})
-
-
-def _md(text: str) -> str:
-    """Text as markdown: characters that are markup escaped outside `code spans`."""
-    parts = text.split("`")
-    return "`".join(p if i % 2 else p.translate(_MD_SPECIAL) for i, p in enumerate(parts))
 
 
 def _md_source(source: str) -> str:
@@ -1166,7 +1159,7 @@ def rules(
 
     selected = [r for r in ALL_RULES if profile in (None, Profile.AUTO) or profile in r.severity]
     data: dict[str, Any] = {
-        "schemaVersion": 1,
+        **schemas.header("rules"),
         "rules": [
             {
                 "id": r.id,
@@ -1205,7 +1198,13 @@ app.add_typer(cache_app, name="cache")
 def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> None:
     """Location, number of entries and total size of the cache."""
     info = LayerCache(cache_dir or default_cache_dir()).info()
-    data = {"location": str(info.root), "entries": info.entries, "size": info.size, "obsolete": info.obsolete}
+    data = {
+        **schemas.header("cache-info"),
+        "location": str(info.root),
+        "entries": info.entries,
+        "size": info.size,
+        "obsolete": info.obsolete,
+    }
     _emit(
         fmt,
         data,
@@ -1245,7 +1244,13 @@ def cache_prune(
     done = LayerCache(cache_dir or default_cache_dir()).prune(
         max_size=limit, older_than=seconds, everything=everything
     )
-    data = {"removed": done.removed, "freed": done.freed, "entries": done.entries, "size": done.size}
+    data = {
+        **schemas.header("cache-prune"),
+        "removed": done.removed,
+        "freed": done.freed,
+        "entries": done.entries,
+        "size": done.size,
+    }
     _emit(
         fmt,
         data,

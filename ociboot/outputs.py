@@ -25,7 +25,9 @@ from . import __version__, pipeline
 from .api import Batch
 from .errors import OcibootError
 from .promolist import ListError, ListFormat, Lists
-from .report import render_json, render_junit, render_sarif, render_text
+from .render import render_junit, render_sarif
+from .render.sarif import GITHUB_MAX_RUNS, run_count
+from .report import render_json, render_text
 from .sources import SourceOptions
 from .textsafe import escape
 
@@ -213,7 +215,7 @@ class Delivery:
         self._verbose = verbose
         self._lists = lists
         self._source = source or SourceOptions()
-        #: Lines for the user about what the promotion lists left out (set by `finish`).
+        #: Lines for the user about what the documents cannot carry (set by `finish`).
         self.warnings: list[str] = []
 
     def image_done(self, checked: pipeline.Checked) -> None:
@@ -248,6 +250,14 @@ class Delivery:
             elif fmt is ReportFormat.text:
                 sink.write(f"\n{summary}\n" if summary else "")
             else:
+                if (
+                    fmt is ReportFormat.sarif
+                    and (runs := run_count(batch.reports, batch.unreadable)) > GITHUB_MAX_RUNS
+                ):
+                    self.warnings.append(
+                        f"the SARIF report has {runs} runs, one per image platform; GitHub code scanning "
+                        f"accepts at most {GITHUB_MAX_RUNS} per upload: check the images in smaller batches"
+                    )
                 sink.write(render(batch, fmt))
 
     @property

@@ -1,4 +1,4 @@
-"""Findings and reports, and their renderers: text, JSON, SARIF 2.1.0, JUnit XML.
+"""Findings and reports, and their own renderers: text and JSON (SARIF and JUnit: `render`).
 
 A failed check is data, not an exception: each rule that ran yields one Finding per subject
 with an outcome.  "Could not run" (`Outcome.ERROR`: a cap hit, an unknown database format) is
@@ -14,16 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import quote
-from xml.etree import ElementTree as ET
 
-from .textsafe import clean, escape, raw
+from . import schemas
+from .textsafe import clean, escape
 
-#: bumped when a key of the JSON output changes meaning or disappears (adding keys is compatible).
-#: 2: `bootable` is false when an image could not be read (listed under `unreadable`), and every
-#: image platform of an index is judged, each report naming its `index`.
-JSON_SCHEMA_VERSION = 2
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+#: bumped (in schemas.VERSIONS, with a new schema file) when a key of the JSON output changes
+#: meaning or disappears (adding keys is compatible).  2: `bootable` is false when an image could
+#: not be read (listed under `unreadable`), and every image platform of an index is judged, each
+#: report naming its `index`.
+JSON_SCHEMA_VERSION = schemas.VERSIONS["check"]
 #: Every rule's documentation (`ociboot rules --format markdown`); a rule's anchor is its id in lower case.
 RULES_DOC_URL = "https://github.com/ociboot/ociboot/blob/main/docs/rules.md"
 
@@ -170,9 +169,16 @@ class Report:
         return {"digest": self.index_digest, "skipped": [s.to_json() for s in self.skipped]}
 
 
+_OUTCOME_RANK = {Outcome.FAIL: 0, Outcome.ERROR: 0, Outcome.PASS: 1, Outcome.SKIP: 2}
+
+
+def order_key(f: Finding) -> tuple[int, int, str, str]:
+    """The order every renderer lists findings in: failures first, then severity, rule, path."""
+    return (_OUTCOME_RANK[f.outcome], f.severity.rank, f.rule, f.path or "")
+
+
 def _ordered(findings: Iterable[Finding]) -> list[Finding]:
-    outcome_rank = {Outcome.FAIL: 0, Outcome.ERROR: 0, Outcome.PASS: 1, Outcome.SKIP: 2}
-    return sorted(findings, key=lambda f: (outcome_rank[f.outcome], f.severity.rank, f.rule, f.path or ""))
+    return sorted(findings, key=order_key)
 
 
 def exit_code(
@@ -237,181 +243,9 @@ def render_json(
     reports: Sequence[Report], *, fatal_warnings: bool = False, unreadable: Sequence[Unreadable] = ()
 ) -> str:
     doc = {
-        "schemaVersion": JSON_SCHEMA_VERSION,
+        **schemas.header("check"),
         "bootable": exit_code(reports, fatal_warnings=fatal_warnings, unreadable=unreadable) == 0,
         "reports": [r.to_json(fatal_warnings=fatal_warnings) for r in reports],
         "unreadable": [u.to_json() for u in unreadable],
     }
     return json.dumps(clean(doc), indent=2) + "\n"
-
-
-_SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
-
-
-def render_sarif(
-    reports: Sequence[Report], *, tool_version: str = "0", unreadable: Sequence[Unreadable] = ()
-) -> str:
-    """SARIF 2.1.0: one run; rules from the reports' rule tables; results for fail/error only.
-    An image that could not be read makes the invocation unsuccessful, with a notification naming it."""
-    rules: dict[str, RuleInfo] = {}
-    for r in reports:
-        rules.update(r.rules)
-    for r in reports:
-        for f in r.findings:
-            rules.setdefault(f.rule, RuleInfo(f.rule, f.rule, "", f.severity))
-    rule_ids = sorted(rules)
-    results = []
-    for r in reports:
-        for f in _ordered(r.findings):
-            if f.outcome not in (Outcome.FAIL, Outcome.ERROR):
-                continue
-            # A URI holds bytes percent-encoded (RFC 3986): exact for any name, UTF-8 or not.
-            uri = quote(raw((f.path or "/").lstrip("/")), safe="/") or "."
-            results.append(
-                {
-                    "ruleId": f.rule,
-                    "ruleIndex": rule_ids.index(f.rule),
-                    "level": _SARIF_LEVEL[f.severity],
-                    "kind": "fail",
-                    "message": {
-                        "text": f.message + ("" if f.outcome is Outcome.FAIL else " (check could not run)")
-                    },
-                    "locations": [
-                        {
-                            "physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": "IMAGEROOT"}},
-                            "logicalLocations": [
-                                {
-                                    "name": r.image,
-                                    "fullyQualifiedName": f"{r.image}@{r.digest}",
-                                    "kind": "module",
-                                }
-                            ],
-                        }
-                    ],
-                    "properties": {
-                        "image": r.image,
-                        "digest": r.digest,
-                        **({"indexDigest": r.index_digest} if r.index_digest else {}),
-                        "platform": r.platform,
-                        "profile": r.profile,
-                        "evidence": list(f.evidence),
-                        **({"hint": f.hint} if f.hint else {}),
-                    },
-                }
-            )
-    doc = {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "ociboot",
-                        "version": tool_version,
-                        "informationUri": "https://github.com/ociboot/ociboot",
-                        "rules": [
-                            {
-                                "id": rid,
-                                "name": rules[rid].title,
-                                "shortDescription": {"text": rules[rid].title},
-                                "fullDescription": {"text": rules[rid].description or rules[rid].title},
-                                "helpUri": f"{RULES_DOC_URL}#{rid.lower()}",
-                                "defaultConfiguration": {"level": _SARIF_LEVEL[rules[rid].severity]},
-                                **(
-                                    {"properties": {"sources": list(rules[rid].sources)}}
-                                    if rules[rid].sources
-                                    else {}
-                                ),
-                            }
-                            for rid in rule_ids
-                        ],
-                    }
-                },
-                "invocations": [
-                    {
-                        "executionSuccessful": not unreadable,
-                        "toolExecutionNotifications": [_sarif_unreadable(u) for u in unreadable],
-                    }
-                ],
-                "originalUriBaseIds": {"IMAGEROOT": {"uri": "file:///"}},
-                "results": results,
-            }
-        ],
-    }
-    return json.dumps(clean(doc, raw_keys=frozenset()), indent=2) + "\n"
-
-
-def _lines(*parts: str) -> str:
-    """Lines of an XML element's text, each escaped (a newline inside a part is data)."""
-    return "\n".join(escape(part) for part in parts)
-
-
-def _sarif_unreadable(u: Unreadable) -> dict[str, Any]:
-    return {
-        "level": "error",
-        "message": {"text": f"{u.label}: could not be read: {u.error}"},
-        "locations": [{"logicalLocations": [{"name": u.image, "kind": "module"}]}],
-        "properties": {"image": u.image, "platform": u.platform, "error": u.error},
-    }
-
-
-def render_junit(
-    reports: Sequence[Report], *, fatal_warnings: bool = False, unreadable: Sequence[Unreadable] = ()
-) -> str:
-    """JUnit XML: a testsuite per image, a testcase per finding (failure / error / skipped), and an
-    `<error>` testcase per image that could not be read."""
-    suites = ET.Element("testsuites", name="ociboot")
-    total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for u in unreadable:
-        suite = ET.SubElement(suites, "testsuite", name=u.label, tests="1", failures="0", errors="1")
-        suite.set("skipped", "0")
-        case = ET.SubElement(suite, "testcase", classname="ociboot.read", name=f"read {u.label}")
-        ET.SubElement(case, "error", message=u.error, type="unreadable").text = _lines(u.error)
-        total["tests"] += 1
-        total["errors"] += 1
-    for r in reports:
-        suite = ET.SubElement(suites, "testsuite", name=f"{r.image} [{r.platform}]")
-        props = ET.SubElement(suite, "properties")
-        named = {"digest": r.digest, "indexDigest": r.index_digest, "platform": r.platform}
-        for prop, text in named.items():
-            if text:
-                ET.SubElement(props, "property", name=prop, value=text)
-        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-        for f in _ordered(r.findings):
-            case = ET.SubElement(
-                suite,
-                "testcase",
-                classname=f"ociboot.{r.profile}.{f.rule}",
-                name=f"{f.rule} {f.path or ''}".strip(),
-            )
-            counts["tests"] += 1
-            detail = _lines(f.message, *f.evidence, *([f"fix: {f.hint}"] if f.hint else []))
-            gating = f.severity is Severity.ERROR or (fatal_warnings and f.severity is Severity.WARNING)
-            if f.outcome is Outcome.FAIL and gating:
-                el = ET.SubElement(case, "failure", message=f.message, type=str(f.severity))
-                el.text = detail
-                counts["failures"] += 1
-            elif f.outcome is Outcome.ERROR and gating:
-                el = ET.SubElement(case, "error", message=f.message, type="not-run")
-                el.text = detail
-                counts["errors"] += 1
-            elif f.outcome is Outcome.SKIP:
-                ET.SubElement(case, "skipped", message=f.message)
-                counts["skipped"] += 1
-            elif f.outcome in (Outcome.FAIL, Outcome.ERROR):
-                out = ET.SubElement(case, "system-out")
-                out.text = f"{f.severity}: {detail}"
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            total[key] += value
-    for key, value in total.items():
-        suites.set(key, str(value))
-    # XML 1.0 cannot carry most C0 characters even as references: every attribute is escaped
-    # here, element texts where they are built (`_lines`: their newlines are structure).
-    for el in suites.iter():
-        el.attrib.update({key: escape(value) for key, value in el.attrib.items()})
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
-
-
-RENDERERS = {"text": render_text, "json": render_json, "sarif": render_sarif, "junit": render_junit}

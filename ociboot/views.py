@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from . import schemas
 from .errors import ImageNotFound
 from .fs.node import Kind, Node
 from .fs.overlay import empty_tree, flatten_steps
@@ -24,7 +25,6 @@ from .layer import LayerIndex
 from .pipeline import ImageTree
 from .textsafe import escape
 
-SCHEMA_VERSION = 1
 #: `--format json` of a view: a JSON object (escaped by textsafe.clean before it is written).
 Json = dict[str, Any]
 
@@ -126,7 +126,7 @@ class InspectView:
 
     def to_json(self) -> Json:
         return {
-            "schemaVersion": SCHEMA_VERSION,
+            **schemas.header("inspect"),
             "reference": self.reference,
             "digest": self.digest,
             "mediaType": self.media_type,
@@ -329,7 +329,7 @@ class Listing:
 
     def to_json(self) -> Json:
         return {
-            "schemaVersion": SCHEMA_VERSION,
+            **schemas.header("ls"),
             "reference": self.reference,
             "digest": self.digest,
             "path": self.path,
@@ -393,7 +393,7 @@ class StatView:
 
     def to_json(self) -> Json:
         data: Json = {
-            "schemaVersion": SCHEMA_VERSION,
+            **schemas.header("stat"),
             "reference": self.reference,
             "path": self.path,
             "exists": self.exists,
@@ -509,7 +509,7 @@ class LayersView:
 
     def to_json(self) -> Json:
         return {
-            "schemaVersion": SCHEMA_VERSION,
+            **schemas.header("layers"),
             "reference": self.reference,
             "digest": self.digest,
             "layers": [row.to_json() for row in self.layers],

@@ -126,11 +126,15 @@ def unreadable_in(fmt: str, out: str, image: str) -> bool:
         doc = json.loads(out)
         return doc["bootable"] is False and image in [u["image"] for u in doc["unreadable"]]
     if fmt == "sarif":
-        (invocation,) = json.loads(out)["runs"][0]["invocations"]
+        # a run per image platform; one that could not be read is an unsuccessful run naming it
+        failed = [run["invocations"][0] for run in json.loads(out)["runs"]]
         named = [
-            n["locations"][0]["logicalLocations"][0]["name"] for n in invocation["toolExecutionNotifications"]
+            n["locations"][0]["logicalLocations"][0]["name"]
+            for invocation in failed
+            if invocation["executionSuccessful"] is False
+            for n in invocation["toolExecutionNotifications"]
         ]
-        return invocation["executionSuccessful"] is False and image in named
+        return image in named
     if fmt == "junit":
         root = ET.fromstring(out)
         errors = [

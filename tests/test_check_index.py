@@ -207,7 +207,7 @@ def test_text_names_the_index_each_manifest_and_the_skipped_attestation(layout: 
 
 def test_sarif_and_junit_name_the_index_and_each_manifest(layout: str, multi: Multi) -> None:
     code, out, _ = check(layout, "--format", "sarif")
-    results = json.loads(out)["runs"][0]["results"]
+    results = [r for run in json.loads(out)["runs"] for r in run["results"]]
     assert code == 1 and results
     assert {(r["properties"]["indexDigest"], r["properties"]["digest"]) for r in results} == {
         (multi.index.digest, multi.arm.digest)

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from ociboot.boot.rules import ALL_RULES
 from ociboot.boot.upstream import SOURCE
 from ociboot.cli import app
-from ociboot.report import RULES_DOC_URL, Finding, Outcome, Report, Severity, render_sarif
+from ociboot.render import render_sarif
+from ociboot.report import RULES_DOC_URL, Finding, Outcome, Report, Severity
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"

@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
 from fixtures import make_boot_fixtures as boot
+from ociboot import schemas
 from ociboot.boot.context import Policy
 from ociboot.cli import app
 from ociboot.copy import Action, _Withheld
@@ -412,7 +414,9 @@ def test_reports_of_a_promotion_go_where_check_sends_them(registry: RegistryServ
         f"docker://{registry.host}/prod/outs:1",
     )
     assert code == 0, err
-    assert json.loads(out)["bootable"] is True
+    doc = json.loads(out)
+    assert doc["bootable"] is True and doc["$schema"] == schemas.schema_id("check")
+    jsonschema.Draft202012Validator(schemas.load("check")).validate(doc)
     assert json.loads(sarif.read_text())["version"] == "2.1.0"
     assert "<testsuite" in junit.read_text()
     code, _, err = run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from xml.etree import ElementTree as ET
 
+from ociboot.render import render_junit, render_sarif
 from ociboot.report import (
     JSON_SCHEMA_VERSION,
     Finding,
@@ -15,8 +16,6 @@ from ociboot.report import (
     Unreadable,
     exit_code,
     render_json,
-    render_junit,
-    render_sarif,
     render_text,
 )
 
@@ -95,7 +94,7 @@ def test_json_is_versioned_and_has_the_documented_keys() -> None:
 
 def test_sarif_has_rules_and_results_for_failures_only() -> None:
     doc = json.loads(render_sarif([report(OK, BAD, WARN, NOT_RUN)], tool_version="1.2"))
-    assert doc["version"] == "2.1.0" and doc["$schema"].endswith("sarif-2.1.0.json")
+    assert doc["version"] == "2.1.0" and doc["$schema"].endswith("/sarif-schema-2.1.0.json")
     run = doc["runs"][0]
     rules = run["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules] == sorted(r["id"] for r in rules)
@@ -104,7 +103,7 @@ def test_sarif_has_rules_and_results_for_failures_only() -> None:
     for r in results:
         assert rules[r["ruleIndex"]]["id"] == r["ruleId"]
         assert r["level"] in ("error", "warning", "note")
-        assert r["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"] == "IMAGEROOT"
+        assert r["locations"][0]["physicalLocation"]["region"] == {"startLine": 1}
     by_rule = {r["ruleId"]: r for r in results}
     assert by_rule["KRN-005"]["level"] == "warning"
     assert "could not run" in by_rule["INI-002"]["message"]["text"]
@@ -141,7 +140,8 @@ def test_unreadable_images_fail_every_format() -> None:
     doc = json.loads(render_json([], unreadable=[GONE]))
     assert doc["bootable"] is False
     assert doc["unreadable"] == [{"image": "oci:gone:v1", "platform": None, "error": GONE.error}]
-    run = json.loads(render_sarif([report(OK)], unreadable=[GONE]))["runs"][0]
+    readable, run = json.loads(render_sarif([report(OK)], unreadable=[GONE]))["runs"]
+    assert readable["invocations"][0]["executionSuccessful"] is True
     (invocation,) = run["invocations"]
     assert invocation["executionSuccessful"] is False
     (note,) = invocation["toolExecutionNotifications"]

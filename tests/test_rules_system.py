@@ -18,7 +18,8 @@ from ociboot.boot.rules.system import (
     root_size,
     size_checks,
 )
-from ociboot.report import Outcome, Severity, render_json, render_junit, render_sarif, render_text
+from ociboot.render import render_junit, render_sarif
+from ociboot.report import Outcome, Severity, render_json, render_text
 from tests.support.bootimages import BootImage, bootable, failed, findings, passed
 from tests.support.imagebuilder import LayerBuilder
 

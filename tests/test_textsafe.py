@@ -185,7 +185,7 @@ def test_check_sarif(layout: Path, tmp_path: Path) -> None:
     results = doc["runs"][0]["results"]
     (bad,) = [r for r in results if f"/etc/bad{SHOWN}.conf: non-UTF-8" in r["message"]["text"]]
     uri = bad["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-    assert uri.isascii() and unquote_to_bytes(uri) == b"etc/bad" + HOSTILE_BYTES + b".conf"
+    assert uri.isascii() and unquote_to_bytes(uri).endswith(b"/etc/bad" + HOSTILE_BYTES + b".conf")
 
 
 def test_check_junit_is_well_formed(layout: Path, tmp_path: Path) -> None:
