@@ -625,6 +625,14 @@ def check(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
+    attach: Annotated[
+        bool,
+        typer.Option(
+            "--attach",
+            help="attach the verdict to each registry image (an in-toto statement pushed as an OCI "
+            "referrer; needs push access); see `ociboot verdicts`",
+        ),
+    ] = False,
     *,
     options: pipeline.Options,
 ) -> None:
@@ -658,12 +666,14 @@ def check(
     if not texts:
         raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
 
+    if attach:
+        _registry_only(texts, "--attach")
     # Opened before any image is read: a report that cannot be written fails now, not after the check.
     if output:
         _refuse_clobbering(output, texts)
     sink = _open_output(output) if output else None
     try:
-        code = _check_all(texts, policy, options, jobs, sink, fmt, verbose)
+        code = _check_all(texts, policy, options, jobs, sink, fmt, verbose, attach)
     except _Undelivered as exc:
         # A verdict nobody received is no verdict: neither 0 nor 1, whatever the images were.
         _say("error", f"the report could not be written to {output or 'standard output'}: {exc}")
@@ -710,6 +720,7 @@ def _check_all(
     sink: TextIO | None,
     fmt: CheckFormat,
     verbose: bool,
+    attach: bool = False,
 ) -> int:
     """Check each image, printing its text report and error lines as it finishes; the machine
     formats are one document, written at the end in input order.  Returns the exit code.
@@ -748,7 +759,44 @@ def _check_all(
         write(f"\n{summary}\n" if summary else "")
     else:
         write(_render_reports(batch, fmt))
+    if attach and not _attach_verdicts(texts, batch, policy, options):
+        return 3
     return batch.exit_code
+
+
+def _registry_only(texts: list[str], option: str) -> None:
+    """A verdict hangs from a registry image: anything else is a usage error, before any check."""
+    from .ref import Transport
+
+    for text in texts:
+        try:
+            transport = pipeline.locate(text).transport
+        except OcibootError:
+            continue  # reported as that image's error when it is checked
+        if transport is not Transport.DOCKER:
+            raise typer.BadParameter(
+                f"{escape_text(text)} is not a registry image (docker://): verdicts live in a registry",
+                param_hint=option,
+            )
+
+
+def _attach_verdicts(texts: list[str], batch: api.Batch, policy: Policy, options: pipeline.Options) -> bool:
+    """Attach each fully judged image's verdict; False when one could not be attached."""
+    from .verdict.attach import attach_checked
+
+    ok = True
+    for text, checked in zip(texts, batch.checked, strict=True):
+        if checked.unreadable:
+            _say("warning", f"{checked.image}: not fully judged, so no verdict was attached")
+            continue
+        try:
+            result, digest = attach_checked(text, checked, policy, options)
+        except OcibootError as exc:
+            _say("error", f"{checked.image}: the verdict could not be attached: {exc}")
+            ok = False
+            continue
+        _say("note", f"{checked.image}: verdict {result} attached as {digest}")
+    return ok
 
 
 def _named(u: Unreadable) -> str:
@@ -824,6 +872,39 @@ def _render_reports(batch: api.Batch, fmt: CheckFormat) -> str:
     if fmt is CheckFormat.sarif:
         return render_sarif(reports, tool_version=__version__, unreadable=unreadable)
     return render_junit(reports, fatal_warnings=fatal, unreadable=unreadable)
+
+
+@_reads_images(platform_help="os/arch[/variant]: the verdicts of this platform's manifest", cache=False)
+def verdicts(
+    image: ImageArg,
+    policy_file: Annotated[
+        str | None,
+        typer.Option("--policy", metavar="FILE", help="only verdicts made with this TOML policy file"),
+    ] = None,
+    fatal_warnings: Annotated[
+        bool, typer.Option("--fatal-warnings", help="a WARNED verdict does not pass either")
+    ] = False,
+    fmt: FormatOpt = Format.text,
+    *,
+    options: pipeline.Options,
+) -> None:
+    """The verdicts attached to the image's digest (check --attach, promote), verified, newest
+    first.  Exit 0 the newest passed, 1 it did not or there is none, 3 they could not be read."""
+    from .boot.profiles import load_policy
+    from .verdict.listing import verdicts_of
+
+    try:
+        policy = load_policy(policy_file).digest if policy_file else None
+    except OcibootError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    _registry_only([image], "IMAGE")
+    with _running(options):
+        found = verdicts_of(image, options, policy, fatal_warnings)
+    if fmt is Format.json:
+        _write(json.dumps(clean(found.to_json()), indent=2, sort_keys=False))
+    else:
+        _write("\n".join(escape_text(line) for line in found.to_text().splitlines()))
+    raise typer.Exit(found.exit_code)
 
 
 class RulesFormat(StrEnum):
