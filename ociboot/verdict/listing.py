@@ -31,8 +31,8 @@ from .statement import Result, Statement
 
 #: bumped when a key of `verdicts --format json` changes meaning or disappears.
 JSON_SCHEMA_VERSION = 1
-#: How far in the future a verdict's time may be and still count (clocks differ).
-CLOCK_SKEW = dt.timedelta(minutes=5)
+#: Seconds a verdict's time may be in the future and still count (clocks differ).
+MAX_CLOCK_SKEW = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +214,7 @@ def _read(source: RegistrySource, digest: Digest, subject: Digest, now: dt.datet
     if parsed.subjects != (subject,):
         about = ", ".join(str(d) for d in parsed.subjects) or "nothing"
         return Verdict(digest, created, parsed, f"the statement is about {about}, not {subject}")
-    if created is not None and created > now + CLOCK_SKEW:
+    if created is not None and created > now + dt.timedelta(seconds=MAX_CLOCK_SKEW):
         return Verdict(digest, created, parsed, "it is dated in the future")
     return Verdict(digest, created, parsed)
 
