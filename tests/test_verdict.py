@@ -31,6 +31,7 @@ from ociboot.verdict import referrer, statement
 from ociboot.verdict.attach import attach, uses_tag_schema
 from ociboot.verdict.statement import Result, Tally
 from tests.support.bootimages import bootable, generic
+from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import Blob, BuiltImage, BuiltIndex, build_index
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer
@@ -457,3 +458,19 @@ def test_attach_refuses_a_check_that_did_not_judge_everything() -> None:
     target = RegistryTarget(locate("docker://127.0.0.1:1/x/y:z"), SourceOptions())
     with pytest.raises(ValueError, match="not fully judged"):
         attach(target, Descriptor(MediaType.OCI_MANIFEST, sha(b"x"), 1), checked, Policy())
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("path", ["/referrers/", "/manifests/sha256-"])
+def test_a_registry_failing_the_list_is_unreadable_not_no_verdict(
+    registry: RegistryServer, good: BuiltImage, path: str
+) -> None:
+    # A 500 where the list is read is neither "no referrers API" nor "no verdict": exit 3.
+    image = _push(registry, "verdict/faulty", good)
+    proxy = FaultProxy(registry.host)
+    try:
+        proxy.fail_next(500, path)
+        code, _, err = cli("verdicts", "-q", image.replace(registry.host, proxy.host))
+    finally:
+        proxy.close()
+    assert code == 3 and "500" in err

@@ -83,7 +83,7 @@ class Verdicts:
         wanted = [
             v
             for v in self.verdicts
-            if v.valid and (self.policy is None or v.statement.policy == self.policy)  # type: ignore[union-attr]
+            if v.statement is not None and v.valid and self.policy in (None, v.statement.policy)
         ]
         if not wanted:
             return ()
