@@ -713,6 +713,27 @@ def _judging(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _taking(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command that takes some of the policy options (`_policy_options`, by parameter name)
+    as they are declared there, each given to it as its own argument."""
+
+    def wrap(command: Callable[..., None]) -> Callable[..., None]:
+        shared = _parameters([o for o in _policy_options() if o[0] in names])
+        own = signature(command, eval_str=True)
+        params = [p for p in own.parameters.values() if p.name not in names]
+        ordinary = [p for p in params if p.kind is not Parameter.KEYWORD_ONLY]
+        keyword = [p for p in params if p.kind is Parameter.KEYWORD_ONLY]
+
+        @functools.wraps(command)
+        def run(**given: Any) -> None:
+            command(**given)
+
+        run.__signature__ = own.replace(parameters=[*ordinary, *shared, *keyword])  # type: ignore[attr-defined]
+        return run
+
+    return wrap
+
+
 def _policy(
     profile: Profile,
     kernel: str | None,
@@ -804,6 +825,14 @@ def check(
             help="where a regsync promotion list copies the images to",
         ),
     ] = None,
+    attach: Annotated[
+        bool,
+        typer.Option(
+            "--attach",
+            help="attach the verdict to each registry image (an in-toto statement pushed as an OCI "
+            "referrer; needs push access); see `ociboot verdicts`",
+        ),
+    ] = False,
     *,
     policy: Policy,
     policy_file: str | None,
@@ -819,6 +848,8 @@ def check(
     if not texts:
         raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
 
+    if attach:
+        _registry_only(texts, "--attach")
     try:
         lists, list_outputs = outputs.lists(promotion_list or (), promotion_target, texts)
     except outputs.OutputError as exc:
@@ -839,7 +870,7 @@ def check(
             _say("warning", f"{text}: not a registry image: left out of the promotion lists")
     with delivery:
         try:
-            code = _check_all(texts, policy, options, jobs, delivery, tables, verbose)
+            code = _check_all(texts, policy, options, jobs, delivery, tables, verbose, attach)
         except outputs.Undelivered:
             code = 2
     for warning in delivery.warnings:
@@ -892,6 +923,7 @@ def _check_all(
     delivery: outputs.Delivery,
     tables: bool,
     verbose: bool,
+    attach: bool = False,
 ) -> int:
     """Check each image, printing its error lines (and tables) as it finishes; `delivery` writes
     the reports.  Returns the images' exit code."""
@@ -909,7 +941,44 @@ def _check_all(
     if tables and len(texts) > 1:
         Console(highlight=False, emoji=False).print(batch.summary(), markup=False)
     delivery.finish(batch)
+    if attach and not _attach_verdicts(texts, batch, policy, options):
+        return 3
     return batch.exit_code
+
+
+def _registry_only(texts: list[str], option: str) -> None:
+    """A verdict hangs from a registry image: anything else is a usage error, before any check."""
+    from .ref import Transport
+
+    for text in texts:
+        try:
+            transport = pipeline.locate(text).transport
+        except OcibootError:
+            continue  # reported as that image's error when it is checked
+        if transport is not Transport.DOCKER:
+            raise typer.BadParameter(
+                f"{escape_text(text)} is not a registry image (docker://): verdicts live in a registry",
+                param_hint=option,
+            )
+
+
+def _attach_verdicts(texts: list[str], batch: api.Batch, policy: Policy, options: pipeline.Options) -> bool:
+    """Attach each fully judged image's verdict; False when one could not be attached."""
+    from .verdict.attach import attach_checked
+
+    ok = True
+    for text, checked in zip(texts, batch.checked, strict=True):
+        if checked.unreadable:
+            _say("warning", f"{checked.image}: not fully judged, so no verdict was attached")
+            continue
+        try:
+            result, digest = attach_checked(text, checked, policy, options)
+        except OcibootError as exc:
+            _say("error", f"{checked.image}: the verdict could not be attached: {exc}")
+            ok = False
+            continue
+        _say("note", f"{checked.image}: verdict {result} attached as {digest}")
+    return ok
 
 
 def _named(u: Unreadable) -> str:
@@ -1014,6 +1083,14 @@ def promote(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="list passed checks and every copy step")
     ] = False,
+    attach: Annotated[
+        bool,
+        typer.Option(
+            "--attach/--no-attach",
+            help="attach the verdict to the copied digest in DST before its tag is written (an "
+            "in-toto statement as an OCI referrer; see `ociboot verdicts`)",
+        ),
+    ] = True,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
     output: Annotated[
         list[str] | None,
@@ -1061,7 +1138,15 @@ def promote(
 
     with delivery, _running(options_src):
         promotion = run_promotion(
-            src, dst, policy, options_src, options_dst, dry_run=dry_run, after_check=reported, on_step=step
+            src,
+            dst,
+            policy,
+            options_src,
+            options_dst,
+            dry_run=dry_run,
+            attach=attach,
+            after_check=reported,
+            on_step=step,
         )
     if promotion.error is not None:
         _say(
@@ -1100,8 +1185,41 @@ def _promoted(promotion: Promotion) -> str:
     return (
         f"{'would promote' if dry else 'promoted'} {promotion.source} ({digest}) to {promotion.destination}: "
         f"blobs {', '.join(said) or 'none'}; {pushed} manifests {'to push' if dry else 'pushed'}; "
+        + (f"verdict {promotion.verdict}; " if promotion.verdict is not None else "")
         + ("tag to write" if dry and tagged else "tag written" if tagged else "tag already there")
     )
+
+
+@_reads_images(platform_help="os/arch[/variant]: the verdicts of this platform's manifest", cache=False)
+@_taking("policy_file", "fatal_warnings")
+def verdicts(
+    image: ImageArg,
+    fmt: FormatOpt = Format.text,
+    *,
+    policy_file: str | None,
+    fatal_warnings: bool,
+    options: pipeline.Options,
+) -> None:
+    """The verdicts attached to the image's digest (check --attach, promote), verified, newest
+    first.  Exit 0 the newest passed, 1 it did not or there is none, 3 they could not be read.
+
+    With --policy FILE only the verdicts made with that policy count; with --fatal-warnings a
+    WARNED verdict does not pass either."""
+    from .boot.profiles import load_policy
+    from .verdict.listing import verdicts_of
+
+    try:
+        policy = load_policy(policy_file).digest if policy_file else None
+    except OcibootError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    _registry_only([image], "IMAGE")
+    with _running(options):
+        found = verdicts_of(image, options, policy, fatal_warnings)
+    if fmt is Format.json:
+        _write(json.dumps(clean(found.to_json()), indent=2, sort_keys=False))
+    else:
+        _write("\n".join(escape_text(line) for line in found.to_text().splitlines()))
+    raise typer.Exit(found.exit_code)
 
 
 class RulesFormat(StrEnum):

@@ -198,12 +198,15 @@ def copy(
     dry_run: bool = False,
     on_step: Callable[[Step], None] | None = None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    before_tag: Callable[[], None] | None = None,
 ) -> list[Step]:
     """Every blob (`jobs` at once), then each manifest by digest, children first, then `tag`.
 
     The tag is written last and only when everything it reaches is in place: a failure on the
     way leaves the tag as it was and only unreferenced blobs or untagged manifests behind.
-    `dry_run` asks the destination what it holds and writes nothing."""
+    `before_tag` runs once the subject is in place (the verdict is attached to it there, so that
+    a verdict that cannot be attached leaves the tag as it was too).  `dry_run` asks the
+    destination what it holds and writes nothing."""
     steps: list[Step] = []
 
     def done(step: Step) -> None:
@@ -232,6 +235,8 @@ def copy(
         action = Action.PRESENT if present else Action.PUT
         done(Step(action, "manifest", manifest.digest, manifest.size, manifest.media_type))
     subject = plan.subject
+    if before_tag is not None and not dry_run:
+        before_tag()
     tagged = target.manifest_digest(tag) == subject.digest
     if not tagged and not dry_run:
         data, media_type = read_manifest(source, subject)

@@ -2,7 +2,8 @@
 
     SRC --(read the top manifest once, verify)--> digest D
         --(check_reference on SRC pinned to D: every platform of an index)--> verdict
-        --(bootable only)--> copy D to DST: blobs, manifests by digest, the tag last
+        --(bootable only)--> copy D to DST: blobs, manifests by digest, the verdict attached
+                             to D (an OCI referrer), the tag last
 
 The check and the copy read the same bytes: both go by D, and every manifest and blob the copy
 takes is verified against its digest again, so a tag moved or a blob altered after the check
@@ -16,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from . import __version__
 from . import copy as copying
 from .boot.context import Policy
 from .boot.profiles import PolicyError, verify_policy
+from .digest import Digest
 from .errors import InvalidReference
 from .image import pin
 from .pipeline import Checked, Options, _failure, check_reference, locate, opened
@@ -27,9 +30,10 @@ from .report import exit_code
 from .sources import SourceOptions
 from .sources.registry.push import RegistryTarget
 from .spec import Descriptor
+from .verdict.attach import attach as attach_to
+from .verdict.listing import verdicts_of
+from .verdict.statement import Tally
 
-#: after_copy(subject, checked, target): called once the tag is written (the verdict's hook).
-AfterCopy = Callable[[Descriptor, Checked, RegistryTarget], None]
 AfterCheck = Callable[[Checked], None]
 
 
@@ -50,6 +54,8 @@ class Promotion:
     dry_run: bool = False
     #: Why the image was not promoted when it was not for its verdict: unreadable, or the push failed.
     error: str | None = None
+    #: The referrer manifest holding the verdict attached in DST (None: not attached).
+    verdict: Digest | None = None
 
     @property
     def promoted(self) -> bool:
@@ -79,10 +85,11 @@ def promote(
     *,
     dry_run: bool = False,
     after_check: AfterCheck | None = None,
-    after_copy: AfterCopy | None = None,
+    attach: bool = True,
     on_step: Callable[[copying.Step], None] | None = None,
 ) -> Promotion:
-    """Check SRC by digest and, when every platform is bootable, copy that digest to DST.
+    """Check SRC by digest and, when every platform is bootable, copy that digest to DST and
+    (with `attach`) attach the verdict to it there before the tag is written.
 
     Raises only for what the caller gave (UsageError, PolicyError: exit code 2); an image that
     cannot be read or a push that fails is a Promotion with exit code 3 and `error`."""
@@ -120,6 +127,7 @@ def promote(
     same_registry = ref.transport is Transport.DOCKER and ref.api_host == dst.api_host
     mount_from = ref.repository if same_registry and ref.repository != dst.repository else None
     steps: list[copying.Step] = []
+    verdict_digest: Digest | None = None
 
     def record(step: copying.Step) -> None:
         steps.append(step)
@@ -133,6 +141,13 @@ def promote(
                 dst, options_dst.source, options_dst.registry, mount_from=(mount_from,) if mount_from else ()
             )
             try:
+
+                def attach_verdict() -> None:
+                    nonlocal verdict_digest
+                    verdict_digest = _attached(dst, plan.subject, checked, policy, options_dst) or attach_to(
+                        target, plan.subject, checked, policy
+                    )
+
                 copying.copy(
                     plan,
                     source,
@@ -143,16 +158,30 @@ def promote(
                     dry_run=dry_run,
                     on_step=record,
                     progress=options_src.progress,
+                    before_tag=attach_verdict if attach else None,
                 )
-                if after_copy is not None and not dry_run:
-                    after_copy(plan.subject, checked, target)
             finally:
                 target.close()
     except Exception as exc:
         return failed(
             f"promoting to {dst_shown}: {_failure(exc)}", checked=checked, subject=subject, steps=tuple(steps)
         )
-    return Promotion(shown, dst_shown, 0, checked, subject, tuple(steps), dry_run)
+    return Promotion(shown, dst_shown, 0, checked, subject, tuple(steps), dry_run, verdict=verdict_digest)
+
+
+def _attached(
+    dst: ImageRef, subject: Descriptor, checked: Checked, policy: Policy, options: Options
+) -> Digest | None:
+    """The verdict DST already holds for this digest that says what this check says (same
+    tests, policy and ociboot version): re-running a promotion then writes nothing."""
+    text = str(dst.with_digest(subject.digest))
+    found = verdicts_of(text, replace(options, platform=None), policy.digest, policy.fatal_warnings)
+    tally = Tally.of(checked.reports, policy.fatal_warnings)
+    for verdict in found.deciding():
+        said = verdict.statement
+        if said is not None and said.tests == tally and said.version == __version__:
+            return verdict.referrer
+    return None
 
 
 def _pinned(ref: ImageRef, subject: Descriptor) -> ImageRef:
@@ -163,4 +192,4 @@ def _pinned(ref: ImageRef, subject: Descriptor) -> ImageRef:
     return ref.with_digest(subject.digest)
 
 
-__all__ = ["AfterCheck", "AfterCopy", "Promotion", "UsageError", "destination", "promote"]
+__all__ = ["AfterCheck", "Promotion", "UsageError", "destination", "promote"]

@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import jsonschema
 import pytest
@@ -27,7 +28,7 @@ from ociboot.digest import Digest, VerifyingReader
 from ociboot.errors import DigestMismatch
 from ociboot.pipeline import Checked, Options
 from ociboot.promote import promote
-from tests.support.bootimages import bootable, generic
+from tests.support.bootimages import bootable, generic, initrd
 from tests.support.dockerarchive import write_docker_archive
 from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import BuiltImage, BuiltIndex, attestation, build_index
@@ -42,9 +43,21 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 def unique_bootable(arch: str = "amd64") -> BuiltImage:
     """A bootable image whose layer no other test shares (a test may corrupt or count it)."""
     img = bootable("generic").file("/etc/promote-test", uuid.uuid4().hex)
-    if arch != "amd64":
+    if arch != "amd64":  # an arm64 kernel with its own initrd and modules: no finding at all
+        kver = boot.ARM64_KVER
         img.arch = arch
-        img.file(f"/boot/vmlinuz-{boot.KVER}", boot.arm64_image())
+        for path in (
+            f"/boot/vmlinuz-{boot.KVER}",
+            f"/boot/initrd-{boot.KVER}",
+            f"/usr/lib/modules/{boot.KVER}",
+        ):
+            img.drop(path)
+        img.file(f"/boot/vmlinuz-{kver}", boot.arm64_image(kver))
+        img.file(f"/boot/initrd-{kver}", initrd(kver))
+        img.link("/boot/vmlinuz", f"vmlinuz-{kver}")
+        img.link("/boot/initrd", f"initrd-{kver}")
+        img.dir(f"/usr/lib/modules/{kver}")
+        img.file(f"/usr/lib/modules/{kver}/modules.dep", "")
     built: BuiltImage = img.build()
     return built
 
@@ -125,17 +138,27 @@ def test_bootable_index_is_promoted_byte_for_byte_and_again_sends_nothing(
     for digest in blobs(index):
         assert status(registry, "prod/os", "blobs", digest) == 200
     sent = writes(proxy)
-    # One registry: every blob mounted from staging/os, none streamed.
-    assert not [p for m, p in sent if m == "PUT" and "/blobs/" in p]
+    # One registry: every blob of the image mounted from staging/os, none streamed (the verdict's
+    # two small blobs are new: they are sent).
+    put = [unquote(p) for m, p in sent if m == "PUT" and "/blobs/" in p]
+    assert not [p for p in put if any(d in p for d in blobs(index))] and len(put) <= 2
     assert len([p for m, p in sent if m == "POST" and "mount=" in p and "from=staging%2Fos" in p]) == len(
         blobs(index)
     )
     assert sent[-1] == ("PUT", "/v2/prod/os/manifests/1")  # the tag last
+    # The verdict hangs from the index digest in DST, listed in the tag schema before the tag.
+    schema_tag = f"/v2/prod/os/manifests/sha256-{index.digest.removeprefix('sha256:')}"
+    assert sent[-2] == ("PUT", schema_tag)
+    verdicts = runner.invoke(app, ["verdicts", "-q", "--format", "json", dst])
+    assert verdicts.exit_code == 0, verdicts.output
+    listed = json.loads(verdicts.stdout)
+    assert [(v["result"], v["valid"]) for v in listed["verdicts"]] == [("PASSED", True)]
+    assert "tag" in listed["via"]
 
     proxy.requests.clear()
     code, _, err = run(src, dst)
     assert code == 0, err
-    assert writes(proxy) == []  # idempotent: everything was already there
+    assert writes(proxy) == []  # idempotent: everything was already there, the verdict too
 
 
 def test_an_index_with_one_broken_platform_writes_nothing(
@@ -188,7 +211,7 @@ def test_platform_promotes_the_one_manifest_judged(registry: RegistryServer) -> 
     assert skopeo_raw(f"docker://{registry.host}/prod/one:1") == arm.manifest.data
     assert f"written: tag 1 -> {arm.digest}" in err
     assert f"promoted docker://{registry.host}/staging/one:1 ({arm.digest}) to " in err
-    assert "blobs 2 mounted" in err and "1 manifests pushed; tag written" in err
+    assert "blobs 2 mounted" in err and "1 manifests pushed; verdict sha256:" in err and "tag written" in err
 
 
 @pytest.mark.parametrize(
@@ -334,7 +357,8 @@ def test_two_repositories_with_different_credentials_under_token_auth(token_regi
     alice = {scope for user, scopes in asked if user == "alice" for scope in scopes}
     assert bob == {"repository:team/app:pull"}
     assert "repository:prod/tok:pull,push" in alice
-    assert alice <= {"repository:prod/tok:pull,push", "repository:team/app:pull"}
+    # (pull alone on prod/tok: the verdicts already there are read before one is attached)
+    assert alice <= {"repository:prod/tok:pull,push", "repository:prod/tok:pull", "repository:team/app:pull"}
     raw = skopeo_raw(f"docker://{token_registry.host}/prod/tok:1", "--creds", "alice:wonderland")
     assert raw == image.manifest.data
 
@@ -429,3 +453,18 @@ def test_reports_of_a_promotion_go_where_check_sends_them(registry: RegistryServ
     )
     assert code == 2 and "into one file" in " ".join(err.split())
     assert skopeo_raw(f"docker://{registry.host}/prod/outs2:1") is None
+
+
+def test_no_attach_promotes_without_a_verdict(registry: RegistryServer) -> None:
+    image = unique_bootable()
+    Pusher(registry.url).push("staging/bare", image, "1")
+    dst = f"docker://{registry.host}/prod/bare:1"
+    code, _, err = run("--no-attach", f"docker://{registry.host}/staging/bare:1", dst)
+    assert code == 0, err
+    assert skopeo_raw(dst) == image.manifest.data
+    assert (
+        skopeo_raw(f"docker://{registry.host}/prod/bare:sha256-{image.digest.removeprefix('sha256:')}")
+        is None
+    )
+    verdicts = runner.invoke(app, ["verdicts", "-q", dst])
+    assert verdicts.exit_code == 1, verdicts.output

@@ -65,6 +65,7 @@ LEVELS: dict[str, float] = {
     "boot.profiles": 4.4,
     "pipeline": 5,
     "views": 5,
+    "verdict": 5.2,
     "api": 5.5,
     "promolist": 5.5,
     "outputs": 5.7,

@@ -8,6 +8,7 @@ absolute image paths ("/boot/vmlinuz").
 
 from __future__ import annotations
 
+import json
 import posixpath
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..budget import DEFAULT_ANALYSIS_BUDGET
+from ..digest import Digest
 from ..fs.node import Kind, Node
 from ..fs.tree import FileTree, Resolution
 from ..layer import AnalysisFailed, OverBudget
@@ -185,6 +187,26 @@ class Policy:
             fatal_warnings=fatal_warnings or self.fatal_warnings,
             analysis_budget=analysis_budget or self.analysis_budget,
         )
+
+    def canonical(self) -> bytes:
+        """The policy as canonical JSON (keys as a policy file spells them, sorted; lists sorted
+        and without repeats): what it decides, not how a file happened to list it."""
+        fields = {
+            "profile": str(self.profile),
+            "kernel": self.kernel,
+            "initrd": self.initrd,
+            "require-packages": sorted(set(self.require_packages)),
+            "skip": sorted(set(self.skip)),
+            "severity": dict(sorted(self.severity.items())),
+            "fatal-warnings": self.fatal_warnings,
+            "analysis-budget": self.analysis_budget,
+        }
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def digest(self) -> Digest:
+        """What a verdict names the policy by: one policy, one digest (`canonical`)."""
+        return Digest.of(self.canonical())
 
 
 class CheckContext:

@@ -25,6 +25,7 @@ VERSIONS = {
     "rules": 1,
     "cache-info": 1,
     "cache-prune": 1,
+    "verdicts": 1,
 }
 
 

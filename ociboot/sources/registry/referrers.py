@@ -1,0 +1,80 @@
+"""Where a repository keeps the referrers of a manifest (distribution-spec v1.1): the raw lists.
+
+    api(digest)   GET /v2/<name>/referrers/<digest>: the registry's list, or None when the
+                  registry has no referrers API (404: distribution-spec "Unavailable Referrers API")
+    tagged(tag)   the referrers tag schema's index (`sha256-<hex>`), or None when it does not exist
+
+Both return bytes capped at MAX_MANIFEST_BYTES and believe nothing of them: verdict/ parses.
+They read through the endpoint of a RegistrySource (pull) or a RegistryTarget (pull,push), whose
+budget (the image's deadline) and auth they share.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from ...digest import Digest
+from ...errors import InvalidManifest, RegistryError
+from ...mediatypes import MediaType
+from ...ref import ImageRef
+from ...spec import MAX_MANIFEST_BYTES
+from .endpoint import Endpoint, display
+from .push import RegistryTarget
+from .source import RegistrySource
+from .transport import metered, read_capped
+
+_FOUND_OR_NOT = frozenset({200, 404})
+
+
+class Referrers:
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+
+    @classmethod
+    def of(cls, holder: RegistrySource | RegistryTarget) -> Referrers:
+        return cls(holder._endpoint)
+
+    @property
+    def ref(self) -> ImageRef:
+        return self._endpoint.ref
+
+    def api(self, digest: Digest, artifact_type: str | None = None) -> bytes | None:
+        endpoint = self._endpoint
+        url = endpoint.url("referrers", str(digest))
+        if artifact_type:
+            url += "?" + urlencode({"artifactType": artifact_type})
+        what = f"referrers of {digest} in {display(endpoint.ref)}"
+        data = self._get(url, {"Accept": MediaType.OCI_INDEX}, what)
+        if data is None:
+            return None
+        body, response_type, link = data
+        if response_type != MediaType.OCI_INDEX:
+            raise RegistryError(
+                f"{endpoint.host} answered the {what} with {response_type or 'no media type'}, "
+                "not an OCI index"
+            )
+        if link:
+            # A later page could hold the newest verdict: a part of the list is no list.
+            raise RegistryError(f"{endpoint.host} paginates the {what}; ociboot reads one page only")
+        return body
+
+    def tagged(self, tag: str) -> bytes | None:
+        endpoint = self._endpoint
+        what = f"referrers index {tag} of {display(endpoint.ref)}"
+        data = self._get(endpoint.url("manifests", tag), {"Accept": MediaType.OCI_INDEX}, what)
+        return None if data is None else data[0]
+
+    def _get(self, url: str, headers: dict[str, str], what: str) -> tuple[bytes, str, str] | None:
+        endpoint = self._endpoint
+        response, transfer = endpoint.request("GET", url, headers, what, allow=_FOUND_OR_NOT)
+        try:
+            if response.status_code == 404:
+                return None
+            with metered(transfer):
+                body = read_capped(response, MAX_MANIFEST_BYTES + 1, what)
+        finally:
+            response.close()
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise InvalidManifest(f"{what} is over the {MAX_MANIFEST_BYTES} byte cap")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return body, media_type, response.headers.get("Link", "")
