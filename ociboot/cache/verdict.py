@@ -47,7 +47,7 @@ from .entry import CorruptEntry, seal, unseal
 
 VERDICT_FORMAT = 1
 _MAGIC = b"ocibootV"
-#: The JSON of one stored verdict is at most this long (measured: a report is 20-60 KiB, so an
+#: The JSON of one stored verdict is at most this long (measured: a report is about 60 KiB, so an
 #: index of MAX_INDEX_IMAGES platforms fits); a longer verdict is not stored, a longer entry is
 #: refused before it is inflated further.
 MAX_VERDICT_BYTES = 16 << 20
