@@ -256,6 +256,9 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
     others unseen.  Nothing raises out of here: an error, and anything unexpected (a bug,
     MemoryError, RecursionError), becomes an Unreadable naming the image, so one image never
     takes down a batch and is never counted as a pass.
+
+    With a cache, a verdict stored for what the reference names now is returned without reading
+    a config or a layer (cache/verdict.py); a miss reads the top manifest once more than without.
     """
     shown = redact(text)  # a reference may carry user:pass@; it is never written out
     try:
