@@ -107,8 +107,10 @@ def _finished(texts: list[str], one: Callable[[str], Checked], workers: int) -> 
 
 
 def open_cache(directory: str | Path | None = None, warn: Callable[[str], None] | None = None) -> LayerCache:
-    """The layer index cache `check` may reuse (Options(cache=...)), in `directory` or the default
-    ($XDG_CACHE_HOME/ociboot).  Its trust checks run now: an unsafe cache raises UnsafeCache."""
+    """The cache `check` may reuse (Options(cache=...)): layer indexes, and verdicts of unchanged
+    images; in `directory` or the default ($XDG_CACHE_HOME/ociboot).  Its trust checks run now:
+    an unsafe cache raises UnsafeCache."""
+    from .boot.check import Profile
     from .boot.initrd import InitrdInfo
     from .boot.kernel import KernelInfo
     from .boot.scan import PackageDbResult
@@ -117,6 +119,8 @@ def open_cache(directory: str | Path | None = None, warn: Callable[[str], None] 
         directory or default_cache_dir(),
         # What the check analyzers return (boot/scan.py): the only classes a cache file may name.
         analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
+        # A stored verdict's reports name their profile by this enum.
+        report_types=(Profile,),
         salt=__version__,
         warn=warn,
     )

@@ -86,7 +86,9 @@ ImageArg = Annotated[
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="output format")]
 CacheDirOpt = Annotated[
     str | None,
-    typer.Option("--cache-dir", metavar="DIR", help="keep layer indexes in DIR (implies --cache)"),
+    typer.Option(
+        "--cache-dir", metavar="DIR", help="keep the cache (layer indexes, verdicts) in DIR (implies --cache)"
+    ),
 ]
 #: A password on stdin is a line, not a file: more than this is a mistake (a file piped by accident).
 MAX_STDIN_PASSWORD = 64 << 10
@@ -260,8 +262,8 @@ def _reading(platform_help: str, cache: bool) -> list[tuple[str, Any, object]]:
                     bool,
                     typer.Option(
                         "--cache/--no-cache",
-                        help="reuse layer indexes from the cache in $XDG_CACHE_HOME/ociboot "
-                        "(~/.cache/ociboot)",
+                        help="reuse layer indexes (and check's verdicts of unchanged images) from the "
+                        "cache in $XDG_CACHE_HOME/ociboot (~/.cache/ociboot)",
                     ),
                 ],
                 False,
@@ -1305,7 +1307,7 @@ def rules(
 
 
 cache_app = typer.Typer(
-    help="The layer index cache: where it is, what it holds, pruning it.",
+    help="The cache of layer indexes and verdicts: where it is, what it holds, pruning it.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -1322,12 +1324,14 @@ def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> N
         "entries": info.entries,
         "size": info.size,
         "obsolete": info.obsolete,
+        "verdicts": info.verdicts,
     }
     _emit(
         fmt,
         data,
         lambda safe: (
-            f"location: {safe['location']}\nentries:  {info.entries}\nsize:     {_human(info.size)}"
+            f"location: {safe['location']}\nentries:  {info.entries} ({info.verdicts} verdicts)"
+            f"\nsize:     {_human(info.size)}"
             + (
                 f"\nobsolete: {info.obsolete} files (removed by `ociboot cache prune`)"
                 if info.obsolete

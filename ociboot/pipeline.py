@@ -13,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from .boot import facts, profiles, rules, scan
+from . import __version__
+from .boot import _sniff, facts, profiles, rules, scan
 from .boot.check import Profile, run_checks
 from .boot.context import Analysis, CheckContext, Policy
 from .budget import AnalysisBudget
-from .cache import LayerCache
+from .cache import LayerCache, Verdict, code_fingerprint, storable, verdict_key
+from .digest import Digest
 from .errors import (
     ContentError,
     ImageNotFound,
@@ -29,7 +31,7 @@ from .errors import (
 from .fs.node import Kind
 from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
-from .image import EntryKind, IndexListing, ResolvedImage, resolve, resolve_all, resolve_index
+from .image import EntryKind, IndexListing, ResolvedImage, pin, resolve, resolve_all, resolve_index
 from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
 from .ref import ImageRef, Transport, parse_ref, redact
 from .report import Report, Severity, Skipped, Unreadable
@@ -254,34 +256,79 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
     others unseen.  Nothing raises out of here: an error, and anything unexpected (a bug,
     MemoryError, RecursionError), becomes an Unreadable naming the image, so one image never
     takes down a batch and is never counted as a pass.
+
+    With a cache, a verdict stored for what the reference names now is returned without reading
+    a config or a layer (cache/verdict.py); a miss reads the top manifest once more than without.
     """
     shown = redact(text)  # a reference may carry user:pass@; it is never written out
     try:
         with opened(text, options) as source:
-            skipped: tuple[Skipped, ...] = ()
-            if options.platform is not None:
-                images = [open_image(source, options)]
-                one = images[0]
-                subject = Descriptor(one.media_type, one.manifest_digest, len(one.manifest_raw))
-            else:
-                listing, images = resolve_index(source, MAX_INDEX_IMAGES)
-                skipped = _not_images(listing)
-                subject = Descriptor(listing.media_type, listing.digest, len(listing.raw))
-            reports: list[Report] = []
-            unreadable: list[Unreadable] = []
-            for image in images:
-                if image.index_digest is None:
-                    _require_platform(image, options.platform, shown)
-                    reports.append(check_image(image, policy, options))
-                    continue
-                try:
-                    _require_platform(image, options.platform, shown)
-                    reports.append(replace(check_image(image, policy, options), skipped=skipped))
-                except Exception as exc:  # one platform of an index: the others are still judged
-                    unreadable.append(Unreadable(shown, _failure(exc), str(image.declared or image.platform)))
-            return Checked(shown, tuple(reports), tuple(unreadable), subject)
+            stored = _stored_verdict(source, shown, policy, options)
+            if isinstance(stored, Verdict):
+                return Checked(shown, stored.reports, (), stored.subject)
+            checked = _judge(source, shown, policy, options)
+            if stored is not None and options.cache is not None:
+                _store_verdict(options.cache, checked, *stored)
+            return checked
     except Exception as exc:
         return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
+
+
+def _stored_verdict(
+    source: ImageSource, shown: str, policy: Policy, options: Options
+) -> Verdict | tuple[Digest, str] | None:
+    """With a cache: the verdict stored for what the reference names now (its manifest read and
+    verified again), else (that digest, the key to store the verdict under); None without one."""
+    cache = options.cache
+    fingerprint = code_fingerprint()
+    if cache is None or fingerprint is None:
+        return None
+    top = pin(source).digest
+    key = verdict_key(
+        top,
+        reference=shown,
+        platform=str(options.platform) if options.platform is not None else None,
+        policy=policy.digest,
+        version=__version__,
+        fingerprint=fingerprint,
+        libmagic=_sniff.library_version(),
+    )
+    return cache.verdict(top, key) or (top, key)
+
+
+def _store_verdict(cache: LayerCache, checked: Checked, top: Digest, key: str) -> None:
+    if checked.unreadable or checked.subject is None or not storable(checked.reports):
+        return
+    first = checked.reports[0]
+    judged = first.index_digest or first.digest
+    # The tag may have moved since the manifest was pinned: store only what was judged.
+    if judged == str(top):
+        cache.store_verdict(Verdict(top, key, checked.subject, checked.reports))
+
+
+def _judge(source: ImageSource, shown: str, policy: Policy, options: Options) -> Checked:
+    skipped: tuple[Skipped, ...] = ()
+    if options.platform is not None:
+        images = [open_image(source, options)]
+        one = images[0]
+        subject = Descriptor(one.media_type, one.manifest_digest, len(one.manifest_raw))
+    else:
+        listing, images = resolve_index(source, MAX_INDEX_IMAGES)
+        skipped = _not_images(listing)
+        subject = Descriptor(listing.media_type, listing.digest, len(listing.raw))
+    reports: list[Report] = []
+    unreadable: list[Unreadable] = []
+    for image in images:
+        if image.index_digest is None:
+            _require_platform(image, options.platform, shown)
+            reports.append(check_image(image, policy, options))
+            continue
+        try:
+            _require_platform(image, options.platform, shown)
+            reports.append(replace(check_image(image, policy, options), skipped=skipped))
+        except Exception as exc:  # one platform of an index: the others are still judged
+            unreadable.append(Unreadable(shown, _failure(exc), str(image.declared or image.platform)))
+    return Checked(shown, tuple(reports), tuple(unreadable), subject)
 
 
 def _require_platform(image: ResolvedImage, wanted: Platform | None, shown: str) -> None:

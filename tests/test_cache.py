@@ -413,7 +413,8 @@ def test_a_warm_check_fetches_no_layer_blob(registry: RegistryServer, tmp_path: 
     before = blob_gets(registry, "cache/warm", layers)
     cold = runner.invoke(app, args)
     after_cold = blob_gets(registry, "cache/warm", layers)
-    warm = runner.invoke(app, args)
+    # Another policy: no stored verdict applies, so the layer index cache is what serves it.
+    warm = runner.invoke(app, [*args, "--fatal-warnings"])
     after_warm = blob_gets(registry, "cache/warm", layers)
 
     assert cold.exit_code == warm.exit_code == 0, cold.stderr

@@ -53,6 +53,7 @@ LEVELS: dict[str, float] = {
     "layer": 3.3,
     "cache.codec": 3.4,
     "cache.entry": 3.5,
+    "cache.verdict": 3.55,
     "cache.store": 3.6,
     "cache": 3.7,
     "copy": 3.8,

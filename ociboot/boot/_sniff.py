@@ -45,6 +45,19 @@ def available() -> bool:
     return _magic() is not None
 
 
+def library_version() -> str:
+    """libmagic's version (e.g. `545`), what its descriptions in a report depend on; a stored
+    verdict names it (docs/architecture.md, the verdict cache)."""
+    if _magic() is None:
+        return "unavailable"
+    import magic
+
+    try:
+        return str(magic.version())
+    except Exception as exc:  # a libmagic too old to say: unknown, never equal to a real one
+        return f"unknown ({type(exc).__name__})"
+
+
 def describe(data: bytes) -> str:
     """libmagic's one-line description of `data` (e.g. `Linux kernel x86 boot executable ...`).
 

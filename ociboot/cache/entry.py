@@ -32,7 +32,7 @@ from ..compression import Compression
 from ..digest import Digest
 from ..fs.node import NO_XATTRS, Entry, Kind, make_entry
 from ..layer import AnalyzeSpec, CaptureSpec, LayerIndex
-from .codec import AnalysisCodec, b64
+from .codec import AnalysisCodec, Unencodable, b64
 
 FORMAT_VERSION = 1
 _MAGIC = b"ocibootL"
@@ -175,35 +175,56 @@ def encode_index(index: LayerIndex, key: str, codec: AnalysisCodec) -> bytes:
         "notes": list(index.notes),
         "analyses": [[path, codec.encode(result)] for path, result in index.analyses.items()],
     }
+    return seal(_MAGIC, FORMAT_VERSION, doc)
+
+
+def seal(magic: bytes, version: int, doc: Any, max_inflated: int | None = None) -> bytes:
+    """A cache file's bytes holding the JSON document `doc` (see the module docstring);
+    Unencodable if its JSON is longer than `max_inflated`, as `unseal` would refuse it."""
     # ensure_ascii keeps surrogate-escaped (non-UTF-8) names intact through the round trip.
-    body = zlib.compress(json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii"), 1)
-    return _HEAD.pack(_MAGIC, FORMAT_VERSION, hashlib.sha256(body).digest()) + body
+    text = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    if max_inflated is not None and len(text) > max_inflated:
+        raise Unencodable(f"{len(text)} bytes of JSON, over the {max_inflated} byte cap")
+    body = zlib.compress(text, 1)
+    return _HEAD.pack(magic, version, hashlib.sha256(body).digest()) + body
 
 
 class CorruptEntry(Exception):
     """A cache file that is not a complete, valid entry of this format (never shown to users)."""
 
 
-def decode_index(data: bytes, codec: AnalysisCodec) -> tuple[str, LayerIndex]:
-    """(spec key, index) from a cache file's bytes; CorruptEntry if they are not valid."""
+def unseal(data: bytes, magic: bytes, version: int, max_inflated: int | None = None) -> Any:
+    """The JSON document of a cache file's bytes; CorruptEntry unless they are a complete
+    `magic` file of `version` whose body inflates to at most MAX_INFLATION times its size (and
+    to at most `max_inflated` bytes)."""
     if len(data) < _HEAD.size:
         raise CorruptEntry(f"{len(data)} bytes, shorter than the header")
-    magic, version, checksum = _HEAD.unpack_from(data)
-    if magic != _MAGIC or version != FORMAT_VERSION:
-        raise CorruptEntry(f"not a format {FORMAT_VERSION} entry (magic {magic!r}, version {version})")
+    found, found_version, checksum = _HEAD.unpack_from(data)
+    if found != magic or found_version != version:
+        raise CorruptEntry(f"not a format {version} entry (magic {found!r}, version {found_version})")
     body = memoryview(data)[_HEAD.size :]
     if hashlib.sha256(body).digest() != checksum:
         raise CorruptEntry("body checksum mismatch (truncated or damaged)")
     limit = max(_MIN_INFLATED, MAX_INFLATION * len(body))
+    if max_inflated is not None:
+        limit = min(limit, max_inflated)
     inflate = zlib.decompressobj()
     try:
         text = inflate.decompress(body, limit)
     except zlib.error as exc:
         raise CorruptEntry(f"zlib: {exc}") from exc
     if inflate.unconsumed_tail or not inflate.eof:
-        raise CorruptEntry(f"body inflates past {limit} bytes ({MAX_INFLATION}x its size) or is cut")
+        raise CorruptEntry(f"body inflates past {limit} bytes (at most {MAX_INFLATION}x its size) or is cut")
     try:
-        doc = json.loads(text)
+        return json.loads(text)
+    except ValueError as exc:
+        raise CorruptEntry(f"JSON: {exc}") from exc
+
+
+def decode_index(data: bytes, codec: AnalysisCodec) -> tuple[str, LayerIndex]:
+    """(spec key, index) from a cache file's bytes; CorruptEntry if they are not valid."""
+    doc = unseal(data, _MAGIC, FORMAT_VERSION)
+    try:
         index = LayerIndex(
             name=doc["name"],
             digest=Digest.parse(doc["digest"]),

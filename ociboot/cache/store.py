@@ -45,8 +45,10 @@ from ..layer import AnalyzeSpec, CaptureSpec, LayerIndex
 from ..spec import Descriptor
 from .codec import AnalysisCodec, Unencodable
 from .entry import FORMAT_VERSION, CorruptEntry, decode_index, encode_index, spec_key
+from .verdict import MAX_VERDICT_BYTES, VERDICT_FORMAT, Verdict, VerdictCodec
 
 _SUFFIX = ".idx"
+_VERDICT_SUFFIX = ".vdt"
 _TMP_PREFIX = ".tmp-"
 #: A temporary file older than this belongs to a writer that died: prune removes it.
 _STALE_TMP_SECONDS = 3600
@@ -81,9 +83,10 @@ def parse_size(text: str) -> int:
 @dataclass(frozen=True, slots=True)
 class CacheInfo:
     root: Path
-    entries: int  # entries of the current format
+    entries: int  # entries of the current format: layer indexes and verdicts
     size: int  # bytes of everything under root
     obsolete: int  # files of other format versions and leftovers of dead writers
+    verdicts: int = 0  # of the entries, stored verdicts (verdict.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +105,14 @@ class LayerCache:
         root: str | os.PathLike[str],
         *,
         analysis_types: Iterable[type] = (),
+        report_types: Iterable[type] = (),
         salt: str = "",
         warn: Callable[[str], None] | None = None,
     ) -> None:
         self.root = Path(root)
         self.salt = salt
         self._codec = AnalysisCodec(analysis_types)
+        self._verdicts = VerdictCodec(report_types)
         self._warn = warn or log.warning
         self._writable = True
         self._verified = False
@@ -118,8 +123,15 @@ class LayerCache:
     def layers_dir(self) -> Path:
         return self.root / f"layers-v{FORMAT_VERSION}"
 
+    @property
+    def verdicts_dir(self) -> Path:
+        return self.root / f"verdicts-v{VERDICT_FORMAT}"
+
     def path(self, digest: Digest, key: str) -> Path:
         return self.layers_dir / digest.algorithm / digest.hex[:2] / f"{digest.hex}.{key}{_SUFFIX}"
+
+    def verdict_path(self, digest: Digest, key: str) -> Path:
+        return self.verdicts_dir / digest.algorithm / digest.hex[:2] / f"{digest.hex}.{key}{_VERDICT_SUFFIX}"
 
     # -- get / put
 
@@ -151,19 +163,10 @@ class LayerCache:
 
     def load(self, descriptor: Descriptor, diff_id: Digest, key: str) -> LayerIndex | None:
         path = self.path(descriptor.digest, key)
-        if not self.root.is_dir():
+        read = self._read(path)
+        if read is None:
             return None
-        self.verify()
-        try:
-            with path.open("rb") as fh:
-                st = os.fstat(fh.fileno())
-                inode = st.st_ino
-                _require_private(path, st, what="cache entry")
-                for directory in _between(self.root, path):
-                    _require_private(directory, os.stat(directory), what="cache directory")
-                data = fh.read()
-        except OSError:
-            return None
+        data, inode = read
         try:
             stored_key, index = decode_index(data, self._codec)
         except CorruptEntry as exc:
@@ -180,6 +183,51 @@ class LayerCache:
         with contextlib.suppress(OSError):
             os.utime(path)  # the mtime is the last use, which prune's LRU order follows
         return index
+
+    def _read(self, path: Path, limit: int = -1) -> tuple[bytes, int] | None:
+        """An entry's bytes (at most `limit` + 1 of them) and inode, once the directory, the
+        entry and every directory between are found to be the user's alone; None if absent."""
+        if not self.root.is_dir():
+            return None
+        self.verify()
+        try:
+            with path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                _require_private(path, st, what="cache entry")
+                for directory in _between(self.root, path):
+                    _require_private(directory, os.stat(directory), what="cache directory")
+                return fh.read(limit + 1 if limit >= 0 else -1), st.st_ino
+        except OSError:
+            return None
+
+    def verdict(self, digest: Digest, key: str) -> Verdict | None:
+        """The stored verdict for the top `digest` under `key` (verdict.py), or None."""
+        path = self.verdict_path(digest, key)
+        read = self._read(path, MAX_VERDICT_BYTES)
+        if read is None:
+            return None
+        data, inode = read
+        try:
+            found = self._verdicts.decode(data)
+        except CorruptEntry as exc:
+            log.debug("verdict %s ignored and removed: %s", path, exc)
+            self._remove_if_same(path, inode)
+            return None
+        if (found.digest, found.key) != (digest, key):
+            log.debug("verdict %s ignored: it was stored for %s %s", path, found.digest, found.key)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return found
+
+    def store_verdict(self, verdict: Verdict) -> bool:
+        """Write one verdict atomically; False if it could not be (as `store`)."""
+        try:
+            data = self._verdicts.seal(verdict)
+        except Unencodable as exc:
+            log.debug("verdict for %s not cached: %s", verdict.digest, exc)
+            return False
+        return self._write(self.verdict_path(verdict.digest, verdict.key), data)
 
     def _remove_if_same(self, path: Path, inode: int) -> None:
         # A writer may have renamed a good entry over the bad one since we read it: keep that.
@@ -198,7 +246,11 @@ class LayerCache:
         except Unencodable as exc:
             log.debug("layer %s not cached: %s", index.digest, exc)
             return False
-        path = self.path(index.digest, key)
+        return self._write(self.path(index.digest, key), data)
+
+    def _write(self, path: Path, data: bytes) -> bool:
+        if not self._writable:
+            return False
         try:
             self._ensure_root()
             for directory in _between(self.root, path):
@@ -264,7 +316,12 @@ class LayerCache:
         # let prune touch the files that were there.
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.glob("layers-v*") if p.is_dir() and not p.is_symlink())
+        return sorted(
+            p
+            for pattern in ("layers-v*", "verdicts-v*")
+            for p in self.root.glob(pattern)
+            if p.is_dir() and not p.is_symlink()
+        )
 
     def _files(self) -> Iterator[tuple[Path, os.stat_result]]:
         tag = self.root / "CACHEDIR.TAG"
@@ -284,21 +341,32 @@ class LayerCache:
                     continue
 
     def _is_entry(self, path: Path) -> bool:
+        return self._is_layer(path) or self._is_verdict(path)
+
+    def _is_layer(self, path: Path) -> bool:
         return (
             path.suffix == _SUFFIX
             and not path.name.startswith(_TMP_PREFIX)
             and path.is_relative_to(self.layers_dir)
         )
 
+    def _is_verdict(self, path: Path) -> bool:
+        return (
+            path.suffix == _VERDICT_SUFFIX
+            and not path.name.startswith(_TMP_PREFIX)
+            and path.is_relative_to(self.verdicts_dir)
+        )
+
     def info(self) -> CacheInfo:
-        entries = size = obsolete = 0
+        entries = size = obsolete = verdicts = 0
         for path, st in self._files():
             size += st.st_size
             if self._is_entry(path):
                 entries += 1
+                verdicts += self._is_verdict(path)
             elif path.name != "CACHEDIR.TAG":
                 obsolete += 1
-        return CacheInfo(self.root, entries, size, obsolete)
+        return CacheInfo(self.root, entries, size, obsolete, verdicts)
 
     def prune(
         self,
@@ -311,7 +379,7 @@ class LayerCache:
         """Remove entries unused for `older_than` seconds, then the least recently used until the
         cache holds at most `max_size` bytes; always files of other format versions and
         leftovers of dead writers; `everything` empties the cache.  Only the cache's own files
-        (layers-v*/ and CACHEDIR.TAG) are ever touched, whatever else the directory holds."""
+        (layers-v*/, verdicts-v*/ and CACHEDIR.TAG) are ever touched, whatever else the directory holds."""
         now = time.time() if now is None else now
         removed = freed = 0
         kept: list[tuple[float, Path, int]] = []
