@@ -541,8 +541,13 @@ def inspect(
     raw: Annotated[bool, typer.Option("--raw", help="print the manifest (or index) bytes as stored")] = False,
     config: Annotated[bool, typer.Option("--config", help="print the image config bytes as stored")] = False,
     sizes: Annotated[
-        bool, typer.Option("--sizes/--no-sizes", help="stream layers for uncompressed sizes")
-    ] = True,
+        bool,
+        typer.Option(
+            "--sizes/--no-sizes",
+            help="stream every layer for its uncompressed size, compression and entries "
+            "(reads the whole image; by default only the manifest and config are read)",
+        ),
+    ] = False,
     fmt: FormatOpt = Format.text,
     *,
     options: pipeline.Options,
