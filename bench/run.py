@@ -93,6 +93,61 @@ def variants(host: str, jobs: int, warm_cache: Path | None, no_cache: bool) -> l
     return out
 
 
+#: Issue 10's rows, measured in the same rounds: (ociboot variant, its yardstick, target ratio, what).
+RATIOS = (
+    ("i", "s", 3.0, "`inspect` (default) of bench:v1"),
+    ("v", "p", 5.0, "`--version`"),
+    ("h", "p", 5.0, "`--help`"),
+)
+
+
+def waiting_variants(host: str) -> list[Variant]:
+    """What users wait for on every run (issue 10): inspect against skopeo inspect of the same
+    image, start-up against the interpreter's own."""
+    image = f"docker://{host}/bench:v1"
+    return [
+        Variant(
+            "i",
+            "`ociboot inspect` (default: manifest and config)",
+            lambda s: [*OCIBOOT, "inspect", "-q", image],
+            fresh_env,
+            ok=(0,),
+        ),
+        Variant(
+            "s",
+            "`skopeo inspect` (yardstick for i)",
+            lambda s: ["skopeo", "inspect", "--tls-verify=false", image],
+            ok=(0,),
+        ),
+        Variant("v", "`ociboot --version`", lambda s: [*OCIBOOT, "--version"], fresh_env, ok=(0,)),
+        Variant("h", "`ociboot --help`", lambda s: [*OCIBOOT, "--help"], fresh_env, ok=(0,)),
+        Variant(
+            "p", "`python -c pass` (yardstick for v, h)", lambda s: [sys.executable, "-c", "pass"], ok=(0,)
+        ),
+    ]
+
+
+def ratios(results: dict[str, Summary]) -> list[str]:
+    lines = [
+        "",
+        "## Where users wait (issue 10)",
+        "",
+        "| | ociboot s | yardstick s | ratio | target | layer bytes fetched | |",
+        "|---|---:|---:|---:|---|---:|---|",
+    ]
+    for mine, theirs, target, what in RATIOS:
+        if mine not in results or theirs not in results:
+            continue
+        a, b = results[mine], results[theirs]
+        ratio = a.wall / b.wall
+        met = ratio <= target and not a.fetched
+        lines.append(
+            f"| {what} ({mine} / {theirs}) | {a.wall:.3f} | {b.wall:.3f} | {ratio:.1f}x | within {target:g}x "
+            f"| {mb(a.fetched)} MB | {'met' if met else 'NOT met'} |"
+        )
+    return lines
+
+
 def ls_command(image: str) -> Callable[[Path], list[str]]:
     return lambda scratch: [*OCIBOOT, "ls", "-R", "-q", image]
 
@@ -241,6 +296,7 @@ def render(
         )
     lines += ["", "## Targets (issue 4)", "", "| target | measured | |", "|---|---|---|"]
     lines += targets(results, memory)
+    lines += ratios(results)
     small, large = memory_sizes
     mem_runs = max((s.runs for s in memory.values()), default=0)
     lines += [
@@ -378,7 +434,7 @@ def main() -> None:
                 raise SystemExit(f"filling the cache failed:\n{filled.stderr[-3000:]}")
         else:
             notes.append("(d) not available yet: `ociboot check` has no `--cache-dir`; rerun once it has.")
-        todo = variants(reg.host, jobs, warm_cache, no_cache)
+        todo = variants(reg.host, jobs, warm_cache, no_cache) + waiting_variants(reg.host)
         print(
             f"measuring {[v.key for v in todo]}: {args.warmup} warm-up + {args.repeat} rounds",
             file=sys.stderr,

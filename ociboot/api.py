@@ -16,20 +16,25 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .boot.context import Policy
-from .boot.profiles import PolicyError, verify_policy
-from .cache import LayerCache, default_cache_dir
-from .pipeline import Checked, Options, check_reference
 from .report import Report, Unreadable, exit_code
+
+if TYPE_CHECKING:
+    from .boot.context import Policy
+    from .cache import LayerCache
+    from .pipeline import Checked, Options
+
+# The pipeline, rules and cache are imported where they are used: the CLI reads
+# DEFAULT_IMAGE_JOBS for its help, and `ociboot --help` loads no rule module.
 
 #: Images checked at once when the caller does not say (each also indexes its layers concurrently).
 DEFAULT_IMAGE_JOBS = 4
 
 #: on_result(input position, what was found): called in the calling thread as each image
 #: finishes, in the order they finish, so that a slow image holds back no other's report.
-OnResult = Callable[[int, Checked], None]
+OnResult = Callable[[int, "Checked"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,10 @@ def check(
     """Will these images boot?  `references` is one reference or several (docker://…, oci:…,
     oci-archive:…, docker-archive:…, a path); `jobs` images are checked at once (default
     min(DEFAULT_IMAGE_JOBS, images))."""
+    from .boot.context import Policy
+    from .boot.profiles import PolicyError, verify_policy
+    from .pipeline import Options, check_reference
+
     texts = [references] if isinstance(references, str) else list(references)
     if not texts:
         raise PolicyError("give at least one image")
@@ -114,6 +123,7 @@ def open_cache(directory: str | Path | None = None, warn: Callable[[str], None] 
     from .boot.initrd import InitrdInfo
     from .boot.kernel import KernelInfo
     from .boot.scan import PackageDbResult
+    from .cache import LayerCache, default_cache_dir
 
     cache = LayerCache(
         directory or default_cache_dir(),

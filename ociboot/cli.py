@@ -9,47 +9,39 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from enum import StrEnum
-from inspect import Parameter, signature
+from inspect import Parameter, Signature, signature
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 from typer.core import TyperArgument, TyperCommand
 
-from . import __version__, api, outputs, pipeline, promolist, schemas, views
+# Start-up imports only what declaring the commands needs: a command imports the rest (the
+# pipeline, registry client, rules, rich) when it runs, so `--version`, `--help`, `rules` and a
+# local `ls` load no code they do not use (tests/test_structure.py).
+from . import __version__, api, schemas
 from .boot.check import Profile
-from .boot.context import Policy
-from .boot.profiles import load_policy, verify_policy
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
-from .cache import LayerCache, default_cache_dir, parse_size
 from .errors import OcibootError
-from .layer import CaptureSpec
-from .mediatypes import unreadable_layer
-from .outputs import ReportFormat as CheckFormat
-from .render.markdown import md as _md
-from .report import Unreadable, index_lines
+from .report import ReportFormat as CheckFormat
 from .sources import SourceOptions, parse_duration
-from .spec import Platform
 from .textsafe import clean
 from .textsafe import escape as escape_text
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from . import outputs, pipeline, promolist, views
+    from .boot.context import Policy
+    from .cache import LayerCache
     from .copy import Step
     from .promote import Promotion
+    from .report import Unreadable
 
 app = typer.Typer(
     name="ociboot",
@@ -61,13 +53,20 @@ app = typer.Typer(
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# No emoji codes: `:skull:` in a file name is text, not a picture.
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+@functools.cache
+def _err() -> Console:
+    """Standard error, made on first use: a run that says nothing there loads no rich."""
+    from rich.console import Console
+
+    # No emoji codes: `:skull:` in a file name is text, not a picture.
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _say(level: str, message: object) -> None:
     """Every error and warning line: its text may hold an image's or a registry's bytes."""
-    err.print(f"ociboot: {level}: {escape_text(str(message))}", markup=False)
+    _err().print(f"ociboot: {level}: {escape_text(str(message))}", markup=False)
 
 
 class Format(StrEnum):
@@ -105,6 +104,28 @@ def _parameters(options: list[tuple[str, Any, object]]) -> list[Parameter]:
         Parameter(name, Parameter.KEYWORD_ONLY, annotation=kind, default=default)
         for name, kind, default in options
     ]
+
+
+def _own(command: Callable[..., None], given: Iterable[str], evaluate: bool = True) -> list[Parameter]:
+    """A command's parameters but those its wrapper gives it (`given`), their annotations
+    evaluated for typer unless an outer wrapper will (`evaluate`).  The given ones are never
+    evaluated: they name types (pipeline.Options, Policy) imported only when the command runs."""
+    skip = set(given)
+    own = []
+    for p in signature(command).parameters.values():
+        if p.name in skip:
+            continue
+        if evaluate and isinstance(p.annotation, str):
+            # What signature(eval_str=True) does, for these only; the text is this module's source.
+            p = p.replace(annotation=eval(p.annotation, command.__globals__))
+        own.append(p)
+    return own
+
+
+def _declare(run: Callable[..., None], params: list[Parameter]) -> None:
+    """What typer reads of a wrapper: its signature and its evaluated annotations."""
+    run.__signature__ = Signature(params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params if p.annotation is not Parameter.empty}
 
 
 #: The two registries of a promotion, as skopeo copy names their options (`--src-creds`).
@@ -328,15 +349,14 @@ def _reads_images(
     shared = _access(platform_help, cache)
 
     def wrap(command: Callable[..., None]) -> Callable[..., None]:
-        own = signature(command, eval_str=True)
+        params = _own(command, ["options"])
 
         @functools.wraps(command)
         def run(**given: Any) -> None:
             access = {p.name: given.pop(p.name) for p in shared}
             command(options=_options(**access), **given)
 
-        params = [p for p in own.parameters.values() if p.name != "options"]
-        run.__signature__ = own.replace(parameters=[*params, *shared])  # type: ignore[attr-defined]
+        _declare(run, [*params, *shared])
         return app.command(name, cls=_ImageCommand)(run)
 
     return wrap
@@ -368,6 +388,9 @@ def _options(
 def _pipeline_options(
     platform: str | None, quiet: bool, source: SourceOptions, cache_dir: str | None, use_cache: bool
 ) -> pipeline.Options:
+    from . import pipeline
+    from .spec import Platform
+
     try:
         wanted = Platform.parse(platform) if platform else None
     except ValueError as exc:
@@ -464,7 +487,7 @@ _live: Progress | None = None
 
 
 def _progress_factory() -> pipeline.ProgressFactory | None:
-    if not err.is_terminal:
+    if not _err().is_terminal:
         return None
 
     def factory(name: str, total: int) -> Callable[[int], None]:
@@ -481,12 +504,14 @@ def _running(options: pipeline.Options) -> Iterator[None]:
     global _live
     try:
         if options.progress is not None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
-                console=err,
+                console=_err(),
                 transient=True,
             ) as _live:
                 yield
@@ -519,6 +544,8 @@ def _write(out: str) -> None:
 
 
 def _budget_size(text: str) -> int:
+    from .cache import parse_size
+
     try:
         size = parse_size(text)
     except ValueError as exc:
@@ -543,13 +570,21 @@ def inspect(
     raw: Annotated[bool, typer.Option("--raw", help="print the manifest (or index) bytes as stored")] = False,
     config: Annotated[bool, typer.Option("--config", help="print the image config bytes as stored")] = False,
     sizes: Annotated[
-        bool, typer.Option("--sizes/--no-sizes", help="stream layers for uncompressed sizes")
-    ] = True,
+        bool,
+        typer.Option(
+            "--sizes/--no-sizes",
+            help="stream every layer for its uncompressed size, compression and entries "
+            "(reads the whole image; by default only the manifest and config are read)",
+        ),
+    ] = False,
     fmt: FormatOpt = Format.text,
     *,
     options: pipeline.Options,
 ) -> None:
     """Manifest digest, platforms, config summary and layers of an image."""
+    from . import pipeline, views
+    from .mediatypes import unreadable_layer
+
     with _running(options), pipeline.opened(image, options) as source:
         if raw:
             top = source.get_manifest()
@@ -576,6 +611,8 @@ def ls_(
     options: pipeline.Options,
 ) -> None:
     """List a directory of the image's final filesystem (symlinks shown with where they resolve)."""
+    from . import pipeline, views
+
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         rows = views.listing(loaded, path, recursive=recursive)
@@ -590,6 +627,9 @@ def cat(
     options: pipeline.Options,
 ) -> None:
     """Write a file's bytes, read from the layer that supplies it, after its digests verified."""
+    from . import pipeline
+    from .layer import CaptureSpec
+
     with _running(options), pipeline.opened(image, options) as source:
         resolved = pipeline.open_image(source, options)
         loaded = pipeline.load_tree(
@@ -609,6 +649,8 @@ def stat(
     options: pipeline.Options,
 ) -> None:
     """Type, mode, owner, size, link chain and the layer that supplied a path."""
+    from . import pipeline, views
+
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         found = views.stat_data(loaded, path)
@@ -620,6 +662,8 @@ def stat(
 @_reads_images()
 def layers(image: ImageArg, fmt: FormatOpt = Format.text, *, options: pipeline.Options) -> None:
     """What each layer adds, changes and removes, with its sizes."""
+    from . import pipeline, views
+
     with _running(options), pipeline.opened(image, options) as source:
         loaded = pipeline.load_tree(pipeline.open_image(source, options), None, options)
         _show(fmt, views.layers_data(loaded))
@@ -700,7 +744,7 @@ def _judging(command: Callable[..., None]) -> Callable[..., None]:
     """A command that judges images: it takes the policy options (`_policy_options`) and receives
     them as one keyword argument, `policy` (verified; a bad one is a usage error)."""
     shared = _parameters(_policy_options())
-    own = signature(command, eval_str=True)
+    params = _own(command, ["policy", "policy_file"], evaluate=False)  # `options` is _reads_images'
 
     @functools.wraps(command)
     def run(**given: Any) -> None:
@@ -708,10 +752,9 @@ def _judging(command: Callable[..., None]) -> Callable[..., None]:
         # The file's name too: a report must never be written over what the run reads.
         command(policy=_policy(**chosen), policy_file=chosen["policy_file"], **given)
 
-    params = [p for p in own.parameters.values() if p.name not in ("policy", "policy_file")]
     ordinary = [p for p in params if p.kind is not Parameter.KEYWORD_ONLY]
     keyword = [p for p in params if p.kind is Parameter.KEYWORD_ONLY]
-    run.__signature__ = own.replace(parameters=[*ordinary, *shared, *keyword])  # type: ignore[attr-defined]
+    _declare(run, [*ordinary, *shared, *keyword])
     return run
 
 
@@ -721,8 +764,7 @@ def _taking(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]
 
     def wrap(command: Callable[..., None]) -> Callable[..., None]:
         shared = _parameters([o for o in _policy_options() if o[0] in names])
-        own = signature(command, eval_str=True)
-        params = [p for p in own.parameters.values() if p.name not in names]
+        params = _own(command, names, evaluate=False)
         ordinary = [p for p in params if p.kind is not Parameter.KEYWORD_ONLY]
         keyword = [p for p in params if p.kind is Parameter.KEYWORD_ONLY]
 
@@ -730,7 +772,7 @@ def _taking(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]
         def run(**given: Any) -> None:
             command(**given)
 
-        run.__signature__ = own.replace(parameters=[*ordinary, *shared, *keyword])  # type: ignore[attr-defined]
+        _declare(run, [*ordinary, *shared, *keyword])
         return run
 
     return wrap
@@ -746,6 +788,9 @@ def _policy(
     fatal_warnings: bool,
     analysis_budget: int | None,
 ) -> Policy:
+    from .boot.context import Policy
+    from .boot.profiles import load_policy, verify_policy
+
     try:
         policy = load_policy(policy_file) if policy_file else Policy()
     except OcibootError as exc:
@@ -841,6 +886,8 @@ def check(
     options: pipeline.Options,
 ) -> None:
     """Will this image boot?  Exit 0 bootable, 1 not bootable, 3 an image could not be read."""
+    from . import outputs
+
     if all_platforms and options.platform is not None:
         raise typer.BadParameter(
             "--all-platforms and --platform contradict each other", param_hint="--platform"
@@ -894,6 +941,8 @@ def _deliver(
     """The `--output`s (and `extra`: the promotion lists), opened before any image is read: a
     report that cannot be written fails now (exit 2), not after the check.  `tables`: the text on
     stdout is drawn as rich tables."""
+    from . import outputs
+
     try:
         wanted = outputs.parse(specs or (), fmt) + list(extra or ())
         outputs.refuse(wanted, texts, inputs)
@@ -911,6 +960,8 @@ def _deliver(
 
 def _delivered(delivery: outputs.Delivery, code: int) -> int:
     """The exit code: a verdict nobody received is no verdict, neither 0 nor 1, whatever the images were."""
+    from . import promolist
+
     for output, reason in delivery.failures:
         what = "promotion list" if isinstance(output.format, promolist.ListFormat) else "report"
         _say("error", f"the {what} could not be written to {output.where}: {reason}")
@@ -941,6 +992,8 @@ def _check_all(
     with _running(options):
         batch = api.check(texts, policy, options, jobs=jobs, on_result=finished)
     if tables and len(texts) > 1:
+        from rich.console import Console
+
         Console(highlight=False, emoji=False).print(batch.summary(), markup=False)
     delivery.finish(batch)
     if attach and not _attach_verdicts(texts, batch, policy, options):
@@ -950,6 +1003,7 @@ def _check_all(
 
 def _registry_only(texts: list[str], option: str) -> None:
     """A verdict hangs from a registry image: anything else is a usage error, before any check."""
+    from . import pipeline
     from .ref import Transport
 
     for text in texts:
@@ -1008,11 +1062,19 @@ _SEVERITY = {"error": "[red]error[/]", "warning": "[yellow]warning[/]", "info": 
 
 def _shown(text: str) -> str:
     """Image text for rich: control characters escaped (textsafe), then rich markup escaped."""
+    from rich.markup import escape
+
     return escape(escape_text(text))
 
 
 def _print_tables(checked: pipeline.Checked, fatal_warnings: bool, verbose: bool) -> None:
     """A table per image on a terminal; the same content as the plain text renderer."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .report import index_lines
+
     out = Console(highlight=False, emoji=False)
     for r in checked.reports:
         bootable = r.bootable(fatal_warnings=fatal_warnings)
@@ -1049,7 +1111,8 @@ def _promoting(command: Callable[..., None]) -> Callable[..., None]:
     both = _parameters([o for o in _credentials("") if o[0] == "authfile"])
     sides = {side: _parameters(_credentials(side)) for side in _SIDES}
     shared = [*reading, *both, *sides["src"], *sides["dest"]]
-    own = signature(command, eval_str=True)
+    given_here = ("options_src", "options_dst", "quiet")
+    params = _own(command, given_here)
 
     @functools.wraps(command)
     def run(**given: Any) -> None:
@@ -1065,12 +1128,10 @@ def _promoting(command: Callable[..., None]) -> Callable[..., None]:
                 common["platform"], common["quiet"], source, common["cache_dir"], common["use_cache"]
             )
         # One client for both: tokens are kept per identity and scope, connections per registry.
-        dest = replace(made["dest"], registry=made["src"].registry, cache=None, progress=None)
+        dest = replace(made["dest"], registry_state=made["src"].registry_state, cache=None, progress=None)
         command(options_src=made["src"], options_dst=dest, quiet=common["quiet"], **given)
 
-    given_here = ("options_src", "options_dst", "quiet")
-    params = [p for p in own.parameters.values() if p.name not in given_here]
-    run.__signature__ = own.replace(parameters=[*params, *shared])  # type: ignore[attr-defined]
+    _declare(run, [*params, *shared])
     return app.command("promote", cls=_ImageCommand)(run)
 
 
@@ -1114,6 +1175,7 @@ def promote(
 
     Exit 0 promoted, 1 not bootable (nothing written to DST), 2 usage, 3 SRC unreadable or the
     push failed (DST's tag untouched)."""
+    from . import outputs
     from .promote import UsageError, destination
     from .promote import promote as run_promotion
 
@@ -1136,7 +1198,7 @@ def promote(
 
     def step(done: Step) -> None:
         if verbose or dry_run:
-            err.print(escape_text(done.describe(dry_run)), markup=False)
+            _err().print(escape_text(done.describe(dry_run)), markup=False)
 
     with delivery, _running(options_src):
         promotion = run_promotion(
@@ -1158,7 +1220,7 @@ def promote(
             else f"{promotion.source}: {promotion.error}",
         )
     elif promotion.exit_code == 0 and (dry_run or not quiet):
-        err.print(escape_text(_promoted(promotion)), markup=False)
+        _err().print(escape_text(_promoted(promotion)), markup=False)
     elif promotion.exit_code == 1:
         _say("error", f"{promotion.source}: not bootable: nothing was written to {promotion.destination}")
     for warning in delivery.warnings:
@@ -1232,6 +1294,8 @@ class RulesFormat(StrEnum):
 
 def _md_source(source: str) -> str:
     """A rule source (`boot.upstream`: URL, then an optional label) as a markdown link."""
+    from .render.markdown import md as _md
+
     m = SOURCE.fullmatch(source)
     if m is None:
         return _md(source)
@@ -1241,6 +1305,8 @@ def _md_source(source: str) -> str:
 
 def _rules_markdown(data: dict[str, Any]) -> str:
     """docs/rules.md: tests/test_docs.py checks that the committed file is this output."""
+    from .render.markdown import md as _md
+
     profiles = [p.value for p in Profile if p is not Profile.AUTO]
     out = [
         "# Rules",
@@ -1317,6 +1383,8 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("info")
 def cache_info(cache_dir: CacheDirOpt = None, fmt: FormatOpt = Format.text) -> None:
     """Location, number of entries and total size of the cache."""
+    from .cache import LayerCache, default_cache_dir
+
     info = LayerCache(cache_dir or default_cache_dir()).info()
     data = {
         **schemas.header("cache-info"),
@@ -1358,6 +1426,8 @@ def cache_prune(
     fmt: FormatOpt = Format.text,
 ) -> None:
     """Remove cache entries (always: other format versions and leftovers of interrupted writes)."""
+    from .cache import LayerCache, default_cache_dir, parse_size
+
     try:
         limit = parse_size(max_size) if max_size is not None else None
     except ValueError as exc:
@@ -1403,7 +1473,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print(f"ociboot: interrupted after {time.monotonic() - started:.1f}s")
+        _err().print(f"ociboot: interrupted after {time.monotonic() - started:.1f}s")
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)

@@ -16,7 +16,6 @@ import sys
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -27,17 +26,9 @@ from .errors import OcibootError
 from .promolist import ListError, ListFormat, Lists
 from .render import render_junit, render_sarif
 from .render.sarif import GITHUB_MAX_RUNS, run_count
-from .report import render_json, render_text
+from .report import ReportFormat, render_json, render_text
 from .sources import SourceOptions
 from .textsafe import escape
-
-
-class ReportFormat(StrEnum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
-    junit = "junit"
-
 
 #: The destination that is standard output, as in `-o json=-`.
 STDOUT = "-"

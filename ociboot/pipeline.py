@@ -8,13 +8,15 @@ Layers are indexed concurrently (inflate and hashing release the GIL) and flatte
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .boot import _sniff, facts, profiles, rules, scan
+from .boot import _sniff, facts, scan
 from .boot.check import Profile, run_checks
 from .boot.context import Analysis, CheckContext, Policy
 from .budget import AnalysisBudget
@@ -37,8 +39,10 @@ from .ref import ImageRef, Transport, parse_ref, redact
 from .report import Report, Severity, Skipped, Unreadable
 from .sources import ImageSource, SourceOptions, open_source
 from .sources._store import sniff_path
-from .sources.registry.client import RegistryClient
 from .spec import Descriptor, Platform
+
+if TYPE_CHECKING:
+    from .sources.registry.client import RegistryClient
 
 #: progress(name, total_bytes) -> advance(n_bytes); the CLI draws bars, tests pass None.
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -70,6 +74,25 @@ def _looks_like_a_path(text: str) -> bool:
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".oci")
 
 
+class RegistryState:
+    """What the registry sources of a run share (tokens, connections), made on first use:
+    reading a local image loads no registry module."""
+
+    __slots__ = ("_client", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: RegistryClient | None = None
+
+    def client(self) -> RegistryClient:
+        with self._lock:
+            if self._client is None:
+                from .sources.registry.client import RegistryClient
+
+                self._client = RegistryClient()
+            return self._client
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     source: SourceOptions = field(default_factory=SourceOptions)
@@ -77,14 +100,22 @@ class Options:
     jobs: int = 0  # 0: one thread per layer, at most 4
     progress: ProgressFactory | None = None
     cache: LayerCache | None = None  # None: every layer is streamed
-    #: What the run's registry sources share (tokens, connections): one per Options, so the
-    #: images of a batch checked with the same Options reuse them.
-    registry: RegistryClient = field(default_factory=RegistryClient)
+    #: One per Options, so the images of a batch checked with the same Options reuse it
+    #: (`replace(options, registry_state=other.registry_state)` shares it between two).
+    registry_state: RegistryState = field(default_factory=RegistryState)
+
+    @property
+    def registry(self) -> RegistryClient:
+        """The run's registry client: tokens per identity and scope, connections per registry."""
+        return self.registry_state.client()
 
 
 @contextmanager
 def opened(text: str, options: Options) -> Iterator[ImageSource]:
-    source = open_source(locate(text), options.source, options.registry)
+    ref = locate(text)
+    # Only a registry image makes the run's registry client (a local one loads no registry code).
+    registry = options.registry if ref.transport is Transport.DOCKER else None
+    source = open_source(ref, options.source, registry)
     try:
         yield source
     finally:
@@ -374,6 +405,9 @@ def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Repor
 
     Every analysis of the image, in that pass and in the rules' second reads (`fetch`), spends
     from one budget."""
+    # Here, not at the top: reading an image (ls, cat, inspect) loads no rule module.
+    from .boot import profiles, rules
+
     capture = CaptureSpec(scan.capture_globs(rules.CAPTURE))
     budget = AnalysisBudget(policy.analysis_budget)
     analyze = AnalyzeSpec(

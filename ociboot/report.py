@@ -239,6 +239,16 @@ def index_lines(report: Report) -> list[str]:
     return lines
 
 
+class ReportFormat(StrEnum):
+    """What a check's report is written as (`check --format`, `-o FORMAT=FILE`; outputs.py renders
+    them).  Here, with the report, so that the CLI declares its options without importing the renderers."""
+
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    junit = "junit"
+
+
 def render_json(
     reports: Sequence[Report], *, fatal_warnings: bool = False, unreadable: Sequence[Unreadable] = ()
 ) -> str:

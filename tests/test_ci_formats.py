@@ -391,7 +391,8 @@ def _json_commands() -> set[str]:
         for command in typer_app.registered_commands:
             assert command.callback is not None
             name = command.name or command.callback.__name__.rstrip("_").replace("_", "-")
-            hints = typing.get_type_hints(inspect.unwrap(command.callback), include_extras=True)
+            # What typer reads: a wrapped command's own hints name types imported when it runs.
+            hints = typing.get_type_hints(command.callback, include_extras=True)
             for hint in hints.values():
                 base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
                 if (

@@ -15,7 +15,7 @@ from ociboot.cli import app
 from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import ImageBuilder, LayerBuilder, write_oci_archive
 from tests.support.registry_push import Pusher
-from tests.support.registry_server import RegistryServer
+from tests.support.registry_server import RegistryServer, blob_gets
 
 runner = CliRunner()
 
@@ -54,7 +54,35 @@ def test_inspect_json(archive: Path) -> None:
     assert code == 0
     data = json.loads(out)
     assert data["digest"].startswith("sha256:") and data["platform"] == "linux/amd64"
+    # By default the layers are not read: their sizes are the manifest's only.
+    assert data["uncompressedSize"] is None and "uncompressedSize" not in data["layers"][0]
+    code, out, _ = run("inspect", str(archive), "--sizes", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
     assert data["layers"][0]["uncompressedSize"] > data["layers"][0]["size"] > 0
+    assert data["uncompressedSize"] == data["layers"][0]["uncompressedSize"]
+
+
+@pytest.mark.registry
+def test_inspect_reads_layers_only_with_sizes(registry: RegistryServer) -> None:
+    image = (
+        ImageBuilder()
+        .add_layer(LayerBuilder().file("etc/os-release", "ID=test\n"), "gzip")
+        .add_layer(LayerBuilder().file("etc/motd", b"hello"), "gzip")
+        .build()
+    )
+    Pusher(registry.url).push("cli/inspect", image, "t")
+    ref = f"docker://{registry.host}/cli/inspect:t"
+    layers = [b.digest for b in image.layers]
+
+    before = blob_gets(registry, "cli/inspect", layers)
+    code, out, err = run("inspect", "-q", ref, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["config"]["digest"] == image.config.digest
+    assert blob_gets(registry, "cli/inspect", layers) == before
+    code, _, err = run("inspect", "-q", "--sizes", ref)
+    assert code == 0, err
+    assert blob_gets(registry, "cli/inspect", layers) - before == len(layers)  # the count is real
 
 
 def test_inspect_raw_prints_stored_bytes(archive: Path) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ociboot
+from tests.support.imagebuilder import ImageBuilder, LayerBuilder, write_oci_archive, write_oci_layout
 
 PKG = Path(ociboot.__file__).parent
 
@@ -215,6 +219,86 @@ def test_reading_local_images_loads_no_http_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent
     )
     assert done.stdout.strip() == "[]"
+
+
+# --- start-up: a command imports only what it uses --------------------------------------------
+
+REGISTRY = ("requests", "urllib3", "ociboot.sources.registry")
+RULES = ("ociboot.boot.rules",)
+RICH = ("rich",)
+
+#: Runs the CLI in this process as the `ociboot` script does, then writes what was imported.
+_RUN_CLI = """
+import json, sys
+from ociboot.cli import main
+out, sys.argv = sys.argv[1], ["ociboot", *sys.argv[2:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+with open(out, "w") as fh:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, fh)
+"""
+
+
+def _imported(tmp_path: Path, *args: str) -> tuple[int, str, set[str]]:
+    """(exit code, stdout, modules loaded) of `ociboot ARGS` run in a fresh interpreter."""
+    record = tmp_path / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_CLI, str(record), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PKG.parent,
+        timeout=120,
+    )
+    found = json.loads(record.read_text())
+    return found["code"], done.stdout, set(found["modules"])
+
+
+def _loaded(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+@pytest.fixture(scope="module")
+def local_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    layer = LayerBuilder().file("etc/os-release", "ID=test\n").file("boot/vmlinuz-6.1", b"kernel")
+    image = ImageBuilder().add_layer(layer, "gzip").build()
+    root = tmp_path_factory.mktemp("startup")
+    return {
+        "oci-archive": str(write_oci_archive(root / "image.tar", {"v1": image})),
+        "oci": f"oci:{write_oci_layout(root / 'layout', {'v1': image})}:v1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "absent", "shown"),
+    [
+        (["--version"], REGISTRY + RULES + RICH, f"ociboot {ociboot.__version__}"),
+        (["--help"], REGISTRY + RULES + RICH, "Commands:"),
+        (["check", "--help"], REGISTRY + RULES + RICH, "--promotion-list"),
+        (["rules"], REGISTRY, "kernel"),
+        (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES, "os-release"),
+        (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES, "os-release"),
+    ],
+)
+def test_a_command_imports_only_what_it_uses(
+    tmp_path: Path, local_images: dict[str, str], args: list[str], absent: tuple[str, ...], shown: str
+) -> None:
+    code, out, modules = _imported(tmp_path, *(a.format_map(local_images) for a in args))
+    assert code == 0 and shown in out
+    assert _loaded(modules, absent) == []
+
+
+def test_the_start_up_probe_sees_what_a_command_loads(tmp_path: Path, local_images: dict[str, str]) -> None:
+    # The same probe on the command that needs them: rules for a check, the registry for a
+    # docker:// image (refused before any connection: a port no one listens on is not reached).
+    code, _, modules = _imported(tmp_path, "check", "-q", local_images["oci-archive"])
+    assert code in (0, 1) and _loaded(modules, RULES)
+    code, _, modules = _imported(tmp_path, "inspect", "-q", "--timeout", "5s", "docker://127.0.0.1:9/none:v1")
+    assert code == 3 and _loaded(modules, REGISTRY)
 
 
 def test_public_api_is_pinned() -> None:
