@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on 
     from .layer import index_layer as index_layer
     from .pipeline import Options as Options
     from .pipeline import load_tree as load_tree
+    from .promote import Promotion as Promotion
+    from .promote import promote as promote
     from .ref import ImageRef as ImageRef
     from .ref import parse_ref as parse_ref
     from .report import Finding as Finding
@@ -55,6 +57,8 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on 
 _EXPORTS = {
     "check": "api",
     "Batch": "api",
+    "promote": "promote",
+    "Promotion": "promote",
     "Policy": "boot.context",
     "Profile": "boot.check",
     "Report": "report",

@@ -19,6 +19,7 @@ from ociboot.boot.profiles import PolicyError, load_policy
 from ociboot.cli import app
 from tests.support.bootimages import generic
 from tests.support.imagebuilder import write_oci_layout
+from tests.support.registry_server import RegistryServer
 
 runner = CliRunner()
 
@@ -131,14 +132,22 @@ def test_import_ociboot_imports_nothing_else_until_used() -> None:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_the_readme_python_examples_run_and_type_check_with_no_any(tmp_path: Path) -> None:
+@pytest.mark.registry
+def test_the_readme_python_examples_run_and_type_check_with_no_any(
+    tmp_path: Path, registry: RegistryServer
+) -> None:
     readme = (REPO / "README.md").read_text()
     blocks = re.findall(r"^```python\n(.*?)^```$", readme, re.DOTALL | re.MULTILINE)
-    assert len(blocks) >= 2 and len(blocks[0].strip().splitlines()) == 3 + 1  # import, blank, two
+    assert len(blocks) >= 3 and len(blocks[0].strip().splitlines()) == 3 + 1  # import, blank, two
     for i, block in enumerate(blocks):
+        # The promotion example's registry is this test's.
+        block = block.replace("127.0.0.1:5000", registry.host)
         run = subprocess.run([sys.executable, "-"], input=block, cwd=REPO, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
         assert "oci-archive:fixtures/example-cos.tar" in run.stdout
+        if "promote(" in block:
+            _, code, verdict, error = run.stdout.split()
+            assert (code, verdict[:7], error) == ("0", "sha256:", "None"), run.stdout
         (tmp_path / f"readme_{i}.py").write_text(block)
     # Strict, and no expression of type Any: the examples see ociboot's real types (py.typed).
     config = tmp_path / "mypy.ini"

@@ -327,6 +327,8 @@ PUBLIC = [
     "OcibootError",
     "check",
     "Batch",
+    "promote",
+    "Promotion",
     "Policy",
     "Profile",
     "Report",
