@@ -858,7 +858,7 @@ def check(
         output,
         fmt,
         texts,
-        [from_file, policy_file],
+        [from_file, policy_file, *_read_paths(options)],
         policy.fatal_warnings,
         verbose,
         list_outputs,
@@ -905,6 +905,12 @@ def _deliver(
         )
     except outputs.OutputError as exc:
         raise typer.BadParameter(str(exc), param_hint="--output") from None
+
+
+def _read_paths(options: pipeline.Options) -> list[str | None]:
+    """The files and directories besides the images that a run reads: no report goes there."""
+    cache = options.cache.root if options.cache is not None else None
+    return [options.source.authfile, options.source.cert_dir, str(cache) if cache else None]
 
 
 def _delivered(delivery: outputs.Delivery, code: int) -> int:
@@ -1121,7 +1127,8 @@ def promote(
         raise typer.BadParameter(escape_text(str(exc)), param_hint="DST") from None
 
     fatal = policy.fatal_warnings
-    tables, delivery = _deliver(output, fmt, [src], [policy_file], fatal, verbose)
+    inputs = [policy_file, *_read_paths(options_src), *_read_paths(options_dst)]
+    tables, delivery = _deliver(output, fmt, [src], inputs, fatal, verbose)
 
     def reported(checked: pipeline.Checked) -> None:
         for u in checked.unreadable:

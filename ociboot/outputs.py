@@ -106,8 +106,9 @@ def lists(requests: Sequence[str], target: str | None, images: Sequence[str]) ->
 
 
 def refuse(outputs: Sequence[Output], images: Iterable[str], inputs: Iterable[str | None] = ()) -> None:
-    """Raise OutputError for two outputs into one file, or an output that is what the run reads:
-    opening a report truncates it, and `check image.tar -o image.tar` would empty the image."""
+    """Raise OutputError for two outputs into one file, or an output that is what the run reads
+    (`inputs`: files and directories; the images' files): opening a report truncates it, and
+    `check image.tar -o image.tar` would empty the image."""
     seen: dict[object, Output] = {}
     for o in outputs:
         other = seen.setdefault(_identity(o.path), o)
@@ -116,26 +117,41 @@ def refuse(outputs: Sequence[Output], images: Iterable[str], inputs: Iterable[st
                 f"{escape(o.where)}: two outputs ({other.format}, {o.format}) would be written into one file"
             )
     files = [o for o in outputs if o.path != STDOUT]
-    read = [p for p in inputs if p]
-    for o in files:
-        target = Path(o.path).resolve()
-        for path in read:
-            if target == Path(path).resolve():
-                raise OutputError(f"{escape(o.path)} is read by this run: writing a report would destroy it")
+    read = [(path, "is read by this run") for path in inputs if path]
     for text in images:
         try:
             ref = pipeline.locate(text)
         except OcibootError:
             continue  # reported as that image's error when it is checked
-        if not ref.path:
-            continue
-        image = Path(ref.path).resolve()
-        for o in files:
-            target = Path(o.path).resolve()
-            if target == image or image in target.parents:
-                raise OutputError(
-                    f"{escape(o.path)} is the image {escape(text)}: writing the report would destroy it"
-                )
+        if ref.path:
+            read.append((ref.path, f"is the image {escape(text)}"))
+    for o in files:
+        for path, what in read:
+            if _writes_into(o.path, path):
+                raise OutputError(f"{escape(o.path)} {what}: writing a report would destroy it")
+
+
+def _writes_into(target: str, read: str) -> bool:
+    """Whether writing `target` changes `read` or a file under it: one name once symlinks are
+    resolved, a name inside it, or another name of one of its files (a hard link)."""
+    where, source = Path(target).resolve(), Path(read).resolve()
+    if where == source or source in where.parents:
+        return True
+    try:
+        st, top = os.stat(target), os.stat(source)
+    except OSError:
+        return False  # a file that does not exist yet has no other name
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if stat.S_ISREG(top.st_mode) or st.st_nlink < 2 or not stat.S_ISDIR(top.st_mode):
+        return os.path.samestat(st, top)
+    # Walked only for a file with several names: a layout or a cache holds many files.
+    for root, _, names in os.walk(source):
+        for name in names:
+            with suppress(OSError):
+                if os.path.samestat(st, os.stat(os.path.join(root, name))):
+                    return True
+    return False
 
 
 def _identity(path: str) -> object:
