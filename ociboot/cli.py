@@ -41,6 +41,7 @@ from .layer import CaptureSpec
 from .mediatypes import unreadable_layer
 from .outputs import ReportFormat as CheckFormat
 from .render.markdown import md as _md
+from .render.sarif import CATEGORY_PREFIX, category_prefix
 from .report import Unreadable, index_lines
 from .sources import SourceOptions, parse_duration
 from .spec import Platform
@@ -825,6 +826,15 @@ def check(
             help="where a regsync promotion list copies the images to",
         ),
     ] = None,
+    sarif_category: Annotated[
+        str,
+        typer.Option(
+            "--sarif-category",
+            metavar="TEXT",
+            help="the prefix of each SARIF run's category (automationDetails.id): a code scanning "
+            "upload's category, to keep two checks of one image apart (two policies)",
+        ),
+    ] = CATEGORY_PREFIX,
     attach: Annotated[
         bool,
         typer.Option(
@@ -848,6 +858,10 @@ def check(
     if not texts:
         raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
 
+    try:
+        category = category_prefix(sarif_category)
+    except ValueError as exc:
+        raise typer.BadParameter(escape_text(str(exc)), param_hint="--sarif-category") from None
     if attach:
         _registry_only(texts, "--attach")
     try:
@@ -864,6 +878,7 @@ def check(
         list_outputs,
         lists,
         options,
+        category,
     )
     if list_outputs:
         for text in lists.plan.left_out:
@@ -888,6 +903,7 @@ def _deliver(
     extra: list[outputs.Output] | None = None,
     lists: promolist.Lists | None = None,
     options: pipeline.Options | None = None,
+    sarif_category: str = CATEGORY_PREFIX,
 ) -> tuple[bool, outputs.Delivery]:
     """The `--output`s (and `extra`: the promotion lists), opened before any image is read: a
     report that cannot be written fails now (exit 2), not after the check.  `tables`: the text on
@@ -901,7 +917,12 @@ def _deliver(
             wanted.remove(terminal)
         source = options.source if options is not None else None
         return tables, outputs.open_all(
-            wanted, fatal_warnings=fatal_warnings, verbose=verbose, lists=lists, source=source
+            wanted,
+            fatal_warnings=fatal_warnings,
+            verbose=verbose,
+            lists=lists,
+            source=source,
+            sarif_category=sarif_category,
         )
     except outputs.OutputError as exc:
         raise typer.BadParameter(str(exc), param_hint="--output") from None

@@ -26,7 +26,7 @@ from .api import Batch
 from .errors import OcibootError
 from .promolist import ListError, ListFormat, Lists
 from .render import render_junit, render_sarif
-from .render.sarif import GITHUB_MAX_RUNS, run_count
+from .render.sarif import CATEGORY_PREFIX, GITHUB_MAX_RUNS, run_count
 from .report import render_json, render_text
 from .sources import SourceOptions
 from .textsafe import escape
@@ -166,13 +166,15 @@ def _identity(path: str) -> object:
     return (st.st_dev, st.st_ino)
 
 
-def render(batch: Batch, fmt: ReportFormat) -> str:
+def render(batch: Batch, fmt: ReportFormat, sarif_category: str = CATEGORY_PREFIX) -> str:
     """One document for a machine format; an unreadable image is a failure in each of them."""
     reports, unreadable, fatal = batch.reports, batch.unreadable, batch.fatal_warnings
     if fmt is ReportFormat.json:
         return render_json(reports, fatal_warnings=fatal, unreadable=unreadable)
     if fmt is ReportFormat.sarif:
-        return render_sarif(reports, tool_version=__version__, unreadable=unreadable)
+        return render_sarif(
+            reports, tool_version=__version__, unreadable=unreadable, category_prefix=sarif_category
+        )
     if fmt is ReportFormat.junit:
         return render_junit(reports, fatal_warnings=fatal, unreadable=unreadable)
     raise ValueError(f"{fmt} is written image by image (Delivery.image_done), not as one document")
@@ -225,8 +227,10 @@ class Delivery:
         verbose: bool,
         lists: Lists | None = None,
         source: SourceOptions | None = None,
+        sarif_category: str = CATEGORY_PREFIX,
     ) -> None:
         self._sinks = sinks
+        self._sarif_category = sarif_category
         self._fatal = fatal_warnings
         self._verbose = verbose
         self._lists = lists
@@ -274,7 +278,7 @@ class Delivery:
                         f"the SARIF report has {runs} runs, one per image platform; GitHub code scanning "
                         f"accepts at most {GITHUB_MAX_RUNS} per upload: check the images in smaller batches"
                     )
-                sink.write(render(batch, fmt))
+                sink.write(render(batch, fmt, self._sarif_category))
 
     @property
     def failures(self) -> list[tuple[Output, str]]:
@@ -301,6 +305,7 @@ def open_all(
     verbose: bool,
     lists: Lists | None = None,
     source: SourceOptions | None = None,
+    sarif_category: str = CATEGORY_PREFIX,
 ) -> Delivery:
     """Open every output (call `refuse` first).  Files are truncated only once all of them are
     open: a run refused for one unwritable output leaves the others as they were."""
@@ -325,7 +330,14 @@ def open_all(
                 os.ftruncate(fd, 0)
             file = open(fd, "w", encoding="utf-8")  # noqa: SIM115 (closed by Delivery.close)
         sinks.append(_Sink(o, file))
-    return Delivery(sinks, fatal_warnings=fatal_warnings, verbose=verbose, lists=lists, source=source)
+    return Delivery(
+        sinks,
+        fatal_warnings=fatal_warnings,
+        verbose=verbose,
+        lists=lists,
+        source=source,
+        sarif_category=sarif_category,
+    )
 
 
 def _open(path: str) -> tuple[int, bool]:

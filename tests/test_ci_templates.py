@@ -248,6 +248,22 @@ def test_the_action_passes_policy_and_arguments_and_runs_no_input_as_code(
     assert "KRN-001" not in {r["ruleId"] for r in sarif["runs"][0]["results"]}
 
 
+def test_the_category_input_names_every_run_of_the_upload(
+    tmp_path: Path, ociboot_on_path: Path, broken: Path
+) -> None:
+    """upload-sarif gives its `category` only to runs without an `automationDetails.id`, and
+    ociboot names each of its runs: the input reaches GitHub through ociboot, or not at all, and
+    two jobs checking one image (two policies) would close each other's alerts."""
+    images = f"{EXAMPLE}\n{broken}"
+    ids = {}
+    for category in ("ociboot", "nightly/strict"):
+        run_action({"images": images, "category": category}, tmp_path, ociboot_on_path)
+        doc = json.loads((tmp_path / "ociboot.sarif").read_text())
+        ids[category] = [one["automationDetails"]["id"] for one in doc["runs"]]
+    assert len(ids["ociboot"]) == 2 and all(i.startswith("ociboot/") for i in ids["ociboot"])
+    assert ids["nightly/strict"] == [f"nightly/strict/{i.removeprefix('ociboot/')}" for i in ids["ociboot"]]
+
+
 def test_a_usage_error_uploads_nothing_and_fails_the_job(tmp_path: Path, ociboot_on_path: Path) -> None:
     run = run_action({"images": str(EXAMPLE), "args": "--no-such-option"}, tmp_path, ociboot_on_path)
     assert run.steps["check"]["outputs"] == {"exit-code": "2"}
