@@ -264,6 +264,15 @@ def test_the_category_input_names_every_run_of_the_upload(
     assert ids["nightly/strict"] == [f"nightly/strict/{i.removeprefix('ociboot/')}" for i in ids["ociboot"]]
 
 
+def test_an_image_named_like_an_option_is_an_image(tmp_path: Path, ociboot_on_path: Path) -> None:
+    """An image list built from a branch or a tag name must not set options (`-o`, `--attach`)."""
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    run = run_action({"images": f"{EXAMPLE} --output={victim}"}, tmp_path, ociboot_on_path)
+    assert run.steps["check"]["outputs"] == {"exit-code": "3"}  # an image by that name cannot be read
+    assert victim.read_text() == "kept\n"
+
+
 def test_a_usage_error_uploads_nothing_and_fails_the_job(tmp_path: Path, ociboot_on_path: Path) -> None:
     run = run_action({"images": str(EXAMPLE), "args": "--no-such-option"}, tmp_path, ociboot_on_path)
     assert run.steps["check"]["outputs"] == {"exit-code": "2"}
