@@ -319,3 +319,16 @@ def test_the_gitlab_script_checks_and_writes_junit_whatever_the_verdict(
     suites = ET.parse(tmp_path / job["artifacts"]["reports"]["junit"]).getroot()
     assert len(suites.findall("testsuite")) == (2 if broken_too else 1)
     assert (int(suites.get("failures") or 0) > 0) == broken_too
+
+
+def test_a_gitlab_image_named_like_an_option_is_an_image(tmp_path: Path, ociboot_on_path: Path) -> None:
+    job = gitlab_job()
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    variables = job["variables"] | {"OCIBOOT_IMAGES": f"{EXAMPLE} --output={victim}"}
+    script = tmp_path / "script.sh"
+    script.write_text("\n".join(job["script"]) + "\n")
+    env = {**os.environ, **variables, "PATH": f"{ociboot_on_path}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-e", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr  # an image by that name cannot be read
+    assert victim.read_text() == "kept\n"
