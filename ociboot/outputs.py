@@ -109,6 +109,8 @@ def refuse(outputs: Sequence[Output], images: Iterable[str], inputs: Iterable[st
     """Raise OutputError for two outputs into one file, or an output that is what the run reads
     (`inputs`: files and directories; the images' files): opening a report truncates it, and
     `check image.tar -o image.tar` would empty the image."""
+    if sys.stdout is None and any(o.path == STDOUT for o in outputs):  # `>&-`
+        raise OutputError("standard output is closed: a report for it has nowhere to go (name a file)")
     seen: dict[object, Output] = {}
     for o in outputs:
         other = seen.setdefault(_identity(o.path), o)

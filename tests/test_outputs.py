@@ -216,6 +216,25 @@ def test_a_report_is_never_written_onto_a_file_the_run_reads_by_another_name(
     assert {p: p.read_bytes() for p in files} == before
 
 
+@pytest.mark.parametrize("outputs", [[], ["-f", "json"], ["-o", "json={d}/r.json"]])
+def test_a_closed_standard_output_is_exit_2_before_anything_is_read(
+    images: list[str], tmp_path: Path, outputs: list[str]
+) -> None:
+    """`check IMG >&-`: the report for standard output has nowhere to go (no traceback, no
+    verdict), and no other report is written."""
+    args = [a.format(d=tmp_path) for a in outputs]
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "ociboot", "check", "-q", images[0], *args],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "standard output" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stdout_redirected_into_an_output_file_is_one_file(images: list[str], tmp_path: Path) -> None:
     """`check IMG -o json=out > out`: the text report and the JSON would be interleaved in one file."""
     target = tmp_path / "out"
