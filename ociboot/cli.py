@@ -27,6 +27,7 @@ from .boot.check import Profile
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
 from .errors import OcibootError
+from .render.sarif import CATEGORY_PREFIX
 from .report import ReportFormat as CheckFormat
 from .sources import SourceOptions, parse_duration
 from .textsafe import clean
@@ -872,6 +873,15 @@ def check(
             help="where a regsync promotion list copies the images to",
         ),
     ] = None,
+    sarif_category: Annotated[
+        str,
+        typer.Option(
+            "--sarif-category",
+            metavar="TEXT",
+            help="the prefix of each SARIF run's category (automationDetails.id): a code scanning "
+            "upload's category, to keep two checks of one image apart (two policies)",
+        ),
+    ] = CATEGORY_PREFIX,
     attach: Annotated[
         bool,
         typer.Option(
@@ -897,6 +907,12 @@ def check(
     if not texts:
         raise typer.BadParameter("give at least one image, or --from FILE", param_hint="IMAGES")
 
+    from .render.sarif import category_prefix
+
+    try:
+        category = category_prefix(sarif_category)
+    except ValueError as exc:
+        raise typer.BadParameter(escape_text(str(exc)), param_hint="--sarif-category") from None
     if attach:
         _registry_only(texts, "--attach")
     try:
@@ -907,12 +923,13 @@ def check(
         output,
         fmt,
         texts,
-        [from_file, policy_file],
+        [from_file, policy_file, *_read_paths(options)],
         policy.fatal_warnings,
         verbose,
         list_outputs,
         lists,
         options,
+        category,
     )
     if list_outputs:
         for text in lists.plan.left_out:
@@ -937,6 +954,7 @@ def _deliver(
     extra: list[outputs.Output] | None = None,
     lists: promolist.Lists | None = None,
     options: pipeline.Options | None = None,
+    sarif_category: str = CATEGORY_PREFIX,
 ) -> tuple[bool, outputs.Delivery]:
     """The `--output`s (and `extra`: the promotion lists), opened before any image is read: a
     report that cannot be written fails now (exit 2), not after the check.  `tables`: the text on
@@ -952,10 +970,21 @@ def _deliver(
             wanted.remove(terminal)
         source = options.source if options is not None else None
         return tables, outputs.open_all(
-            wanted, fatal_warnings=fatal_warnings, verbose=verbose, lists=lists, source=source
+            wanted,
+            fatal_warnings=fatal_warnings,
+            verbose=verbose,
+            lists=lists,
+            source=source,
+            sarif_category=sarif_category,
         )
     except outputs.OutputError as exc:
         raise typer.BadParameter(str(exc), param_hint="--output") from None
+
+
+def _read_paths(options: pipeline.Options) -> list[str | None]:
+    """The files and directories besides the images that a run reads: no report goes there."""
+    cache = options.cache.root if options.cache is not None else None
+    return [options.source.authfile, options.source.cert_dir, str(cache) if cache else None]
 
 
 def _delivered(delivery: outputs.Delivery, code: int) -> int:
@@ -1185,7 +1214,8 @@ def promote(
         raise typer.BadParameter(escape_text(str(exc)), param_hint="DST") from None
 
     fatal = policy.fatal_warnings
-    tables, delivery = _deliver(output, fmt, [src], [policy_file], fatal, verbose)
+    inputs = [policy_file, *_read_paths(options_src), *_read_paths(options_dst)]
+    tables, delivery = _deliver(output, fmt, [src], inputs, fatal, verbose)
 
     def reported(checked: pipeline.Checked) -> None:
         for u in checked.unreadable:

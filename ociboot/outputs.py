@@ -25,7 +25,7 @@ from .api import Batch
 from .errors import OcibootError
 from .promolist import ListError, ListFormat, Lists
 from .render import render_junit, render_sarif
-from .render.sarif import GITHUB_MAX_RUNS, run_count
+from .render.sarif import CATEGORY_PREFIX, GITHUB_MAX_RUNS, run_count
 from .report import ReportFormat, render_json, render_text
 from .sources import SourceOptions
 from .textsafe import escape
@@ -97,8 +97,11 @@ def lists(requests: Sequence[str], target: str | None, images: Sequence[str]) ->
 
 
 def refuse(outputs: Sequence[Output], images: Iterable[str], inputs: Iterable[str | None] = ()) -> None:
-    """Raise OutputError for two outputs into one file, or an output that is what the run reads:
-    opening a report truncates it, and `check image.tar -o image.tar` would empty the image."""
+    """Raise OutputError for two outputs into one file, or an output that is what the run reads
+    (`inputs`: files and directories; the images' files): opening a report truncates it, and
+    `check image.tar -o image.tar` would empty the image."""
+    if sys.stdout is None and any(o.path == STDOUT for o in outputs):  # `>&-`
+        raise OutputError("standard output is closed: a report for it has nowhere to go (name a file)")
     seen: dict[object, Output] = {}
     for o in outputs:
         other = seen.setdefault(_identity(o.path), o)
@@ -107,26 +110,41 @@ def refuse(outputs: Sequence[Output], images: Iterable[str], inputs: Iterable[st
                 f"{escape(o.where)}: two outputs ({other.format}, {o.format}) would be written into one file"
             )
     files = [o for o in outputs if o.path != STDOUT]
-    read = [p for p in inputs if p]
-    for o in files:
-        target = Path(o.path).resolve()
-        for path in read:
-            if target == Path(path).resolve():
-                raise OutputError(f"{escape(o.path)} is read by this run: writing a report would destroy it")
+    read = [(path, "is read by this run") for path in inputs if path]
     for text in images:
         try:
             ref = pipeline.locate(text)
         except OcibootError:
             continue  # reported as that image's error when it is checked
-        if not ref.path:
-            continue
-        image = Path(ref.path).resolve()
-        for o in files:
-            target = Path(o.path).resolve()
-            if target == image or image in target.parents:
-                raise OutputError(
-                    f"{escape(o.path)} is the image {escape(text)}: writing the report would destroy it"
-                )
+        if ref.path:
+            read.append((ref.path, f"is the image {escape(text)}"))
+    for o in files:
+        for path, what in read:
+            if _writes_into(o.path, path):
+                raise OutputError(f"{escape(o.path)} {what}: writing a report would destroy it")
+
+
+def _writes_into(target: str, read: str) -> bool:
+    """Whether writing `target` changes `read` or a file under it: one name once symlinks are
+    resolved, a name inside it, or another name of one of its files (a hard link)."""
+    where, source = Path(target).resolve(), Path(read).resolve()
+    if where == source or source in where.parents:
+        return True
+    try:
+        st, top = os.stat(target), os.stat(source)
+    except OSError:
+        return False  # a file that does not exist yet has no other name
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if stat.S_ISREG(top.st_mode) or st.st_nlink < 2 or not stat.S_ISDIR(top.st_mode):
+        return os.path.samestat(st, top)
+    # Walked only for a file with several names: a layout or a cache holds many files.
+    for root, _, names in os.walk(source):
+        for name in names:
+            with suppress(OSError):
+                if os.path.samestat(st, os.stat(os.path.join(root, name))):
+                    return True
+    return False
 
 
 def _identity(path: str) -> object:
@@ -141,13 +159,15 @@ def _identity(path: str) -> object:
     return (st.st_dev, st.st_ino)
 
 
-def render(batch: Batch, fmt: ReportFormat) -> str:
+def render(batch: Batch, fmt: ReportFormat, sarif_category: str = CATEGORY_PREFIX) -> str:
     """One document for a machine format; an unreadable image is a failure in each of them."""
     reports, unreadable, fatal = batch.reports, batch.unreadable, batch.fatal_warnings
     if fmt is ReportFormat.json:
         return render_json(reports, fatal_warnings=fatal, unreadable=unreadable)
     if fmt is ReportFormat.sarif:
-        return render_sarif(reports, tool_version=__version__, unreadable=unreadable)
+        return render_sarif(
+            reports, tool_version=__version__, unreadable=unreadable, category_prefix=sarif_category
+        )
     if fmt is ReportFormat.junit:
         return render_junit(reports, fatal_warnings=fatal, unreadable=unreadable)
     raise ValueError(f"{fmt} is written image by image (Delivery.image_done), not as one document")
@@ -200,8 +220,10 @@ class Delivery:
         verbose: bool,
         lists: Lists | None = None,
         source: SourceOptions | None = None,
+        sarif_category: str = CATEGORY_PREFIX,
     ) -> None:
         self._sinks = sinks
+        self._sarif_category = sarif_category
         self._fatal = fatal_warnings
         self._verbose = verbose
         self._lists = lists
@@ -249,7 +271,7 @@ class Delivery:
                         f"the SARIF report has {runs} runs, one per image platform; GitHub code scanning "
                         f"accepts at most {GITHUB_MAX_RUNS} per upload: check the images in smaller batches"
                     )
-                sink.write(render(batch, fmt))
+                sink.write(render(batch, fmt, self._sarif_category))
 
     @property
     def failures(self) -> list[tuple[Output, str]]:
@@ -276,6 +298,7 @@ def open_all(
     verbose: bool,
     lists: Lists | None = None,
     source: SourceOptions | None = None,
+    sarif_category: str = CATEGORY_PREFIX,
 ) -> Delivery:
     """Open every output (call `refuse` first).  Files are truncated only once all of them are
     open: a run refused for one unwritable output leaves the others as they were."""
@@ -300,7 +323,14 @@ def open_all(
                 os.ftruncate(fd, 0)
             file = open(fd, "w", encoding="utf-8")  # noqa: SIM115 (closed by Delivery.close)
         sinks.append(_Sink(o, file))
-    return Delivery(sinks, fatal_warnings=fatal_warnings, verbose=verbose, lists=lists, source=source)
+    return Delivery(
+        sinks,
+        fatal_warnings=fatal_warnings,
+        verbose=verbose,
+        lists=lists,
+        source=source,
+        sarif_category=sarif_category,
+    )
 
 
 def _open(path: str) -> tuple[int, bool]:

@@ -220,6 +220,23 @@ def test_fingerprints_follow_a_finding_across_runs_and_builds_and_tell_images_ap
     assert not {k[0] for k in other} & {k[0] for k in first}
 
 
+def test_a_sarif_category_prefix_names_every_run(layouts: dict[str, str], tmp_path: Path) -> None:
+    """`--sarif-category` is what the action's `category` input becomes: the prefix of every
+    run's category, unreadable ones too; one that is no category is a usage error."""
+    batch = [layouts["v1"], layouts["gone"]]
+    _, plain = check(*batch, "--format", "sarif")
+    code, out = check(*batch, "--format", "sarif", "--sarif-category", "nightly/strict/")
+    assert code == 3
+    ids = [run["automationDetails"]["id"] for run in json.loads(out)["runs"]]
+    assert ids == [
+        f"nightly/strict/{run['automationDetails']['id'][8:]}" for run in json.loads(plain)["runs"]
+    ]
+    assert _multitool_findings(out, tmp_path) == []
+    for bad in ("", "/", "a\nb"):
+        code, _ = check(layouts["good"], "--format", "sarif", "--sarif-category", bad)
+        assert code == 2, bad
+
+
 def test_a_category_names_the_repository_and_platform_only() -> None:
     digest = "sha256:" + "a" * 64
     by_tag = category("docker://reg.example:5000/os/img:v1", "linux/amd64")

@@ -248,6 +248,31 @@ def test_the_action_passes_policy_and_arguments_and_runs_no_input_as_code(
     assert "KRN-001" not in {r["ruleId"] for r in sarif["runs"][0]["results"]}
 
 
+def test_the_category_input_names_every_run_of_the_upload(
+    tmp_path: Path, ociboot_on_path: Path, broken: Path
+) -> None:
+    """upload-sarif gives its `category` only to runs without an `automationDetails.id`, and
+    ociboot names each of its runs: the input reaches GitHub through ociboot, or not at all, and
+    two jobs checking one image (two policies) would close each other's alerts."""
+    images = f"{EXAMPLE}\n{broken}"
+    ids = {}
+    for category in ("ociboot", "nightly/strict"):
+        run_action({"images": images, "category": category}, tmp_path, ociboot_on_path)
+        doc = json.loads((tmp_path / "ociboot.sarif").read_text())
+        ids[category] = [one["automationDetails"]["id"] for one in doc["runs"]]
+    assert len(ids["ociboot"]) == 2 and all(i.startswith("ociboot/") for i in ids["ociboot"])
+    assert ids["nightly/strict"] == [f"nightly/strict/{i.removeprefix('ociboot/')}" for i in ids["ociboot"]]
+
+
+def test_an_image_named_like_an_option_is_an_image(tmp_path: Path, ociboot_on_path: Path) -> None:
+    """An image list built from a branch or a tag name must not set options (`-o`, `--attach`)."""
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    run = run_action({"images": f"{EXAMPLE} --output={victim}"}, tmp_path, ociboot_on_path)
+    assert run.steps["check"]["outputs"] == {"exit-code": "3"}  # an image by that name cannot be read
+    assert victim.read_text() == "kept\n"
+
+
 def test_a_usage_error_uploads_nothing_and_fails_the_job(tmp_path: Path, ociboot_on_path: Path) -> None:
     run = run_action({"images": str(EXAMPLE), "args": "--no-such-option"}, tmp_path, ociboot_on_path)
     assert run.steps["check"]["outputs"] == {"exit-code": "2"}
@@ -294,3 +319,16 @@ def test_the_gitlab_script_checks_and_writes_junit_whatever_the_verdict(
     suites = ET.parse(tmp_path / job["artifacts"]["reports"]["junit"]).getroot()
     assert len(suites.findall("testsuite")) == (2 if broken_too else 1)
     assert (int(suites.get("failures") or 0) > 0) == broken_too
+
+
+def test_a_gitlab_image_named_like_an_option_is_an_image(tmp_path: Path, ociboot_on_path: Path) -> None:
+    job = gitlab_job()
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    variables = job["variables"] | {"OCIBOOT_IMAGES": f"{EXAMPLE} --output={victim}"}
+    script = tmp_path / "script.sh"
+    script.write_text("\n".join(job["script"]) + "\n")
+    env = {**os.environ, **variables, "PATH": f"{ociboot_on_path}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-e", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr  # an image by that name cannot be read
+    assert victim.read_text() == "kept\n"

@@ -183,6 +183,58 @@ def test_an_output_that_cannot_be_honoured_is_exit_2_before_anything_is_read(
     assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.parametrize("victim", ["archive", "from", "policy", "authfile", "blob", "cache entry"])
+def test_a_report_is_never_written_onto_a_file_the_run_reads_by_another_name(
+    tmp_path: Path, victim: str
+) -> None:
+    """A hard link names the same bytes as the file it links: opening it for a report truncates
+    the image, the image list, the policy, the credentials or a cache entry.  Refused (exit 2)."""
+    archive = write_oci_archive(tmp_path / "image.tar", {"latest": generic().build()})
+    layout = write_oci_layout(tmp_path / "layout", {"v1": generic().build()})
+    listed = tmp_path / "images.txt"
+    listed.write_text(f"oci:{layout}:v1\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('analysis-budget = "32M"\n')
+    authfile = tmp_path / "auth.json"
+    authfile.write_text('{"auths": {}}\n')
+    cache = tmp_path / "cache"
+    args = [f"oci-archive:{archive}:latest", "--from", str(listed), "--policy", str(policy)]
+    args += ["--authfile", str(authfile), "--cache-dir", str(cache)]
+    assert ociboot(str(layout), "--cache-dir", str(cache)).returncode in (0, 1)  # fills the cache
+    entry = next(p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 0)
+    blob = next(p for p in (layout / "blobs").rglob("*") if p.is_file())
+    linked = {"archive": archive, "from": listed, "policy": policy, "authfile": authfile}
+    linked |= {"blob": blob, "cache entry": entry}
+    os.link(linked[victim], tmp_path / "report.json")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    before = {p: p.read_bytes() for p in files}
+
+    done = ociboot(*args, "-o", f"json={tmp_path / 'report.json'}")
+
+    assert done.returncode == 2, done.stderr
+    assert "would destroy it" in done.stderr and "Traceback" not in done.stderr
+    assert {p: p.read_bytes() for p in files} == before
+
+
+@pytest.mark.parametrize("outputs", [[], ["-f", "json"], ["-o", "json={d}/r.json"]])
+def test_a_closed_standard_output_is_exit_2_before_anything_is_read(
+    images: list[str], tmp_path: Path, outputs: list[str]
+) -> None:
+    """`check IMG >&-`: the report for standard output has nowhere to go (no traceback, no
+    verdict), and no other report is written."""
+    args = [a.format(d=tmp_path) for a in outputs]
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "ociboot", "check", "-q", images[0], *args],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "standard output" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stdout_redirected_into_an_output_file_is_one_file(images: list[str], tmp_path: Path) -> None:
     """`check IMG -o json=out > out`: the text report and the JSON would be interleaved in one file."""
     target = tmp_path / "out"

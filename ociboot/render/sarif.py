@@ -38,7 +38,8 @@ from .names import numbered
 #: The schema the document names: the OASIS standard's (errata 01), vendored in tests/schemas.
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 INFORMATION_URI = "https://github.com/ociboot/ociboot"
-#: Prefix of every run's category (`automationDetails.id`).
+#: Prefix of every run's category (`automationDetails.id`), unless `check --sarif-category` says
+#: another (the action's `category` input: upload-sarif names only runs that have no category).
 CATEGORY_PREFIX = "ociboot"
 #: The partialFingerprints key GitHub combines with the file path and the rule; ours beside it
 #: names what our hash covers, versioned, should it ever change.
@@ -80,14 +81,31 @@ def _tagged(image: str) -> str:
     return str(replace(ref, digest=None))
 
 
-def category(image: str, platform: str | None, *, unreadable: bool = False, name: str | None = None) -> str:
+def category_prefix(text: str) -> str:
+    """A `--sarif-category`: what GitHub's category input takes, without the trailing `/`."""
+    prefix = text.strip().rstrip("/")
+    if not prefix or any(not c.isprintable() for c in prefix):
+        raise ValueError(
+            f"{text!r} is not a category: printable text, e.g. nightly or {CATEGORY_PREFIX}/strict"
+        )
+    return prefix
+
+
+def category(
+    image: str,
+    platform: str | None,
+    *,
+    unreadable: bool = False,
+    name: str | None = None,
+    prefix: str = CATEGORY_PREFIX,
+) -> str:
     """A run's `automationDetails.id` (GitHub's category is all of it: it ends with `/`): the
     image's repository (or `name`) and platform."""
-    parts = [CATEGORY_PREFIX, name or repository(image), platform or "all"]
+    parts = [prefix, name or repository(image), platform or "all"]
     return "/".join([*parts, *(["unreadable"] if unreadable else [])]) + "/"
 
 
-def categories(runs: Sequence[tuple[str, str | None, bool]]) -> list[str]:
+def categories(runs: Sequence[tuple[str, str | None, bool]], prefix: str = CATEGORY_PREFIX) -> list[str]:
     """The category of each (image, platform, unreadable) run of one document, unique within it:
     GitHub refuses an upload with two runs of one category.  Two tags of one repository (or two
     images of one layout) in a batch are named by their tags, then by the reference as given,
@@ -96,7 +114,7 @@ def categories(runs: Sequence[tuple[str, str | None, bool]]) -> list[str]:
     chosen: list[str | None] = [None] * len(runs)
     for naming in namings:
         named = {
-            i: category(image, platform, unreadable=bad, name=naming(image))
+            i: category(image, platform, unreadable=bad, name=naming(image), prefix=prefix)
             for i, (image, platform, bad) in enumerate(runs)
             if chosen[i] is None
         }
@@ -106,7 +124,7 @@ def categories(runs: Sequence[tuple[str, str | None, bool]]) -> list[str]:
                 chosen[i] = text
     out, seen = [], Counter[str]()
     for i, (image, platform, bad) in enumerate(runs):
-        text = chosen[i] or category(image, platform, unreadable=bad, name=image)
+        text = chosen[i] or category(image, platform, unreadable=bad, name=image, prefix=prefix)
         seen[text] += 1
         out.append(text if chosen[i] else f"{text}#{seen[text]}/")
     return out
@@ -253,15 +271,19 @@ def run_count(reports: Sequence[Report], unreadable: Sequence[Unreadable]) -> in
 
 
 def render_sarif(
-    reports: Sequence[Report], *, tool_version: str = "0", unreadable: Sequence[Unreadable] = ()
+    reports: Sequence[Report],
+    *,
+    tool_version: str = "0",
+    unreadable: Sequence[Unreadable] = (),
+    category_prefix: str = CATEGORY_PREFIX,
 ) -> str:
     """SARIF 2.1.0: a run per image platform (its rules, a result per failed or not-run finding),
-    then a run per image or platform that could not be read."""
+    then a run per image or platform that could not be read; every category under `category_prefix`."""
     runs = [_report_run(r, tool_version) for r in reports]
     runs += [_unreadable_run(u, tool_version) for u in unreadable]
     named: list[tuple[str, str | None, bool]] = [(r.image, r.platform, False) for r in reports]
     named += [(u.image, u.platform, True) for u in unreadable]
-    for run, text in zip(runs, categories(named), strict=True):
+    for run, text in zip(runs, categories(named, category_prefix), strict=True):
         run["automationDetails"] = {"id": text}
     doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": runs}
     return json.dumps(clean(doc, raw_keys=frozenset()), indent=2) + "\n"
@@ -273,6 +295,7 @@ __all__ = [
     "artifact_uri",
     "categories",
     "category",
+    "category_prefix",
     "fingerprint",
     "render_sarif",
     "repository",
