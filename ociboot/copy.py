@@ -7,10 +7,11 @@
 Every byte taken from the source is verified against the digest that names it, and a blob's
 last bytes are handed to the registry only after the whole blob verified: a blob whose bytes
 changed since the check is never completed in the destination (nothing is staged on disk,
-no blob is held whole).  Manifests are read and verified again when pushed rather than kept,
-so memory does not grow with the number of manifests.  Index entries of every kind are
-copied (attestations, artifacts, nested indexes): the index is pushed as its exact bytes, so
-everything it lists must exist in the destination.
+no blob is held whole).  A blob mounted within one registry is read and verified first: the
+mount links the registry's bytes, not ours.  Manifests are read and verified again when
+pushed rather than kept, so memory does not grow with the number of manifests.  Index
+entries of every kind are copied (attestations, artifacts, nested indexes): the index is
+pushed as its exact bytes, so everything it lists must exist in the destination.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .image import MAX_INDEX_DEPTH
 from .mediatypes import is_index, is_manifest
 from .sources import ImageSource
 from .sources.registry.push import RegistryTarget
+from .sources.registry.transport import CHUNK
 from .spec import MAX_DESCRIPTORS, MAX_MANIFEST_BYTES, Descriptor, Index, Manifest, sniff_manifest_type
 from .streams import ReadStream
 
@@ -35,7 +37,7 @@ DEFAULT_COPY_JOBS = 4
 
 class Action(StrEnum):
     SEND = "send"  # streamed from the source, verified on the way
-    MOUNT = "mount"  # linked from the source repository of the same registry; no bytes moved
+    MOUNT = "mount"  # linked from the source repository of the same registry once it verified there
     PRESENT = "present"  # the destination already holds it: nothing sent
     PUT = "put"  # a manifest pushed by digest
     TAG = "tag"  # the tag pointed at the subject, last
@@ -170,17 +172,25 @@ def copy_blob(
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> Action:
     """One blob into the destination: nothing if it is there, else mounted from `mount_from`
-    (a repository of the same registry), else streamed and verified."""
+    (a repository of the same registry) once its bytes there verified, else streamed and verified."""
     if target.blob_exists(blob):
         return Action.PRESENT
+    what = f"blob {blob.digest} of {source.ref.display}"
     if mount_from is not None:
+        # A mount links the bytes the registry holds under the digest now, which may have
+        # changed since the check: they are read and verified first (read, not sent).
+        verify = progress(f"verify {blob.digest.short}", blob.size) if progress is not None else None
+        with source.open_blob(blob) as stream:
+            reader = VerifyingReader(stream, blob.digest, what, blob.size)
+            while chunk := reader.read(CHUNK):
+                if verify is not None:
+                    verify(len(chunk))
         try:
             if target.mount_blob(blob, mount_from):
                 return Action.MOUNT
         except AuthenticationError:
             pass  # the destination's credentials may not read the source repository: send it
     advance = progress(f"blob {blob.digest.short}", blob.size) if progress is not None else None
-    what = f"blob {blob.digest} of {source.ref.display}"
     with source.open_blob(blob) as stream:
         reader = VerifyingReader(stream, blob.digest, what, blob.size)
         sent = target.upload_blob(blob, _Withheld(reader, blob.size, advance))

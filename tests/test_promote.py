@@ -306,6 +306,47 @@ def test_layer_corrupted_after_the_check_is_never_completed_in_the_destination(
     assert status(second, "prod/rot", "manifests", image.digest) == 404
 
 
+def test_layer_corrupted_after_the_check_is_not_mounted_within_one_registry(registry: RegistryServer) -> None:
+    # One registry keeps one copy of a digest's bytes for every repository: a mount links
+    # whatever it holds now, so the bytes are read and verified before the mount is asked for.
+    image = unique_bootable()
+    Pusher(registry.url).push("staging/rotmount", image, "1")
+    layer = image.layers[0]
+    stored = _blob_file(registry, layer.digest)
+    original = stored.read_bytes()
+
+    def corrupt(checked: Checked) -> None:
+        assert checked.reports and checked.reports[0].bootable()
+        stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+
+    try:
+        done = promote(
+            f"docker://{registry.host}/staging/rotmount:1",
+            f"docker://{registry.host}/prod/rotmount:1",
+            Policy(),
+            Options(),
+            after_check=corrupt,
+        )
+        assert done.exit_code == 3
+        assert (
+            done.error is not None and "digest mismatch" in done.error.lower() and layer.digest in done.error
+        )
+        assert status(registry, "prod/rotmount", "manifests", "1") == 404
+        assert status(registry, "prod/rotmount", "blobs", layer.digest) == 404
+    finally:
+        stored.write_bytes(original)
+    # Intact, the same promotion still mounts every blob: nothing is streamed within one registry.
+    done = promote(
+        f"docker://{registry.host}/staging/rotmount:1",
+        f"docker://{registry.host}/prod/rotmount:1",
+        Policy(),
+        Options(),
+    )
+    assert done.exit_code == 0, done.error
+    actions = {s.digest: s.action for s in done.steps if s.kind == "blob"}
+    assert actions[Digest.parse(layer.digest)] is Action.MOUNT and Action.SEND not in actions.values()
+
+
 def test_an_upload_gets_the_last_bytes_of_a_blob_only_after_it_verified() -> None:
     data = bytes(range(256)) * 64
     wrong = Digest.of(b"other bytes")
