@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import io
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from ociboot.digest import Digest
-from ociboot.errors import AuthenticationError, RegistryError
+from ociboot.errors import AuthenticationError, ImageNotFound, RegistryError
 from ociboot.mediatypes import MediaType
 from ociboot.ref import ImageRef, Transport
 from ociboot.sources import SourceOptions
@@ -264,3 +265,59 @@ def test_an_upload_from_a_local_stream_ends_at_the_image_deadline() -> None:
         server.server_close()
     # Ended at the deadline while sending, not once the whole body had been taken.
     assert 0 < sum(_SlowReader.received) < len(data) // 2
+
+
+class _EchoingReason(http.server.BaseHTTPRequestHandler):
+    """Asks for Basic credentials, then quotes them back in the reason phrase of a 500."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        sent = self.headers.get("Authorization")
+        if sent is None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="registry"')
+        else:
+            self.send_response(500, f"you sent {sent} ({base64.b64decode(sent.split()[1]).decode()})")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        sent = self.headers.get("Authorization")
+        if sent is None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="registry"')
+            body = b""
+        else:  # not found, with the credentials for an error code
+            self.send_response(404)
+            codes = ["MANIFEST_UNKNOWN", sent, base64.b64decode(sent.split()[1]).decode()]
+            body = json.dumps({"errors": [{"code": c} for c in codes]}).encode()
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_credentials_echoed_in_a_reason_phrase_or_an_error_code_are_not_printed() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoingReason)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = RegistryTarget(
+        ref(f"127.0.0.1:{server.server_address[1]}", "prod/echo"),
+        SourceOptions(creds="alice:s3cret-pass", retries=0),
+    )
+    try:
+        with pytest.raises(RegistryError) as reason:
+            target.blob_exists(descriptor(b"anything"))
+        with pytest.raises(ImageNotFound) as code:
+            target.upload_manifest(b"{}", MediaType.OCI_MANIFEST, "1")
+    finally:
+        target.close()
+        server.shutdown()
+        server.server_close()
+    assert "500" in str(reason.value) and "you sent" in str(reason.value)
+    assert "MANIFEST_UNKNOWN" in str(code.value)
+    for said in (str(reason.value), str(code.value)):
+        assert "s3cret-pass" not in said and base64.b64encode(b"alice:s3cret-pass").decode() not in said
