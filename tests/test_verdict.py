@@ -19,6 +19,7 @@ from ociboot import schemas
 from ociboot.boot.check import Profile
 from ociboot.boot.context import Policy
 from ociboot.boot.profiles import load_policy
+from ociboot.boot.rules import ALL_RULES
 from ociboot.cli import app
 from ociboot.digest import Digest
 from ociboot.errors import InvalidManifest
@@ -136,6 +137,23 @@ def test_a_malformed_statement_is_refused(change: Any) -> None:
 def test_a_statement_over_the_cap_is_refused_before_parsing() -> None:
     with pytest.raises(InvalidManifest, match="byte cap"):
         statement.parse(b" " * (statement.MAX_STATEMENT_BYTES + 1), "s")
+
+
+def _statement_with(ids: int, width: int = 0) -> bytes:
+    tests = Tally(Result.PASSED, tuple(f"T{i:0{width}d}" for i in range(ids)), (), ())
+    return statement.make("r", sha(b"i"), tests, Policy(), "1")
+
+
+def test_what_one_statement_may_make_ociboot_hold_is_bounded() -> None:
+    # `verdicts` keeps every verdict of a list (MAX_REFERRERS of them) to order and print them:
+    # a statement is at most a few hundred bytes of rule ids per check ociboot has, so one that
+    # is far longer, or lists far more ids, is no verdict of ours and is refused before it is kept.
+    ours = _statement_with(len(ALL_RULES))
+    assert statement.parse(ours, "s") is not None
+    with pytest.raises(InvalidManifest, match="test ids"):
+        statement.parse(_statement_with(1000), "s")  # 6 KB of short ids: 1000 strings kept
+    with pytest.raises(InvalidManifest, match="byte cap"):
+        statement.parse(_statement_with(100, width=200), "s")  # 20 KB in a few ids
 
 
 def test_another_kind_of_statement_is_not_a_verdict() -> None:
