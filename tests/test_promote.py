@@ -375,6 +375,26 @@ def test_a_failed_push_leaves_the_destination_tag_where_it_was(
     assert skopeo_raw(f"docker://{second.host}/prod/keep:1") == old.manifest.data
 
 
+def test_a_verdict_that_cannot_be_attached_leaves_the_tag_unwritten(
+    registry: RegistryServer, second: RegistryServer
+) -> None:
+    image = unique_bootable()
+    Pusher(registry.url).push("staging/noverdict", image, "1")
+    Pusher(second.url).push("prod/noverdict", image, "elsewhere")  # every blob and manifest there
+    fronted = FaultProxy(second.host)
+    try:
+        fronted.fail_next(400, "/blobs/uploads/")  # the first upload is the verdict's
+        code, _, err = run(
+            f"docker://{registry.host}/staging/noverdict:1", f"docker://{fronted.host}/prod/noverdict:1"
+        )
+        uploads = [p for m, p, _ in fronted.requests if m == "POST" and "/blobs/uploads/" in p]
+    finally:
+        fronted.close()
+    assert code == 3 and "promoting to" in err
+    assert len(uploads) == 1
+    assert status(second, "prod/noverdict", "manifests", "1") == 404
+
+
 # --- credentials ----------------------------------------------------------------------------------
 
 
