@@ -434,6 +434,33 @@ def test_policy_chooses_the_verdicts_that_count(registry: RegistryServer, tmp_pa
 
 
 @pytest.mark.registry
+def test_the_options_a_verdict_was_made_with_are_the_ones_that_read_it(
+    registry: RegistryServer, good: BuiltImage, tmp_path: Path
+) -> None:
+    # --fatal-warnings is part of the policy a check is judged by (and of its digest): read with
+    # the same --policy and --fatal-warnings, the verdict counts; so it does for the file alone
+    # (fatal warnings only make a policy stricter), and a verdict of the file alone still counts
+    # when read with --fatal-warnings (its PASSED had no warning).
+    image = _push(registry, "verdict/fatal", good)
+    gate = tmp_path / "gate.toml"
+    gate.write_text('skip = ["LAY-004"]\n')
+    code, _, err = cli(
+        "check", "-q", "--no-cache", "--attach", "--policy", str(gate), "--fatal-warnings", image
+    )
+    assert code == 0, err
+    assert verdicts(image, "--policy", str(gate), "--fatal-warnings")[0] == 0
+    assert verdicts(image, "--policy", str(gate))[0] == 0
+    plain = _push(registry, "verdict/plain", good)
+    code, _, err = cli("check", "-q", "--no-cache", "--attach", "--policy", str(gate), plain)
+    assert code == 0, err
+    assert verdicts(plain, "--policy", str(gate), "--fatal-warnings")[0] == 0
+    # A verdict under a laxer policy never counts for a stricter one.
+    lax = tmp_path / "lax.toml"
+    lax.write_text('skip = ["LAY-004", "KRN-003"]\n')
+    assert verdicts(image, "--policy", str(lax))[0] == 1
+
+
+@pytest.mark.registry
 def test_token_auth_attach_and_read(token_registry: RegistryServer, good: BuiltImage) -> None:
     Pusher(token_registry.url, "alice", "wonderland").push("team/app", good, "v1")
     image = f"docker://{token_registry.host}/team/app:v1"
