@@ -154,6 +154,7 @@ def promote(
                     target,
                     dst.tag or "",
                     mount_from=mount_from,
+                    one_registry=same_registry,
                     jobs=options_dst.jobs,
                     dry_run=dry_run,
                     on_step=record,

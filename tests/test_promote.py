@@ -347,6 +347,38 @@ def test_layer_corrupted_after_the_check_is_not_mounted_within_one_registry(regi
     assert actions[Digest.parse(layer.digest)] is Action.MOUNT and Action.SEND not in actions.values()
 
 
+def test_layer_corrupted_after_the_check_is_not_taken_as_present_within_one_registry(
+    registry: RegistryServer,
+) -> None:
+    # A tag of the same repository (or a repository already linking the blob): DST "holds" the
+    # blob, but within one registry what it holds is the bytes that were judged, as they are now.
+    image = unique_bootable()
+    Pusher(registry.url).push("staging/rottag", image, "rc")
+    layer = image.layers[0]
+    stored = _blob_file(registry, layer.digest)
+    original = stored.read_bytes()
+
+    def corrupt(checked: Checked) -> None:
+        assert checked.reports and checked.reports[0].bootable()
+        stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+
+    try:
+        done = promote(
+            f"docker://{registry.host}/staging/rottag:rc",
+            f"docker://{registry.host}/staging/rottag:stable",
+            Policy(),
+            Options(),
+            after_check=corrupt,
+        )
+        assert done.exit_code == 3
+        assert (
+            done.error is not None and "digest mismatch" in done.error.lower() and layer.digest in done.error
+        )
+        assert status(registry, "staging/rottag", "manifests", "stable") == 404
+    finally:
+        stored.write_bytes(original)
+
+
 def test_an_upload_gets_the_last_bytes_of_a_blob_only_after_it_verified() -> None:
     data = bytes(range(256)) * 64
     wrong = Digest.of(b"other bytes")
