@@ -31,7 +31,14 @@ from ociboot.promote import promote
 from tests.support.bootimages import bootable, generic, initrd
 from tests.support.dockerarchive import write_docker_archive
 from tests.support.faultproxy import FaultProxy
-from tests.support.imagebuilder import BuiltImage, BuiltIndex, attestation, build_index
+from tests.support.imagebuilder import (
+    OCI_INDEX,
+    BuiltImage,
+    BuiltIndex,
+    attestation,
+    build_index,
+    canonical_json,
+)
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, start_registry
 
@@ -482,6 +489,28 @@ def test_oci_archive_is_promoted_into_a_registry(registry: RegistryServer) -> No
     code, _, err = run(archive, f"docker://{registry.host}/prod/cos:1")
     assert code == 0, err
     assert skopeo_raw(f"docker://{registry.host}/prod/cos:1") == skopeo_raw(archive)
+
+
+def test_a_layout_whose_index_json_lists_the_platforms_is_promoted_as_that_index(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    # index.json listing one unnamed manifest per platform: `check oci:DIR` reads it as one
+    # multi-platform image, so a promotion judges and copies that index, as its exact bytes.
+    amd, arm = unique_bootable(), unique_bootable("arm64")
+    files = {"oci-layout": canonical_json({"imageLayoutVersion": "1.0.0"})}
+    entries = []
+    for image, arch in ((amd, "amd64"), (arm, "arm64")):
+        files.update((f"blobs/sha256/{d.removeprefix('sha256:')}", b) for d, b in image.blobs.items())
+        entries.append(image.manifest.descriptor(platform={"os": "linux", "architecture": arch}))
+    index_json = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    files["index.json"] = index_json
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    code, out, err = run(f"oci:{tmp_path}", f"docker://{registry.host}/prod/layout:1")
+    assert code == 0, err
+    assert out.count("BOOTABLE") == 2
+    assert skopeo_raw(f"docker://{registry.host}/prod/layout:1") == index_json
 
 
 def test_docker_archive_is_promoted_into_a_registry(registry: RegistryServer, tmp_path: Path) -> None:
