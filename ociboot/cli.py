@@ -1297,13 +1297,14 @@ def verdicts(
     """The verdicts attached to the image's digest (check --attach, promote), verified, newest
     first.  Exit 0 the newest passed, 1 it did not or there is none, 3 they could not be read.
 
-    With --policy FILE only the verdicts made with that policy count; with --fatal-warnings a
-    WARNED verdict does not pass either."""
+    With --policy FILE only the verdicts made with that policy count (a check's --fatal-warnings
+    too: it only makes the policy stricter); with --fatal-warnings a WARNED verdict does not
+    pass either."""
     from .boot.profiles import load_policy
     from .verdict.listing import verdicts_of
 
     try:
-        policy = load_policy(policy_file).digest if policy_file else None
+        policy = load_policy(policy_file) if policy_file else None
     except OcibootError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
     _registry_only([image], "IMAGE")

@@ -7,10 +7,12 @@
 Every byte taken from the source is verified against the digest that names it, and a blob's
 last bytes are handed to the registry only after the whole blob verified: a blob whose bytes
 changed since the check is never completed in the destination (nothing is staged on disk,
-no blob is held whole).  Manifests are read and verified again when pushed rather than kept,
-so memory does not grow with the number of manifests.  Index entries of every kind are
-copied (attestations, artifacts, nested indexes): the index is pushed as its exact bytes, so
-everything it lists must exist in the destination.
+no blob is held whole).  Within one registry a blob mounted, or already there, is read and
+verified first: the destination then holds the registry's bytes, not ours.  Manifests are
+read and verified again when pushed rather than kept, so memory does not grow with the number
+of manifests.  Index entries of every kind are copied (attestations, artifacts, nested
+indexes): the index is pushed as its exact bytes, so everything it lists must exist in the
+destination.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .image import MAX_INDEX_DEPTH
 from .mediatypes import is_index, is_manifest
 from .sources import ImageSource
 from .sources.registry.push import RegistryTarget
+from .sources.registry.transport import CHUNK
 from .spec import MAX_DESCRIPTORS, MAX_MANIFEST_BYTES, Descriptor, Index, Manifest, sniff_manifest_type
 from .streams import ReadStream
 
@@ -35,7 +38,7 @@ DEFAULT_COPY_JOBS = 4
 
 class Action(StrEnum):
     SEND = "send"  # streamed from the source, verified on the way
-    MOUNT = "mount"  # linked from the source repository of the same registry; no bytes moved
+    MOUNT = "mount"  # linked from the source repository of the same registry (verified there)
     PRESENT = "present"  # the destination already holds it: nothing sent
     PUT = "put"  # a manifest pushed by digest
     TAG = "tag"  # the tag pointed at the subject, last
@@ -168,11 +171,21 @@ def copy_blob(
     blob: Descriptor,
     mount_from: str | None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    one_registry: bool = False,
 ) -> Action:
     """One blob into the destination: nothing if it is there, else mounted from `mount_from`
-    (a repository of the same registry), else streamed and verified."""
-    if target.blob_exists(blob):
+    (a repository of the same registry), else streamed and verified.
+
+    Within `one_registry` the destination's copy of a digest is the source's: a blob it holds
+    already, or one mounted, is the registry's bytes as they are now, which may have changed
+    since the check; they are read from the source and verified first (read, not sent)."""
+    present = target.blob_exists(blob)
+    if present and not one_registry:
         return Action.PRESENT
+    if one_registry or mount_from is not None:
+        _verify(source, blob, progress)
+        if present:
+            return Action.PRESENT
     if mount_from is not None:
         try:
             if target.mount_blob(blob, mount_from):
@@ -180,11 +193,26 @@ def copy_blob(
         except AuthenticationError:
             pass  # the destination's credentials may not read the source repository: send it
     advance = progress(f"blob {blob.digest.short}", blob.size) if progress is not None else None
-    what = f"blob {blob.digest} of {source.ref.display}"
     with source.open_blob(blob) as stream:
-        reader = VerifyingReader(stream, blob.digest, what, blob.size)
+        reader = VerifyingReader(
+            stream, blob.digest, f"blob {blob.digest} of {source.ref.display}", blob.size
+        )
         sent = target.upload_blob(blob, _Withheld(reader, blob.size, advance))
     return Action.SEND if sent else Action.PRESENT
+
+
+def _verify(
+    source: ImageSource, blob: Descriptor, progress: Callable[[str, int], Callable[[int], None]] | None
+) -> None:
+    """Read the blob from the source to its end, checking size and digest; nothing is kept."""
+    advance = progress(f"verify {blob.digest.short}", blob.size) if progress is not None else None
+    with source.open_blob(blob) as stream:
+        reader = VerifyingReader(
+            stream, blob.digest, f"blob {blob.digest} of {source.ref.display}", blob.size
+        )
+        while chunk := reader.read(CHUNK):
+            if advance is not None:
+                advance(len(chunk))
 
 
 def copy(
@@ -194,6 +222,7 @@ def copy(
     tag: str,
     *,
     mount_from: str | None = None,
+    one_registry: bool = False,
     jobs: int = 0,
     dry_run: bool = False,
     on_step: Callable[[Step], None] | None = None,
@@ -224,7 +253,7 @@ def copy(
             done(blob_step(blob, action))
     else:
         for blob, action in _concurrently(
-            plan.blobs, lambda b: copy_blob(source, target, b, mount_from, progress), jobs
+            plan.blobs, lambda b: copy_blob(source, target, b, mount_from, progress, one_registry), jobs
         ):
             done(blob_step(blob, action))
     for manifest in plan.manifests:

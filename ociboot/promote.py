@@ -154,6 +154,7 @@ def promote(
                     target,
                     dst.tag or "",
                     mount_from=mount_from,
+                    one_registry=same_registry,
                     jobs=options_dst.jobs,
                     dry_run=dry_run,
                     on_step=record,
@@ -175,11 +176,12 @@ def _attached(
     """The verdict DST already holds for this digest that says what this check says (same
     tests, policy and ociboot version): re-running a promotion then writes nothing."""
     text = str(dst.with_digest(subject.digest))
-    found = verdicts_of(text, replace(options, platform=None), policy.digest, policy.fatal_warnings)
+    found = verdicts_of(text, replace(options, platform=None), policy, policy.fatal_warnings)
     tally = Tally.of(checked.reports, policy.fatal_warnings)
     for verdict in found.deciding():
         said = verdict.statement
-        if said is not None and said.tests == tally and said.version == __version__:
+        same = said is not None and said.policy == policy.digest and said.tests == tally
+        if same and said is not None and said.version == __version__:
             return verdict.referrer
     return None
 

@@ -31,7 +31,14 @@ from ociboot.promote import promote
 from tests.support.bootimages import bootable, generic, initrd
 from tests.support.dockerarchive import write_docker_archive
 from tests.support.faultproxy import FaultProxy
-from tests.support.imagebuilder import BuiltImage, BuiltIndex, attestation, build_index
+from tests.support.imagebuilder import (
+    OCI_INDEX,
+    BuiltImage,
+    BuiltIndex,
+    attestation,
+    build_index,
+    canonical_json,
+)
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, start_registry
 
@@ -306,6 +313,79 @@ def test_layer_corrupted_after_the_check_is_never_completed_in_the_destination(
     assert status(second, "prod/rot", "manifests", image.digest) == 404
 
 
+def test_layer_corrupted_after_the_check_is_not_mounted_within_one_registry(registry: RegistryServer) -> None:
+    # One registry keeps one copy of a digest's bytes for every repository: a mount links
+    # whatever it holds now, so the bytes are read and verified before the mount is asked for.
+    image = unique_bootable()
+    Pusher(registry.url).push("staging/rotmount", image, "1")
+    layer = image.layers[0]
+    stored = _blob_file(registry, layer.digest)
+    original = stored.read_bytes()
+
+    def corrupt(checked: Checked) -> None:
+        assert checked.reports and checked.reports[0].bootable()
+        stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+
+    try:
+        done = promote(
+            f"docker://{registry.host}/staging/rotmount:1",
+            f"docker://{registry.host}/prod/rotmount:1",
+            Policy(),
+            Options(),
+            after_check=corrupt,
+        )
+        assert done.exit_code == 3
+        assert (
+            done.error is not None and "digest mismatch" in done.error.lower() and layer.digest in done.error
+        )
+        assert status(registry, "prod/rotmount", "manifests", "1") == 404
+        assert status(registry, "prod/rotmount", "blobs", layer.digest) == 404
+    finally:
+        stored.write_bytes(original)
+    # Intact, the same promotion still mounts every blob: nothing is streamed within one registry.
+    done = promote(
+        f"docker://{registry.host}/staging/rotmount:1",
+        f"docker://{registry.host}/prod/rotmount:1",
+        Policy(),
+        Options(),
+    )
+    assert done.exit_code == 0, done.error
+    actions = {s.digest: s.action for s in done.steps if s.kind == "blob"}
+    assert actions[Digest.parse(layer.digest)] is Action.MOUNT and Action.SEND not in actions.values()
+
+
+def test_layer_corrupted_after_the_check_is_not_taken_as_present_within_one_registry(
+    registry: RegistryServer,
+) -> None:
+    # A tag of the same repository (or a repository already linking the blob): DST "holds" the
+    # blob, but within one registry what it holds is the bytes that were judged, as they are now.
+    image = unique_bootable()
+    Pusher(registry.url).push("staging/rottag", image, "rc")
+    layer = image.layers[0]
+    stored = _blob_file(registry, layer.digest)
+    original = stored.read_bytes()
+
+    def corrupt(checked: Checked) -> None:
+        assert checked.reports and checked.reports[0].bootable()
+        stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+
+    try:
+        done = promote(
+            f"docker://{registry.host}/staging/rottag:rc",
+            f"docker://{registry.host}/staging/rottag:stable",
+            Policy(),
+            Options(),
+            after_check=corrupt,
+        )
+        assert done.exit_code == 3
+        assert (
+            done.error is not None and "digest mismatch" in done.error.lower() and layer.digest in done.error
+        )
+        assert status(registry, "staging/rottag", "manifests", "stable") == 404
+    finally:
+        stored.write_bytes(original)
+
+
 def test_an_upload_gets_the_last_bytes_of_a_blob_only_after_it_verified() -> None:
     data = bytes(range(256)) * 64
     wrong = Digest.of(b"other bytes")
@@ -332,6 +412,26 @@ def test_a_failed_push_leaves_the_destination_tag_where_it_was(
     assert code == 3
     assert err.startswith(f"ociboot: error: docker://{registry.host}/staging/keep:1: promoting to ")
     assert skopeo_raw(f"docker://{second.host}/prod/keep:1") == old.manifest.data
+
+
+def test_a_verdict_that_cannot_be_attached_leaves_the_tag_unwritten(
+    registry: RegistryServer, second: RegistryServer
+) -> None:
+    image = unique_bootable()
+    Pusher(registry.url).push("staging/noverdict", image, "1")
+    Pusher(second.url).push("prod/noverdict", image, "elsewhere")  # every blob and manifest there
+    fronted = FaultProxy(second.host)
+    try:
+        fronted.fail_next(400, "/blobs/uploads/")  # the first upload is the verdict's
+        code, _, err = run(
+            f"docker://{registry.host}/staging/noverdict:1", f"docker://{fronted.host}/prod/noverdict:1"
+        )
+        uploads = [p for m, p, _ in fronted.requests if m == "POST" and "/blobs/uploads/" in p]
+    finally:
+        fronted.close()
+    assert code == 3 and "promoting to" in err
+    assert len(uploads) == 1
+    assert status(second, "prod/noverdict", "manifests", "1") == 404
 
 
 # --- credentials ----------------------------------------------------------------------------------
@@ -389,6 +489,28 @@ def test_oci_archive_is_promoted_into_a_registry(registry: RegistryServer) -> No
     code, _, err = run(archive, f"docker://{registry.host}/prod/cos:1")
     assert code == 0, err
     assert skopeo_raw(f"docker://{registry.host}/prod/cos:1") == skopeo_raw(archive)
+
+
+def test_a_layout_whose_index_json_lists_the_platforms_is_promoted_as_that_index(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    # index.json listing one unnamed manifest per platform: `check oci:DIR` reads it as one
+    # multi-platform image, so a promotion judges and copies that index, as its exact bytes.
+    amd, arm = unique_bootable(), unique_bootable("arm64")
+    files = {"oci-layout": canonical_json({"imageLayoutVersion": "1.0.0"})}
+    entries = []
+    for image, arch in ((amd, "amd64"), (arm, "arm64")):
+        files.update((f"blobs/sha256/{d.removeprefix('sha256:')}", b) for d, b in image.blobs.items())
+        entries.append(image.manifest.descriptor(platform={"os": "linux", "architecture": arch}))
+    index_json = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    files["index.json"] = index_json
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    code, out, err = run(f"oci:{tmp_path}", f"docker://{registry.host}/prod/layout:1")
+    assert code == 0, err
+    assert out.count("BOOTABLE") == 2
+    assert skopeo_raw(f"docker://{registry.host}/prod/layout:1") == index_json
 
 
 def test_docker_archive_is_promoted_into_a_registry(registry: RegistryServer, tmp_path: Path) -> None:

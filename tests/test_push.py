@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.server
 import io
 import json
+import socket
+import threading
+import time
+from typing import Any
 
 import pytest
 
 from ociboot.digest import Digest
-from ociboot.errors import AuthenticationError, RegistryError
+from ociboot.errors import AuthenticationError, ImageNotFound, RegistryError
 from ociboot.mediatypes import MediaType
 from ociboot.ref import ImageRef, Transport
 from ociboot.sources import SourceOptions
@@ -195,3 +201,123 @@ def test_a_user_without_push_rights_gets_an_authentication_error(token_registry:
     data = b"not bob's to push\n"
     with pytest.raises(AuthenticationError, match=r"team/app: credentials from --creds were refused or lack"):
         target.upload_blob(descriptor(data), io.BytesIO(data))
+
+
+class _SlowReader(http.server.BaseHTTPRequestHandler):
+    """A registry that takes an upload's body slowly, but never slowly enough to stall: only the
+    image's deadline can end an upload from a local stream (an archive) to it."""
+
+    protocol_version = "HTTP/1.1"
+    received: list[int] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in {"Content-Length": "0", "Connection": "close", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.close_connection = True
+
+    def do_HEAD(self) -> None:
+        self._answer(404)
+
+    def do_POST(self) -> None:
+        self._answer(202, {"Location": "/v2/prod/slow/blobs/uploads/1"})
+
+    def do_PUT(self) -> None:
+        left = int(self.headers.get("Content-Length", "0"))
+        while left > 0:
+            try:
+                chunk = self.rfile.read(min(left, 1 << 16))
+            except OSError:
+                return
+            if not chunk:
+                return
+            left -= len(chunk)
+            self.received.append(len(chunk))
+            time.sleep(0.05)
+        self._answer(201)
+
+
+class _SmallWindow(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
+        super().server_bind()
+
+
+def test_an_upload_from_a_local_stream_ends_at_the_image_deadline() -> None:
+    server = _SmallWindow(("127.0.0.1", 0), _SlowReader)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    data = noise(48 << 20)  # at the server's pace (about 1.3 MB/s), far longer than the deadline
+    target = RegistryTarget(
+        ref(f"127.0.0.1:{server.server_address[1]}", "prod/slow"), SourceOptions(timeout=1.0, retries=0)
+    )
+    try:
+        with pytest.raises(RegistryError, match="--timeout"):
+            target.upload_blob(descriptor(data), io.BytesIO(data))
+    finally:
+        target.close()
+        server.shutdown()
+        server.server_close()
+    # Ended at the deadline while sending, not once the whole body had been taken.
+    assert 0 < sum(_SlowReader.received) < len(data) // 2
+
+
+class _EchoingReason(http.server.BaseHTTPRequestHandler):
+    """Asks for Basic credentials, then quotes them back in the reason phrase of a 500."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        sent = self.headers.get("Authorization")
+        if sent is None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="registry"')
+        else:
+            self.send_response(500, f"you sent {sent} ({base64.b64decode(sent.split()[1]).decode()})")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        sent = self.headers.get("Authorization")
+        if sent is None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="registry"')
+            body = b""
+        else:  # not found, with the credentials for an error code
+            self.send_response(404)
+            codes = ["MANIFEST_UNKNOWN", sent, base64.b64decode(sent.split()[1]).decode()]
+            body = json.dumps({"errors": [{"code": c} for c in codes]}).encode()
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_credentials_echoed_in_a_reason_phrase_or_an_error_code_are_not_printed() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoingReason)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = RegistryTarget(
+        ref(f"127.0.0.1:{server.server_address[1]}", "prod/echo"),
+        SourceOptions(creds="alice:s3cret-pass", retries=0),
+    )
+    try:
+        with pytest.raises(RegistryError) as reason:
+            target.blob_exists(descriptor(b"anything"))
+        with pytest.raises(ImageNotFound) as code:
+            target.upload_manifest(b"{}", MediaType.OCI_MANIFEST, "1")
+    finally:
+        target.close()
+        server.shutdown()
+        server.server_close()
+    assert "500" in str(reason.value) and "you sent" in str(reason.value)
+    assert "MANIFEST_UNKNOWN" in str(code.value)
+    for said in (str(reason.value), str(code.value)):
+        assert "s3cret-pass" not in said and base64.b64encode(b"alice:s3cret-pass").decode() not in said

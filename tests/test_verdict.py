@@ -19,6 +19,7 @@ from ociboot import schemas
 from ociboot.boot.check import Profile
 from ociboot.boot.context import Policy
 from ociboot.boot.profiles import load_policy
+from ociboot.boot.rules import ALL_RULES
 from ociboot.cli import app
 from ociboot.digest import Digest
 from ociboot.errors import InvalidManifest
@@ -136,6 +137,23 @@ def test_a_malformed_statement_is_refused(change: Any) -> None:
 def test_a_statement_over_the_cap_is_refused_before_parsing() -> None:
     with pytest.raises(InvalidManifest, match="byte cap"):
         statement.parse(b" " * (statement.MAX_STATEMENT_BYTES + 1), "s")
+
+
+def _statement_with(ids: int, width: int = 0) -> bytes:
+    tests = Tally(Result.PASSED, tuple(f"T{i:0{width}d}" for i in range(ids)), (), ())
+    return statement.make("r", sha(b"i"), tests, Policy(), "1")
+
+
+def test_what_one_statement_may_make_ociboot_hold_is_bounded() -> None:
+    # `verdicts` keeps every verdict of a list (MAX_REFERRERS of them) to order and print them:
+    # a statement is at most a few hundred bytes of rule ids per check ociboot has, so one that
+    # is far longer, or lists far more ids, is no verdict of ours and is refused before it is kept.
+    ours = _statement_with(len(ALL_RULES))
+    assert statement.parse(ours, "s") is not None
+    with pytest.raises(InvalidManifest, match="test ids"):
+        statement.parse(_statement_with(1000), "s")  # 6 KB of short ids: 1000 strings kept
+    with pytest.raises(InvalidManifest, match="byte cap"):
+        statement.parse(_statement_with(100, width=200), "s")  # 20 KB in a few ids
 
 
 def test_another_kind_of_statement_is_not_a_verdict() -> None:
@@ -413,6 +431,33 @@ def test_policy_chooses_the_verdicts_that_count(registry: RegistryServer, tmp_pa
     other.write_text('skip = ["LAY-004"]\n')
     code, doc, _ = verdicts(image, "--policy", str(other))
     assert code == 1 and doc["deciding"] == [] and len(doc["verdicts"]) == 2
+
+
+@pytest.mark.registry
+def test_the_options_a_verdict_was_made_with_are_the_ones_that_read_it(
+    registry: RegistryServer, good: BuiltImage, tmp_path: Path
+) -> None:
+    # --fatal-warnings is part of the policy a check is judged by (and of its digest): read with
+    # the same --policy and --fatal-warnings, the verdict counts; so it does for the file alone
+    # (fatal warnings only make a policy stricter), and a verdict of the file alone still counts
+    # when read with --fatal-warnings (its PASSED had no warning).
+    image = _push(registry, "verdict/fatal", good)
+    gate = tmp_path / "gate.toml"
+    gate.write_text('skip = ["LAY-004"]\n')
+    code, _, err = cli(
+        "check", "-q", "--no-cache", "--attach", "--policy", str(gate), "--fatal-warnings", image
+    )
+    assert code == 0, err
+    assert verdicts(image, "--policy", str(gate), "--fatal-warnings")[0] == 0
+    assert verdicts(image, "--policy", str(gate))[0] == 0
+    plain = _push(registry, "verdict/plain", good)
+    code, _, err = cli("check", "-q", "--no-cache", "--attach", "--policy", str(gate), plain)
+    assert code == 0, err
+    assert verdicts(plain, "--policy", str(gate), "--fatal-warnings")[0] == 0
+    # A verdict under a laxer policy never counts for a stricter one.
+    lax = tmp_path / "lax.toml"
+    lax.write_text('skip = ["LAY-004", "KRN-003"]\n')
+    assert verdicts(image, "--policy", str(lax))[0] == 1
 
 
 @pytest.mark.registry

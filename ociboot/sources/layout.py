@@ -63,6 +63,10 @@ class LayoutSource:
     def get_manifest(self, digest: Digest | None = None) -> RawManifest:
         if digest is not None:
             known = next((d for d in self.index.manifests if d.digest == digest), None)
+            if known is None and not self.store.exists(blob_path(digest)) and self._is_index_json(digest):
+                # index.json itself is the image when it lists the platforms unnamed (below): by
+                # its digest it is what a promotion pinned, checks and copies.
+                return self._index_json()
             return self._read_manifest(digest, known.media_type if known else None)
         if self._ref.digest is not None:
             # Pinned by digest (`oci:DIR:@sha256:...`, or ImageRef.with_digest): that blob, whether
@@ -70,9 +74,15 @@ class LayoutSource:
             return self.get_manifest(self._ref.digest)
         entry = self._select()
         if entry is None:
-            media_type = self.index.media_type or MediaType.OCI_INDEX
-            return RawManifest(self.index_raw, media_type, None, f"index.json of {self.where}")
+            return self._index_json()
         return self._read_manifest(entry.digest, entry.media_type)
+
+    def _index_json(self) -> RawManifest:
+        media_type = self.index.media_type or MediaType.OCI_INDEX
+        return RawManifest(self.index_raw, media_type, None, f"index.json of {self.where}")
+
+    def _is_index_json(self, digest: Digest) -> bool:
+        return Digest.of(self.index_raw, digest.algorithm) == digest
 
     def _select(self) -> Descriptor | None:
         """The index.json entry the reference names; None means index.json itself."""

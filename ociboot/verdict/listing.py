@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import schemas
+from ..boot.context import Policy
 from ..digest import Digest
 from ..errors import ContentError, ImageNotFound, InvalidManifest
 from ..image import describe_index, resolve
@@ -76,18 +77,25 @@ class Verdicts:
     others: int  # referrers that are not verdicts (SBOMs, signatures, ...)
     policy: Digest | None = None
     fatal_warnings: bool = False
+    #: The policy asked about with fatal warnings: what passed under it passed under the policy
+    #: (a warning there is a failure), so its verdicts count too: a check run with `--policy F
+    #: --fatal-warnings` is read back by `verdicts --policy F [--fatal-warnings]`.
+    stricter: Digest | None = None
 
     def deciding(self) -> tuple[Verdict, ...]:
         """The newest valid verdicts for the policy asked about (several when they share a time)."""
         wanted = [
-            v
-            for v in self.verdicts
-            if v.statement is not None and v.valid and self.policy in (None, v.statement.policy)
+            v for v in self.verdicts if v.statement is not None and v.valid and self._counts(v.statement)
         ]
         if not wanted:
             return ()
         newest = wanted[0].created
         return tuple(v for v in wanted if v.created == newest)
+
+    def _counts(self, said: Statement) -> bool:
+        if self.policy is None:
+            return True
+        return said.policy is not None and said.policy in (self.policy, self.stricter)
 
     @property
     def passed(self) -> bool:
@@ -142,10 +150,11 @@ def _rfc3339(when: dt.datetime | None) -> str | None:
 
 
 def verdicts_of(
-    text: str, options: Options, policy: Digest | None = None, fatal_warnings: bool = False
+    text: str, options: Options, policy: Policy | None = None, fatal_warnings: bool = False
 ) -> Verdicts:
     """Resolve `text` to its digest (verified; one platform's manifest with options.platform)
-    and read, verify and order the verdicts attached to it."""
+    and read, verify and order the verdicts attached to it; with `policy`, only the verdicts
+    made with it (or with it and fatal warnings) count."""
     with opened(text, options) as source:
         if not isinstance(source, RegistrySource):
             raise ImageNotFound(f"{text}: verdicts are attached to registry images (docker://) only")
@@ -170,7 +179,10 @@ def verdicts_of(
             else:
                 found.append(verdict)
     found.sort(key=_newest_first)
-    return Verdicts(text, subject, via, tuple(found), others, policy, fatal_warnings)
+    if policy is None:
+        return Verdicts(text, subject, via, tuple(found), others, None, fatal_warnings)
+    stricter = policy.merge(fatal_warnings=True).digest
+    return Verdicts(text, subject, via, tuple(found), others, policy.digest, fatal_warnings, stricter)
 
 
 def _newest_first(v: Verdict) -> tuple[int, float, str]:

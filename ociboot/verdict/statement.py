@@ -34,8 +34,11 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
 #: The statement blob's media type, and the referrer manifest's artifactType.
 MEDIA_TYPE = "application/vnd.in-toto+json"
-#: A statement is read into memory to be parsed: ours are a few KiB (one id per rule).
-MAX_STATEMENT_BYTES = 1 << 20
+#: A statement is read into memory to be parsed, and `verdicts` keeps what every verdict of a
+#: list (up to MAX_REFERRERS) says: ours are a few KiB (one short id per rule, under a hundred
+#: rules), so these bound what a list of hostile ones makes ociboot hold (tens of MiB).
+MAX_STATEMENT_BYTES = 16 << 10
+MAX_TEST_IDS = 512  # passedTests, warnedTests and failedTests together
 #: configuration[].name of the two ResourceDescriptors a verdict carries.
 TOOL = "ociboot"
 POLICY = "ociboot-policy"
@@ -137,6 +140,8 @@ def parse(data: bytes, what: str) -> Statement | None:
         _ids(predicate, "warnedTests", what),
         _ids(predicate, "failedTests", what),
     )
+    if (ids := len(tests.passed) + len(tests.warned) + len(tests.failed)) > MAX_TEST_IDS:
+        raise InvalidManifest(f"{what} lists {ids} test ids, more than the {MAX_TEST_IDS} a verdict may")
     subjects = obj.get("subject")
     if not isinstance(subjects, list) or not subjects:
         raise InvalidManifest(f"{what}: no subject")

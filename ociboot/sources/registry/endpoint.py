@@ -149,12 +149,14 @@ class Endpoint:
         finally:
             response.close()
         codes, messages = _error_codes(body)
-        messages = tuple(self.auth.scrub(m) for m in messages)
+        codes = tuple(self.auth.scrub(c) for c in codes)
         if status in (401, 403):
             return self.auth.error(response)
         if status == 404 or NOT_FOUND_CODES.intersection(codes):
             return ImageNotFound(f"{what} not found ({', '.join(codes) or status}): {display(self.ref)}")
-        detail = "; ".join(messages) or response.reason or ""
+        # The reason phrase and the codes are the registry's text as much as the messages: any
+        # of them may echo what we sent.
+        detail = self.auth.scrub("; ".join(messages) or response.reason or "")
         return RegistryError(
             f"{self.host} answered {status} for {what}: {detail}".rstrip(": "),
             status=status,

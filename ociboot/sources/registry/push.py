@@ -23,19 +23,23 @@ from .. import SourceOptions
 from .client import RegistryClient
 from .endpoint import Endpoint
 from .token import same_origin
-from .transport import CHUNK, Response
+from .transport import CHUNK, Budget, Response
 
 _ACCEPT = ", ".join(MANIFEST_ACCEPT)
 
 
 class _Body:
     """An upload body of exactly `size` bytes, read in CHUNK pieces as requests sends it (it
-    takes the length from len() and streams what iteration yields)."""
+    takes the length from len() and streams what iteration yields).  Each piece is sent only
+    within the image's deadline: a registry that takes the body slowly, but never slowly enough
+    to stall, would otherwise hold an upload from a local stream (an archive) for as long as it
+    likes; only reads from the network are metered against the deadline."""
 
-    def __init__(self, stream: IO[bytes] | ReadStream, size: int, what: str) -> None:
+    def __init__(self, stream: IO[bytes] | ReadStream, size: int, what: str, budget: Budget) -> None:
         self._stream = stream
         self._size = size
         self._what = what
+        self._budget = budget
 
     def __len__(self) -> int:
         return self._size
@@ -43,6 +47,8 @@ class _Body:
     def __iter__(self) -> Iterator[bytes]:
         left = self._size
         while left:
+            if self._budget.left() <= 0:
+                raise self._budget.expired(self._what)
             chunk = self._stream.read(min(left, CHUNK))
             if not chunk:
                 raise RegistryError(f"{self._what}: its reader ended {left} bytes short of {self._size}")
@@ -99,7 +105,9 @@ class RegistryTarget:
             return False
         what = f"upload of blob {descriptor.digest}"
         location = self._start_upload(what)
-        self._finish_upload(location, descriptor, _Body(stream, descriptor.size, what), what)
+        self._finish_upload(
+            location, descriptor, _Body(stream, descriptor.size, what, self._endpoint.budget), what
+        )
         return True
 
     def mount_blob(self, descriptor: Descriptor, repository: str) -> bool:
