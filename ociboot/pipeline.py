@@ -7,6 +7,7 @@ Layers are indexed concurrently (inflate and hashing release the GIL) and flatte
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ from .image import EntryKind, IndexListing, ResolvedImage, resolve, resolve_all,
 from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
 from .ref import ImageRef, Transport, parse_ref, redact
 from .report import Report, Severity, Skipped, Unreadable
-from .sources import ImageSource, SourceOptions, open_source
+from .sources import ImageSource, SourceOptions, deadline_of, open_source
 from .sources._store import sniff_path
 from .sources.registry.client import RegistryClient
 from .spec import Descriptor, Platform
@@ -44,10 +45,11 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 _PREFIXES = tuple(f"{t.value}:" for t in Transport)
 
 
-def locate(text: str) -> ImageRef:
-    """Parse a reference; an existing path without a transport prefix is sniffed."""
+def locate(text: str, deadline: float = math.inf) -> ImageRef:
+    """Parse a reference; an existing path without a transport prefix is sniffed (a compressed
+    archive is decompressed for it, by `deadline`)."""
     if not text.startswith(_PREFIXES) and os.path.exists(text):
-        transport = sniff_path(text)
+        transport = sniff_path(text, deadline)
         if transport is None:
             raise ImageNotFound(f"{text}: not an OCI layout, oci-archive or docker-archive")
         # Built directly: the path may contain ':' which the transport grammar would split at.
@@ -82,7 +84,7 @@ class Options:
 
 @contextmanager
 def opened(text: str, options: Options) -> Iterator[ImageSource]:
-    source = open_source(locate(text), options.source, options.registry)
+    source = open_source(locate(text, deadline_of(options.source)), options.source, options.registry)
     try:
         yield source
     finally:

@@ -35,6 +35,7 @@ LEVELS: dict[str, float] = {
     "fs": 1,
     "sources": 2,
     "sources._store": 2,
+    "sources._compressed": 2,
     "sources.layout": 2,
     "sources.docker_archive": 2,
     "sources.registry": 2,
