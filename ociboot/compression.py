@@ -99,6 +99,8 @@ def sniff(head: bytes) -> Compression:
         return Compression.GZIP
     if head.startswith(_ZSTD_MAGIC):
         return Compression.ZSTD
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") & 0xFFFFFFF0 == _SKIPPABLE_MAGIC_LOW:
+        return Compression.ZSTD  # RFC 8878 §3.1.2: a skippable frame first, as pzstd writes
     if head.startswith(b"\xfd7zXZ\x00"):
         return Compression.XZ
     if head.startswith(b"BZh"):
