@@ -206,18 +206,36 @@ def test_a_damaged_compressed_archive_is_one_line_and_exit_3(
 
 def test_a_gzip_bomb_is_given_up_on_at_the_images_deadline(tmp_path: Path) -> None:
     # A member claiming 6 GiB of zeros, as 96 concatenated gzip members of 64 MiB each (~6 MB).
-    header = bytearray(512)
-    header[:8] = b"bomb.tar"
-    header[100:108] = b"0000644\0"
-    header[124:136] = b"%011o\0" % (6 << 30)
-    header[148:156] = b" " * 8
-    header[156:157] = b"0"
-    header[257:263] = b"ustar\0"
-    header[148:155] = b"%06o\0" % sum(header)
+    header = _header(b"bomb.tar", b"0", 6 << 30)
     path = tmp_path / "bomb.tar.gz"
     zeros = gzip.compress(bytes(64 << 20), compresslevel=1)
-    path.write_bytes(gzip.compress(bytes(header)) + zeros * 96)
+    path.write_bytes(gzip.compress(header) + zeros * 96)
     _one_line_exit_3(["check", "--no-cache", "--timeout", "1s", str(path)], "--timeout")
+
+
+def _header(name: bytes, kind: bytes, size: int) -> bytes:
+    header = bytearray(512)
+    header[: len(name)] = name
+    header[100:108] = b"0000644\0"
+    header[124:136] = b"%011o\0" % size
+    header[148:156] = b" " * 8
+    header[156:157] = kind
+    header[257:263] = b"ustar\0"
+    header[148:155] = b"%06o\0" % sum(header)
+    return bytes(header)
+
+
+@pytest.mark.parametrize("kind", [b"x", b"g", b"L"])
+def test_an_extended_header_over_its_cap_is_refused_before_it_is_read(tmp_path: Path, kind: bytes) -> None:
+    """tarfile reads a pax header or GNU long name whole: compressed, gigabytes of it fit in a
+    few kilobytes, so its size is checked first, in plain archives too."""
+    size = _store.MAX_ARCHIVE_META_BYTES + 1
+    data = _header(b"PaxHeader", kind, size) + bytes(size + 511 & ~511) + bytes(1024)
+    plain = tmp_path / "meta.tar"
+    plain.write_bytes(data)
+    packed = _packed(tmp_path, plain, "python-gzip")
+    for shown in (str(packed), f"docker-archive:{packed}", f"docker-archive:{plain}"):
+        _one_line_exit_3(["check", "--no-cache", shown], "extended tar header")
 
 
 def test_the_member_table_is_capped(

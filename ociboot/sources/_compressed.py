@@ -29,7 +29,7 @@ from typing import IO
 from ..compression import START, Compression, ResumableReader, ResumePoint
 from ..errors import SourceError
 from ..streams import ReadStream
-from ._store import Member, TarMembers, member_table
+from ._store import BoundedInfo, Member, TarMembers, member_table
 
 #: Resume points kept per archive, and the least uncompressed distance between two at first.
 MAX_RESUME_POINTS = 256
@@ -91,7 +91,7 @@ def _scan(path: str, compression: Compression, deadline: float) -> _Table:
     try:
         stream = _Timed(reader, points, deadline, path)
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tf:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedInfo) as tf:  # type: ignore[call-overload]
                 members = member_table(tf, path, None)
         except (tarfile.TarError, EOFError) as exc:
             raise SourceError(f"{path} is not a readable tar archive: {exc}") from None

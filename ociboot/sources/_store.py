@@ -255,6 +255,30 @@ class TarStore(TarMembers):
 MAX_ARCHIVE_MEMBERS = 100_000
 
 
+#: One pax header or GNU long name of an archive's own tar: tarfile reads it whole into memory,
+#: and a compressed archive can inflate a few kilobytes into gigabytes of it.
+MAX_ARCHIVE_META_BYTES = 1 << 20
+_META_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class BoundedInfo(tarfile.TarInfo):
+    """tarfile's header, refusing an extended header over MAX_ARCHIVE_META_BYTES before reading it."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _META_TYPES and self.size > MAX_ARCHIVE_META_BYTES:
+            raise SourceError(
+                f"the archive has an extended tar header of {self.size} bytes, "
+                f"over the {MAX_ARCHIVE_META_BYTES} byte cap"
+            )
+        return super()._proc_member(archive)  # type: ignore[misc]
+
+
 def member_table(infos: Iterable[tarfile.TarInfo], path: str, data_size: int | None) -> dict[str, Member]:
     """The addressable members of an archive; `data_size` (when known) is where its data ends."""
     members: dict[str, Member] = {}
@@ -290,7 +314,7 @@ def _scan(path: str) -> dict[str, Member]:
             if sniff(f.read(SNIFF_BYTES)) is not Compression.NONE:
                 raise SourceError(f"{path} is a compressed archive; open it with open_store")
             f.seek(0)
-            with tarfile.open(fileobj=f, mode="r:") as tf:
+            with tarfile.open(fileobj=f, mode="r:", tarinfo=BoundedInfo) as tf:
                 return member_table(tf, path, file_size)
     except FileNotFoundError:
         raise ImageNotFound(f"{path}: no such file") from None
