@@ -1,15 +1,16 @@
 """A tar archive compressed as a whole (`docker save | gzip`, `| zstd`), read in place.
 
 Nothing is decompressed to disk and nothing is held whole.  One pass decompresses the archive
-to build its member table (tar headers only) and, every RESUME_SPACING bytes or more, a resume
-point: where decoding can restart (compression.ResumePoint: a copy of the gzip decoder's state,
-or a zstd frame's start).  Opening a member resumes at the last point before it and decodes
-forward to it, with a decoder and a file handle of its own, so the layers can be read by several
-threads at once.  At most MAX_RESUME_POINTS are kept: past that the spacing doubles and every
-other point is dropped, so memory is bounded whatever the archive's size (a gzip point is about
-64 KiB).  A member stream that was read to its end hands its decoder back to the store
-(MAX_PARKED are kept), so members read in archive order are decoded once overall; this is what
-makes a single-frame zstd archive, resumable only at its start, cheap (docs/measurements.md).
+to build its member table (tar headers only), keeping the small members (manifests, configs),
+and, every RESUME_SPACING bytes or more, a resume point: where decoding can restart
+(compression.ResumePoint: a copy of the gzip decoder's state, or a zstd frame's start).  Opening
+a member resumes at the last point before it and decodes forward to it, with a decoder and a
+file handle of its own, so the layers can be read by several threads at once.  At most
+MAX_RESUME_POINTS are kept: past that the spacing doubles and every other point is dropped, so
+memory is bounded whatever the archive's size (a gzip point is about 64 KiB).  A closed member
+stream hands its decoder back to the store (MAX_PARKED are kept), so members read in archive
+order are decoded once overall; this is what makes a single-frame zstd archive, resumable only
+at its start, affordable (docs/measurements.md).
 
 The outer compression is not content-addressed: the members' bytes are verified (the blobs by
 their digests) exactly as in a plain archive, and a corrupt or cut compressed stream is an error.
@@ -23,6 +24,7 @@ import os
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -36,6 +38,10 @@ MAX_RESUME_POINTS = 256
 RESUME_SPACING = 1 << 20
 #: Decoders left where a member ended, kept for the next member to start from.
 MAX_PARKED = 4
+#: Small members (manifests, configs, index.json) are kept from the scan, so that reading them
+#: decodes nothing again: those of at most KEEP_MEMBER_BYTES, KEEP_TOTAL_BYTES in all.
+KEEP_MEMBER_BYTES = 1 << 20
+KEEP_TOTAL_BYTES = 8 << 20
 #: Scanned tables kept for reuse (sniffing a bare path, then opening it, reads the table once).
 _KEEP_TABLES = 2
 
@@ -44,6 +50,7 @@ _KEEP_TABLES = 2
 class _Table:
     members: dict[str, Member]
     points: tuple[ResumePoint, ...]  # by increasing `pos`; never used, only copied from
+    kept: dict[int, bytes]  # small members' bytes by data offset
 
 
 class _Points:
@@ -87,12 +94,13 @@ class _Timed(ReadStream):
 
 def _scan(path: str, compression: Compression, deadline: float) -> _Table:
     points = _Points()
+    kept: dict[int, bytes] = {}
     reader = ResumableReader(path, compression, START, path)
     try:
         stream = _Timed(reader, points, deadline, path)
         try:
             with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedInfo) as tf:  # type: ignore[call-overload]
-                members = member_table(tf, path, None)
+                members = member_table(_keeping(tf, kept), path, None)
         except (tarfile.TarError, EOFError) as exc:
             raise SourceError(f"{path} is not a readable tar archive: {exc}") from None
         # The rest (the tar's end blocks, the last checksum) is decoded too: a cut or corrupt
@@ -109,7 +117,19 @@ def _scan(path: str, compression: Compression, deadline: float) -> _Table:
         raise SourceError(f"cannot read {path}: {exc.strerror}") from None
     finally:
         reader.close()
-    return _Table(members, tuple(points.kept))
+    return _Table(members, tuple(points.kept), kept)
+
+
+def _keeping(tf: tarfile.TarFile, kept: dict[int, bytes]) -> Iterator[tarfile.TarInfo]:
+    """The archive's members, the small ones' bytes kept as they pass."""
+    total = 0
+    for info in tf:
+        if info.isreg() and info.size <= KEEP_MEMBER_BYTES and total + info.size <= KEEP_TOTAL_BYTES:
+            member = tf.extractfile(info)
+            if member is not None:
+                kept[info.offset_data] = member.read()
+                total += info.size
+        yield info
 
 
 _tables: dict[tuple[object, ...], _Table] = {}
@@ -141,6 +161,7 @@ class CompressedTarStore(TarMembers):
         self.compression = compression
         self.deadline = deadline
         self._points = table.points
+        self._kept = table.kept
         self._positions = [p.pos for p in table.points]
         self._parked: list[ResumableReader] = []
         self._lock = threading.Lock()
@@ -165,6 +186,9 @@ class CompressedTarStore(TarMembers):
 
     def open(self, name: str) -> IO[bytes]:
         _, member = self._resolve(name)
+        kept = self._kept.get(member.offset)
+        if kept is not None and len(kept) == member.size:
+            return io.BytesIO(kept)
         try:
             raw = _MemberStream(self, self._reader_at(member.offset), member)
         except OSError as exc:
@@ -179,15 +203,15 @@ class CompressedTarStore(TarMembers):
 
 
 class _MemberStream(io.RawIOBase):
-    """One member's bytes, decoded from its own reader, which goes back to the store when the
-    member was read to its end."""
+    """One member's bytes, decoded from its own reader, which goes back to the store on close
+    (wherever it stopped) unless a read failed."""
 
     def __init__(self, store: CompressedTarStore, reader: ResumableReader, member: Member) -> None:
         self._store = store
         self._reader: ResumableReader | None = reader
         self._start = member.offset
         self._left = member.size
-        self._clean = False
+        self._failed = False
 
     def readable(self) -> bool:
         return True
@@ -204,22 +228,20 @@ class _MemberStream(io.RawIOBase):
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         if self._reader is None:
             raise ValueError("read of a closed member")
+        self._failed = True  # until this read is done
         while self._reader.pos < self._start:  # decode forward from the resume point
             self._timed_read(min(1 << 20, self._start - self._reader.pos))
         want = min(len(buffer), self._left)
-        if want <= 0:
-            self._clean = True
-            return 0
-        data = self._timed_read(want)
+        data = self._timed_read(want) if want > 0 else b""
         memoryview(buffer)[: len(data)] = data
         self._left -= len(data)
-        self._clean = not self._left
+        self._failed = False
         return len(data)
 
     def close(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:
-            if self._clean:
+            if not self._failed:
                 self._store.park(reader)
             else:
                 reader.close()
