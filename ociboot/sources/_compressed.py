@@ -60,8 +60,11 @@ class _Points:
         self.kept = [START]
         self.spacing = RESUME_SPACING
 
+    def due(self, pos: int) -> bool:
+        return pos - self.kept[-1].pos >= self.spacing
+
     def offer(self, point: ResumePoint) -> None:
-        if point.pos - self.kept[-1].pos < self.spacing:
+        if not self.due(point.pos):
             return
         self.kept.append(point)
         if len(self.kept) > MAX_RESUME_POINTS:
@@ -87,8 +90,8 @@ class _Timed(ReadStream):
         if time.monotonic() > self._deadline:
             raise SourceError(f"gave up on {self._where}: the archive was not read within its --timeout")
         data = self._reader.read(n)
-        if self._points is not None:
-            self._points.offer(self._reader.resume_point())
+        if self._points is not None and self._points.due(self._reader.pos):
+            self._points.offer(self._reader.resume_point())  # a gzip point copies zlib's state
         return data
 
 

@@ -340,8 +340,8 @@ def open_store(path: str, *, archive: bool, deadline: float = math.inf) -> Store
 
 
 def _compression_of(path: str) -> Compression:
-    if os.path.isdir(path):
-        raise SourceError(f"{path} is a directory, not a tar archive")
+    if not os.path.isfile(path):
+        return Compression.NONE  # a FIFO is read once, by TarStore, which says what it is
     try:
         with open(path, "rb") as f:
             compression = sniff(f.read(SNIFF_BYTES))
