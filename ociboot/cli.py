@@ -1033,14 +1033,13 @@ def _check_all(
 def _registry_only(texts: list[str], option: str) -> None:
     """A verdict hangs from a registry image: anything else is a usage error, before any check."""
     from . import pipeline
-    from .ref import Transport
 
     for text in texts:
         try:
-            transport = pipeline.locate(text).transport
+            ref = pipeline.registry_ref(text)
         except OcibootError:
             continue  # reported as that image's error when it is checked
-        if transport is not Transport.DOCKER:
+        if ref is None:
             raise typer.BadParameter(
                 f"{escape_text(text)} is not a registry image (docker://): verdicts live in a registry",
                 param_hint=option,

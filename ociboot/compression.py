@@ -25,13 +25,14 @@ import io
 import lzma
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import IO, Any, Protocol, cast
 
 import lz4.block
 import zstandard
 
-from .errors import OcibootError, TruncatedLayer, UnsupportedCompression
+from .errors import OcibootError, SourceError, TruncatedLayer, UnsupportedCompression
 from .streams import ReadStream
 
 # What the decoders raise on bad input.
@@ -98,6 +99,8 @@ def sniff(head: bytes) -> Compression:
         return Compression.GZIP
     if head.startswith(_ZSTD_MAGIC):
         return Compression.ZSTD
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") & 0xFFFFFFF0 == _SKIPPABLE_MAGIC_LOW:
+        return Compression.ZSTD  # RFC 8878 §3.1.2: a skippable frame first, as pzstd writes
     if head.startswith(b"\xfd7zXZ\x00"):
         return Compression.XZ
     if head.startswith(b"BZh"):
@@ -425,3 +428,220 @@ class _Lz4Legacy:
 
     def close(self) -> None:
         pass
+
+
+# --- a compressed archive file, resumable --------------------------------------------------------
+#
+# `docker save | gzip` is a tar read in place (sources/_compressed.py): its members are opened
+# at will, several at once, so decoding must restart somewhere other than the file's start.  A
+# gzip decoder can be restarted anywhere from a copy of its state (zlib's `copy()`: the 32 KiB
+# window and the inflate state); a zstd decoder cannot be copied (python-zstandard has no such
+# call), so zstd restarts only where a frame starts.  The stdlib zlib is used for gzip because
+# isal's decoder has no `copy()`.
+
+#: Compressed bytes read from the file at a time; a resume point holds at most this much input.
+ARCHIVE_READ_BYTES = 1 << 14
+#: The largest zstd window an outer archive may ask for (the zstd tool's own default limit,
+#: 2^27): a decoder's memory is about its window.
+ARCHIVE_ZSTD_WINDOW = 1 << 27
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where decoding can restart: `raw` is the file offset of the next compressed byte to read,
+    `pos` the uncompressed offset reached; `state` a gzip decoder's copy (None at the start of a
+    gzip member or zstd frame) with `pending`, input it was given but has not consumed yet."""
+
+    raw: int
+    pos: int
+    state: Any = None
+    pending: bytes = b""
+
+
+START = ResumePoint(0, 0)
+
+
+class ResumableReader(ReadStream):
+    """The decompressed bytes of a gzip (one or more members) or zstd (one or more frames) file,
+    from a resume point, through a file handle of its own.  `pos` is the uncompressed offset.
+
+    Every failure is a SourceError naming `what`: a corrupt byte, a cut, anything but zero
+    padding after the last gzip member, anything after the last zstd frame.
+    """
+
+    def __init__(self, path: str, compression: Compression, point: ResumePoint, what: str) -> None:
+        if compression not in (Compression.GZIP, Compression.ZSTD):
+            raise UnsupportedCompression(f"{what}: a {compression} archive cannot be read in place")
+        self.compression = compression
+        self.what = what
+        self.pos = point.pos
+        self._file = open(path, "rb")  # noqa: SIM115 - owned by this object, closed in close()
+        self._file.seek(point.raw)
+        self._pending = point.pending
+        self._gzip: Any = point.state.copy() if point.state is not None else None
+        self._zstd: Any = None  # the current frame's stream reader
+        self._frame: _OneFrame | None = None
+        self._frame_start = point
+        self._ended = False
+
+    def resume_point(self) -> ResumePoint:
+        """The latest point a new reader could take over from: here for gzip, the start of the
+        current frame for zstd."""
+        if self.compression is Compression.GZIP:
+            state = self._gzip.copy() if self._gzip is not None else None
+            return ResumePoint(self._file.tell(), self.pos, state, self._pending)
+        return self._frame_start
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = 1 << 20
+        try:
+            while not self._ended:
+                data = self._read_gzip(n) if self.compression is Compression.GZIP else self._read_zstd(n)
+                if data:
+                    self.pos += len(data)
+                    return data
+        except OcibootError:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise SourceError(f"{self.what}: corrupt {self.compression} data ({exc})") from None
+        return b""
+
+    def _raw(self) -> bytes:
+        return self._file.read(ARCHIVE_READ_BYTES)
+
+    def _read_gzip(self, n: int) -> bytes:
+        """Some bytes, or b"" to be called again (a member ended, more input was read)."""
+        if self._gzip is None:  # between members
+            if len(self._pending) < 2:
+                self._pending += self._raw()
+            if not self._pending:
+                if self.pos == 0:
+                    raise SourceError(f"{self.what}: empty gzip file")
+                self._ended = True
+                return b""
+            if not self._pending.startswith(_GZIP_MAGIC):
+                self._trailing_zeros()
+                return b""
+            self._gzip = zlib.decompressobj(wbits=31)
+        if self._gzip.eof:
+            # All of `_pending` was given to the member; what followed its end is `unused_data`
+            # (CPython leaves a copy of it in `unconsumed_tail` when max_length was hit).
+            self._pending, self._gzip = self._gzip.unused_data, None
+            return b""
+        if not self._pending:
+            self._pending = self._raw()
+            if not self._pending:
+                raise SourceError(f"{self.what}: gzip stream ends early (the file is cut short)")
+        out: bytes = self._gzip.decompress(self._pending, n)
+        self._pending = self._gzip.unconsumed_tail
+        return out
+
+    def _trailing_zeros(self) -> None:
+        """RFC 1952 readers (gzip(1), Python's gzip) accept zero padding after the last member."""
+        while self._pending:
+            if self._pending.strip(b"\0"):
+                raise SourceError(f"{self.what}: data after the end of the gzip stream is not gzip")
+            self._pending = self._raw()
+        self._ended = True
+
+    def _read_zstd(self, n: int) -> bytes:
+        if self._zstd is None:  # between frames
+            self._frame_start = ResumePoint(self._file.tell(), self.pos)
+            frame = _OneFrame.next(self._file, self.what)
+            if frame is None:
+                if self.pos == 0:
+                    raise SourceError(f"{self.what}: no zstd frame in the file")
+                self._ended = True
+                return b""
+            self._frame = frame
+            decoder = zstandard.ZstdDecompressor(max_window_size=ARCHIVE_ZSTD_WINDOW)
+            self._zstd = decoder.stream_reader(
+                cast(IO[bytes], frame), read_across_frames=False, closefd=False
+            )
+        out: bytes = self._zstd.read(n)
+        if not out:
+            assert self._frame is not None
+            if not self._frame.done:
+                raise SourceError(f"{self.what}: corrupt zstd frame (it decodes to its end early)")
+            self._zstd = self._frame = None
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _OneFrame:
+    """Exactly the bytes of one zstd frame (RFC 8878 §3.1.1) from a file, so that the decoder
+    never reads past it and the file's offset after it is the next frame's start."""
+
+    def __init__(self, file: IO[bytes], what: str, header: bytes) -> None:
+        self._file = file
+        self._what = what
+        self._out = header
+        self._left = 0  # of the current block's body
+        self._last = False
+        self._checksum = bool(header[4] >> 2 & 1)
+        self.done = False
+
+    @classmethod
+    def next(cls, file: IO[bytes], what: str) -> _OneFrame | None:
+        """The next frame, skippable frames passed over; None at the end of the file."""
+        while True:
+            magic = file.read(4)
+            if not magic:
+                return None
+            if len(magic) < 4:
+                raise SourceError(f"{what}: zstd stream ends early (the file is cut short)")
+            number = int.from_bytes(magic, "little")
+            if number & 0xFFFFFFF0 == _SKIPPABLE_MAGIC_LOW:
+                size = int.from_bytes(_exact(file, 4, what), "little")
+                file.seek(size, io.SEEK_CUR)
+                continue
+            if magic != _ZSTD_MAGIC:
+                raise SourceError(f"{what}: data after the end of the zstd stream is not zstd")
+            fhd = _exact(file, 1, what)
+            fcs_flag, single, dict_flag = fhd[0] >> 6, fhd[0] >> 5 & 1, fhd[0] & 3
+            rest = (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + (1 if single else 0, 2, 4, 8)[fcs_flag]
+            return cls(file, what, magic + fhd + _exact(file, rest, what))
+
+    def read(self, n: int = -1) -> bytes:
+        if self._out:
+            out, self._out = self._out, b""
+            return out
+        if self._left:
+            data = self._file.read(min(n if n > 0 else self._left, self._left))
+            if not data:
+                raise SourceError(f"{self._what}: zstd stream ends early (the file is cut short)")
+            self._left -= len(data)
+            self._settle()
+            return data
+        if self.done:
+            return b""
+        if self._last:  # only the checksum is left
+            self.done = True
+            return _exact(self._file, 4, self._what)
+        header = _exact(self._file, 3, self._what)
+        value = int.from_bytes(header, "little")
+        self._last, block_type = bool(value & 1), value >> 1 & 3
+        self._left = 1 if block_type == 1 else value >> 3  # an RLE block stores one byte
+        self._settle()
+        return header
+
+    def _settle(self) -> None:
+        # The decoder may stop asking once the last block is in: the frame is whole then.
+        if self._last and not self._left and not self._checksum:
+            self.done = True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _exact(file: IO[bytes], n: int, what: str) -> bytes:
+    data = file.read(n)
+    if len(data) < n:
+        raise SourceError(f"{what}: zstd stream ends early (the file is cut short)")
+    return data

@@ -22,7 +22,6 @@ from typing import TextIO
 
 from . import __version__, pipeline
 from .api import Batch
-from .errors import OcibootError
 from .promolist import ListError, ListFormat, Lists
 from .render import render_junit, render_sarif
 from .render.sarif import CATEGORY_PREFIX, GITHUB_MAX_RUNS, run_count
@@ -112,12 +111,8 @@ def refuse(outputs: Sequence[Output], images: Iterable[str], inputs: Iterable[st
     files = [o for o in outputs if o.path != STDOUT]
     read = [(path, "is read by this run") for path in inputs if path]
     for text in images:
-        try:
-            ref = pipeline.locate(text)
-        except OcibootError:
-            continue  # reported as that image's error when it is checked
-        if ref.path:
-            read.append((ref.path, f"is the image {escape(text)}"))
+        if (path := pipeline.local_path(text)) is not None:
+            read.append((path, f"is the image {escape(text)}"))
     for o in files:
         for path, what in read:
             if _writes_into(o.path, path):

@@ -7,6 +7,7 @@ Layers are indexed concurrently (inflate and hashing release the GIL) and flatte
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +38,7 @@ from .image import EntryKind, IndexListing, ResolvedImage, pin, resolve, resolve
 from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
 from .ref import ImageRef, Transport, parse_ref, redact
 from .report import Report, Severity, Skipped, Unreadable
-from .sources import ImageSource, SourceOptions, open_source
+from .sources import ImageSource, SourceOptions, deadline_of, open_source
 from .sources._store import sniff_path
 from .spec import Descriptor, Platform
 
@@ -50,10 +51,11 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 _PREFIXES = tuple(f"{t.value}:" for t in Transport)
 
 
-def locate(text: str) -> ImageRef:
-    """Parse a reference; an existing path without a transport prefix is sniffed."""
+def locate(text: str, deadline: float = math.inf) -> ImageRef:
+    """Parse a reference; an existing path without a transport prefix is sniffed (a compressed
+    archive is decompressed for it, by `deadline`)."""
     if not text.startswith(_PREFIXES) and os.path.exists(text):
-        transport = sniff_path(text)
+        transport = sniff_path(text, deadline)
         if transport is None:
             raise ImageNotFound(f"{text}: not an OCI layout, oci-archive or docker-archive")
         # Built directly: the path may contain ':' which the transport grammar would split at.
@@ -65,6 +67,27 @@ def locate(text: str) -> ImageRef:
             f"{shown}: no such file or directory (for a registry image, write docker://{shown})"
         )
     return parse_ref(text)
+
+
+def registry_ref(text: str) -> ImageRef | None:
+    """The registry image `text` names, or None for a local one (a path, oci:, an archive),
+    decided without reading anything: what is known of a reference before the run reads it
+    (sniffing a compressed archive decompresses it: that happens once, under the deadline)."""
+    if not text.startswith(_PREFIXES) and os.path.exists(text):
+        return None
+    ref = locate(text)  # parsing only: there is no existing path to sniff
+    return ref if ref.transport is Transport.DOCKER else None
+
+
+def local_path(text: str) -> str | None:
+    """The file or directory a local reference names, without reading it; None for a registry
+    image or a reference that does not parse (reported when it is checked)."""
+    if not text.startswith(_PREFIXES) and os.path.exists(text):
+        return text
+    try:
+        return locate(text).path
+    except OcibootError:
+        return None
 
 
 def _looks_like_a_path(text: str) -> bool:
@@ -112,7 +135,7 @@ class Options:
 
 @contextmanager
 def opened(text: str, options: Options) -> Iterator[ImageSource]:
-    ref = locate(text)
+    ref = locate(text, deadline_of(options.source))
     # Only a registry image makes the run's registry client (a local one loads no registry code).
     registry = options.registry if ref.transport is Transport.DOCKER else None
     source = open_source(ref, options.source, registry)

@@ -30,7 +30,7 @@ from enum import StrEnum
 
 from .digest import Digest
 from .errors import InvalidReference, OcibootError
-from .pipeline import Checked, locate
+from .pipeline import Checked, registry_ref
 from .ref import ImageRef, Transport, parse_ref
 from .report import exit_code
 from .sources import SourceOptions
@@ -100,10 +100,10 @@ class Plan:
         left_out: list[str] = []
         for i, text in enumerate(texts):
             try:
-                ref = locate(text)
+                ref = registry_ref(text)
             except OcibootError:
                 continue  # reported as that image's error when it is checked: it cannot pass
-            if ref.transport is Transport.DOCKER:
+            if ref is not None:
                 images[i] = ref
             else:
                 left_out.append(text)

@@ -27,7 +27,7 @@ from .image import pin
 from .pipeline import Checked, Options, _failure, check_reference, locate, opened
 from .ref import ImageRef, Transport, parse_ref, redact
 from .report import exit_code
-from .sources import SourceOptions
+from .sources import SourceOptions, deadline_of
 from .sources.registry.push import RegistryTarget
 from .spec import Descriptor
 from .verdict.attach import attach as attach_to
@@ -104,7 +104,7 @@ def promote(
         return Promotion(shown, dst_shown, 3, error=error, dry_run=dry_run, **found)  # type: ignore[arg-type]
 
     try:
-        ref = locate(src_text)
+        ref = locate(src_text, deadline_of(options_src.source))
         with opened(src_text, options_src) as source:
             subject = pin(source)
     except Exception as exc:  # unreadable: named below as the check names it

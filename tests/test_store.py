@@ -5,12 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import lzma
 import os
 import tarfile
 import threading
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from ociboot.errors import ImageNotFound, InvalidManifest, SourceError
 from ociboot.ref import Transport
@@ -154,11 +156,26 @@ def test_not_a_tar(tmp_path: Path) -> None:
         TarStore(empty)
 
 
-def test_compressed_archive_is_refused_with_a_hint(tmp_path: Path, archive: Path) -> None:
-    gz = tmp_path / "a.tar.gz"
+def test_a_gzip_or_zstd_archive_is_the_same_store_and_an_xz_one_is_refused_with_a_hint(
+    tmp_path: Path, archive: Path
+) -> None:
+    plain = TarStore(archive)
+    gz, zst = tmp_path / "a.tar.gz", tmp_path / "a.tar.zst"
     gz.write_bytes(gzip.compress(archive.read_bytes()))
-    with pytest.raises(SourceError, match="compressed archive; decompress it first"):
-        TarStore(gz)
+    zst.write_bytes(zstandard.ZstdCompressor().compress(archive.read_bytes()))
+    readable = [name for name in plain.names() if plain.exists(name)]
+    assert readable
+    for path in (gz, zst):
+        compressed = open_store(str(path), archive=True)
+        assert list(compressed.names()) == list(plain.names())
+        assert [name for name in compressed.names() if compressed.exists(name)] == readable
+        for name in readable:
+            with compressed.open(name) as f:
+                assert f.read() == plain.read(name), name
+    xz = tmp_path / "a.tar.xz"
+    xz.write_bytes(lzma.compress(archive.read_bytes()))
+    with pytest.raises(SourceError, match="xz-compressed archive; decompress it first"):
+        open_store(str(xz), archive=True)
 
 
 def test_truncated_archive(tmp_path: Path, archive: Path) -> None:

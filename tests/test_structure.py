@@ -45,6 +45,7 @@ LEVELS: dict[str, float] = {
     "render": 1.5,
     "sources": 2,
     "sources._store": 2,
+    "sources._compressed": 2,
     "sources.layout": 2,
     "sources.docker_archive": 2,
     "sources.registry": 2,

@@ -13,15 +13,17 @@ has no such shorthand; crane and dive accept a bare path, and so do we).
 from __future__ import annotations
 
 import io
+import math
 import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from ..compression import SNIFF_BYTES, Compression, sniff
 from ..errors import ImageNotFound, InvalidManifest, SourceError
 from ..ref import Transport
 from ..spec import MAX_MANIFEST_BYTES
@@ -124,7 +126,7 @@ class DirStore:
 
 
 @dataclass(frozen=True, slots=True)
-class _Member:
+class Member:
     kind: bytes  # tarfile type flag
     offset: int  # of the data
     size: int
@@ -171,19 +173,15 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
-class TarStore:
-    """An uncompressed tar archive read in place (oci-archive, docker save).
+class TarMembers:
+    """What every tar store does with its member table; subclasses open members."""
 
-    The outer tar's headers are scanned once with tarfile (an archive has few members, so its
-    per-member cost does not matter here); member data is never read during the scan.
-    """
+    def __init__(self, path: str, members: dict[str, Member]) -> None:
+        self.path = path
+        self.where = path
+        self._members = members
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self.where = self.path
-        self._members = _scan(self.path)
-
-    def _resolve(self, name: str) -> tuple[str, _Member]:
+    def _resolve(self, name: str) -> tuple[str, Member]:
         """Follow member symlinks and hardlinks to a regular member, inside the archive."""
         current = clean_name(name, self.where)
         for _ in range(_MAX_HOPS):
@@ -223,6 +221,26 @@ class TarStore:
         with self.open(name) as f:
             return f.read()
 
+    def names(self) -> Iterator[str]:
+        return iter(sorted(self._members))
+
+    def open(self, name: str) -> IO[bytes]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class TarStore(TarMembers):
+    """An uncompressed tar archive read in place (oci-archive, docker save).
+
+    The outer tar's headers are scanned once with tarfile (an archive has few members, so its
+    per-member cost does not matter here); member data is never read during the scan.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(os.fspath(path), _scan(os.fspath(path)))
+
     def open(self, name: str) -> IO[bytes]:
         _, member = self._resolve(name)
         try:
@@ -230,80 +248,133 @@ class TarStore:
         except OSError as exc:
             raise SourceError(f"cannot read {self.where}: {exc.strerror}") from None
 
-    def names(self) -> Iterator[str]:
-        return iter(sorted(self._members))
 
-    def close(self) -> None:
-        pass
+#: Members of one archive's table (a directory counts too).  `docker save` writes about four per
+#: layer, and a manifest lists at most MAX_DESCRIPTORS layers; a compressed archive can pack
+#: millions of empty members into a few kilobytes, and the table is kept in memory.
+MAX_ARCHIVE_MEMBERS = 100_000
 
 
-def _scan(path: str) -> dict[str, _Member]:
+#: One pax header or GNU long name of an archive's own tar: tarfile reads it whole into memory,
+#: and a compressed archive can inflate a few kilobytes into gigabytes of it.
+MAX_ARCHIVE_META_BYTES = 1 << 20
+_META_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class BoundedInfo(tarfile.TarInfo):
+    """tarfile's header, refusing an extended header over MAX_ARCHIVE_META_BYTES before reading it."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _META_TYPES and self.size > MAX_ARCHIVE_META_BYTES:
+            raise SourceError(
+                f"the archive has an extended tar header of {self.size} bytes, "
+                f"over the {MAX_ARCHIVE_META_BYTES} byte cap"
+            )
+        return super()._proc_member(archive)  # type: ignore[misc]
+
+
+def member_table(infos: Iterable[tarfile.TarInfo], path: str, data_size: int | None) -> dict[str, Member]:
+    """The addressable members of an archive; `data_size` (when known) is where its data ends."""
+    members: dict[str, Member] = {}
+    for count, info in enumerate(infos, 1):
+        if count > MAX_ARCHIVE_MEMBERS:
+            raise SourceError(f"{path} has more than {MAX_ARCHIVE_MEMBERS} members; refused as hostile")
+        if info.isdir():
+            continue
+        try:
+            name = clean_name(info.name, path)
+        except InvalidManifest:
+            continue  # a `../` name cannot be addressed from inside; never read it
+        if not name:
+            continue
+        if data_size is not None and info.offset_data + info.size > data_size and info.isreg():
+            raise SourceError(
+                f"{path} is truncated: member {info.name} ends at byte "
+                f"{info.offset_data + info.size}, the {'file' if data_size else 'archive'} has {data_size}"
+            )
+        # Later members win, as when tar extracts an archive with duplicates.
+        members[name] = Member(info.type, info.offset_data, info.size, info.linkname, info.issparse())
+    if not members:
+        raise SourceError(f"{path} is not a tar archive (no members found)")
+    return members
+
+
+def _scan(path: str) -> dict[str, Member]:
     try:
         file_size = os.stat(path).st_size
         if os.path.isdir(path):
             raise SourceError(f"{path} is a directory, not a tar archive")
         with open(path, "rb") as f:
-            head = f.read(6)
-            if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd" or head == b"\xfd7zXZ\x00":
-                # Random access is what lets us read layers in place without a temp copy.
-                raise SourceError(
-                    f"{path} is a compressed archive; decompress it first "
-                    "(ociboot reads archives in place and needs an uncompressed tar)"
-                )
+            if sniff(f.read(SNIFF_BYTES)) is not Compression.NONE:
+                raise SourceError(f"{path} is a compressed archive; open it with open_store")
             f.seek(0)
-            with tarfile.open(fileobj=f, mode="r:") as tf:
-                members: dict[str, _Member] = {}
-                for info in tf:
-                    if info.isdir():
-                        continue
-                    try:
-                        name = clean_name(info.name, path)
-                    except InvalidManifest:
-                        continue  # a `../` name cannot be addressed from inside; never read it
-                    if not name:
-                        continue
-                    if info.offset_data + info.size > file_size and info.isreg():
-                        raise SourceError(
-                            f"{path} is truncated: member {info.name} ends at byte "
-                            f"{info.offset_data + info.size}, the file has {file_size}"
-                        )
-                    # Later members win, as when tar extracts an archive with duplicates.
-                    members[name] = _Member(
-                        info.type, info.offset_data, info.size, info.linkname, info.issparse()
-                    )
+            with tarfile.open(fileobj=f, mode="r:", tarinfo=BoundedInfo) as tf:
+                return member_table(tf, path, file_size)
     except FileNotFoundError:
         raise ImageNotFound(f"{path}: no such file") from None
     except (tarfile.TarError, EOFError) as exc:
         raise SourceError(f"{path} is not a readable tar archive: {exc}") from None
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror}") from None
-    if not members:
-        raise SourceError(f"{path} is not a tar archive (no members found)")
-    return members
 
 
-def open_store(path: str, *, archive: bool) -> DirStore | TarStore:
-    """The store at `path`: a tar file when `archive`, else a directory."""
+def open_store(path: str, *, archive: bool, deadline: float = math.inf) -> Store:
+    """The store at `path`: a tar file when `archive` (compressed as a whole or not), else a
+    directory.  `deadline` bounds decompressing a compressed archive's table."""
     if not os.path.exists(path):
         raise ImageNotFound(f"{path}: no such {'file' if archive else 'directory'}")
-    return TarStore(path) if archive else DirStore(path)
+    if not archive:
+        return DirStore(path)
+    compression = _compression_of(path)
+    if compression is Compression.NONE:
+        return TarStore(path)
+    from ._compressed import CompressedTarStore  # it builds on this module
+
+    return CompressedTarStore(path, compression, deadline)
 
 
-def sniff_path(path: str) -> Transport | None:
+def _compression_of(path: str) -> Compression:
+    if not os.path.isfile(path):
+        return Compression.NONE  # a FIFO is read once, by TarStore, which says what it is
+    try:
+        with open(path, "rb") as f:
+            compression = sniff(f.read(SNIFF_BYTES))
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+    if compression not in (Compression.NONE, Compression.GZIP, Compression.ZSTD):
+        raise SourceError(
+            f"{path} is a {compression}-compressed archive; decompress it first "
+            "(archives compressed with gzip or zstd are read in place)"
+        )
+    return compression
+
+
+def sniff_path(path: str, deadline: float = math.inf) -> Transport | None:
     """The transport an existing path looks like, or None (not a path we recognise).
 
     A directory with `oci-layout` is `oci:`.  A tar with `manifest.json` is `docker-archive:`,
     also when it has `oci-layout` too (Docker 25+ `docker save` writes both; what wrote it was
     docker save, and its `manifest.json` is what selects by tag).  A tar with `oci-layout` and
-    `index.json` is `oci-archive:`.  A missing path is None: the text is then a registry name.
+    `index.json` is `oci-archive:`; so is it compressed with gzip or zstd, whose table is then
+    read once for the sniff and the source both (sources/_compressed.py).  A missing path is
+    None: the text is then a registry name.
     """
     if os.path.isdir(path):
         return Transport.OCI if os.path.isfile(os.path.join(path, "oci-layout")) else None
     if not os.path.isfile(path):
         return None
     try:
-        store = TarStore(path)
+        compressed = _compression_of(path) is not Compression.NONE
+        store = open_store(path, archive=True, deadline=deadline)
     except SourceError:
+        if compressed:
+            raise  # a damaged `docker save | gzip` is worth its own error, not "not an image"
         return None
     if store.exists("manifest.json"):
         return Transport.DOCKER_ARCHIVE

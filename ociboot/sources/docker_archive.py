@@ -359,4 +359,5 @@ def _listing(entries: list[ArchiveEntry]) -> str:
 
 
 def open_docker_archive(ref: ImageRef, options: SourceOptions) -> DockerArchiveSource:
-    return DockerArchiveSource(ref, open_store(ref.path, archive=True), deadline_of(options))
+    deadline = deadline_of(options)
+    return DockerArchiveSource(ref, open_store(ref.path, archive=True, deadline=deadline), deadline)

@@ -137,5 +137,6 @@ class LayoutSource:
 
 
 def open_layout(ref: ImageRef, options: SourceOptions) -> LayoutSource:
-    store = open_store(ref.path, archive=ref.transport == Transport.OCI_ARCHIVE)
-    return LayoutSource(ref, store, deadline_of(options))
+    deadline = deadline_of(options)
+    store = open_store(ref.path, archive=ref.transport == Transport.OCI_ARCHIVE, deadline=deadline)
+    return LayoutSource(ref, store, deadline)
