@@ -256,6 +256,8 @@ def test_hostile_verdict_files_are_misses_and_removed(tmp_path: Path) -> None:
             json.dumps({**doc, "reports": [{"e": "ociboot.report.Severity", "v": "error"}]}).encode()
         ),
         "cut": entry.read_bytes()[:-3],
+        # valid checksum and size, JSON nested past the parser's depth (a RecursionError)
+        "deep": _sealed(b"[" * 100_000),
     }
     for name, data in hostile.items():
         entry.write_bytes(data)

@@ -217,7 +217,7 @@ def unseal(data: bytes, magic: bytes, version: int, max_inflated: int | None = N
         raise CorruptEntry(f"body inflates past {limit} bytes (at most {MAX_INFLATION}x its size) or is cut")
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # a few KiB of `[` nest past the parser's depth
         raise CorruptEntry(f"JSON: {exc}") from exc
 
 
