@@ -318,6 +318,7 @@ def _stored_verdict(
     key = verdict_key(
         top,
         reference=shown,
+        located=str(source.ref),
         platform=str(options.platform) if options.platform is not None else None,
         policy=policy.digest,
         version=__version__,

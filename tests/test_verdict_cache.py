@@ -29,7 +29,7 @@ from ociboot.ref import ImageRef, Transport
 from ociboot.report import Finding, Outcome, Report, RuleInfo, Severity, Skipped
 from ociboot.spec import Descriptor, Platform
 from tests.support.bootimages import bootable, generic
-from tests.support.imagebuilder import build_index, write_oci_layout
+from tests.support.imagebuilder import build_index, write_oci_archive, write_oci_layout
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, blob_gets
 
@@ -129,9 +129,24 @@ def test_another_policy_is_judged_again(tmp_path: Path) -> None:
     assert len(verdict_files(tmp_path / "c")) == 2
 
 
+def test_a_path_now_holding_another_medium_is_named_as_a_cold_check_names_it(tmp_path: Path) -> None:
+    built = bootable("generic").build()
+    path = tmp_path / "img"  # a bare path: its medium is sniffed, and reports name the transport
+    write_oci_layout(path, {"latest": built})
+    cache = api.open_cache(tmp_path / "c")
+    assert api.check(str(path), options=Options(cache=cache)).reports[0].image.startswith("oci:")
+    shutil.rmtree(path)
+    write_oci_archive(path, {"latest": built})  # the same manifest digest, in an archive
+    warm = api.check(str(path), options=Options(cache=cache))
+    cold = api.check(str(path))
+    assert cold.reports[0].image.startswith("oci-archive:")
+    assert warm.checked == cold.checked
+
+
 def test_every_input_is_in_the_key() -> None:
     base = {
         "reference": "oci:/x:latest",
+        "located": "oci:/x:latest",
         "platform": None,
         "policy": Policy().digest,
         "version": "0.1.0",
@@ -143,6 +158,7 @@ def test_every_input_is_in_the_key() -> None:
     keys.add(verdict_key(Digest.of(b"other"), **base))  # type: ignore[arg-type]
     changed = {
         "reference": "oci:/y:latest",
+        "located": "oci-archive:/x:latest",
         "platform": "linux/arm64",
         "policy": Policy(skip=("SSH-001",)).digest,
         "version": "0.1.1",
