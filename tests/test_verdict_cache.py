@@ -143,6 +143,20 @@ def test_a_path_now_holding_another_medium_is_named_as_a_cold_check_names_it(tmp
     assert warm.checked == cold.checked
 
 
+def test_required_packages_in_another_order_are_another_verdict(tmp_path: Path) -> None:
+    ref = layout_of(tmp_path, bootable("generic").build())
+    asked = Policy(require_packages=("zzz", "kernel", "aaa"))
+    again = Policy(require_packages=("aaa", "kernel", "zzz", "aaa"))
+    assert asked.digest == again.digest  # one policy as a verdict names it ...
+    cache = api.open_cache(tmp_path / "c")
+    assert api.check(ref, asked, Options(cache=cache)).exit_code == 1
+    warm = api.check(ref, again, Options(cache=cache))
+    cold = api.check(ref, again)
+    # ... but PKG-002 answers each package in the order asked: a hit must say what a cold check says.
+    assert next(f.message for f in cold.reports[0].findings if f.rule == "PKG-002") == "aaa is not installed"
+    assert warm.checked == cold.checked
+
+
 def test_every_input_is_in_the_key() -> None:
     base = {
         "reference": "oci:/x:latest",

@@ -10,7 +10,8 @@ it was judged (everything below it, the platforms' manifests, configs and layers
 digest in it), and the key (`verdict_key`) hashes every other input the reports depend on: the
 reference as shown and as located (reports name the transport a bare path was sniffed as, and a
 path may hold a layout one day and an archive of the same manifest the next), the platform
-asked for, the policy's digest, ociboot's version, the code fingerprint, libmagic's and Python's versions.
+asked for, the policy as given (`Policy.canonical(as_given=True)`: a report follows the order
+of its lists), ociboot's version, the code fingerprint, libmagic's and Python's versions.
 
 The code fingerprint (`code_fingerprint`) hashes every file of the ociboot package, so a rule,
 a severity, a profile or any code below them changed without a version bump still misses (it
