@@ -15,11 +15,15 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from ociboot import api
+from ociboot import api, pipeline
+from ociboot import cache as cache_package
+from ociboot.boot import scan
 from ociboot.boot.check import Profile
 from ociboot.boot.context import Policy
+from ociboot.boot.kernel import KernelInfo
 from ociboot.cache import MAX_VERDICT_BYTES, LayerCache, Verdict, code_fingerprint, verdict_key
 from ociboot.cache.verdict import VERDICT_FORMAT, VerdictCodec, package_fingerprint
 from ociboot.cli import app
@@ -196,6 +200,26 @@ def test_a_rule_changed_without_a_version_bump_changes_the_fingerprint(tmp_path:
     shutil.copytree(copy, broken)
     (broken / "gone.py").symlink_to(tmp_path / "nowhere")
     assert package_fingerprint(broken) is None  # no fingerprint: no verdict stored or read
+
+
+def test_code_changed_without_a_version_bump_analyzes_the_layers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint must reach the layer indexes too: a verdict missed for changed code but
+    judged on the old code's stored kernel analysis would be the old verdict under a new key."""
+    ref = layout_of(tmp_path, bootable("generic").build())
+    assert api.check(ref, options=Options(cache=api.open_cache(tmp_path / "c"))).exit_code == 0
+    analyze = scan.analyze_kernel
+
+    def changed(*args: object, **kwargs: object) -> KernelInfo:
+        return dataclasses.replace(analyze(*args, **kwargs), version="9.9.9-changed")  # type: ignore[arg-type]
+
+    # A checkout edited in place: same version, same analyzer names, other code.
+    monkeypatch.setattr(scan, "analyze_kernel", changed)
+    monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "e" * 64)
+    monkeypatch.setattr(cache_package, "code_fingerprint", lambda: "e" * 64)
+    warm = api.check(ref, options=Options(cache=api.open_cache(tmp_path / "c")))
+    assert warm.reports[0].facts["kernel"]["version"] == "9.9.9-changed"
 
 
 # --- only complete verdicts are stored ------------------------------------------------------------

@@ -5,8 +5,9 @@ An entry is keyed by
     format version / layer blob digest / spec key
 
 where the spec key hashes the capture rules (pattern, cap), the analyzers' qualified names and
-a `salt` (the ociboot version: an analyzer's output may change between releases).  `ls` and
-`check` ask different things of a layer and so get different entries.
+a `salt` (the ociboot version and code fingerprint, verdict.py: an analyzer's output may change
+between releases, or in a checkout edited in place).  `ls` and `check` ask different things of
+a layer and so get different entries.
 
 File format (never pickle: a cache directory must not be a way to run code):
 
