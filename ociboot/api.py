@@ -123,7 +123,7 @@ def open_cache(directory: str | Path | None = None, warn: Callable[[str], None] 
     from .boot.initrd import InitrdInfo
     from .boot.kernel import KernelInfo
     from .boot.scan import PackageDbResult
-    from .cache import LayerCache, default_cache_dir
+    from .cache import LayerCache, code_fingerprint, default_cache_dir
 
     cache = LayerCache(
         directory or default_cache_dir(),
@@ -131,7 +131,9 @@ def open_cache(directory: str | Path | None = None, warn: Callable[[str], None] 
         analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
         # A stored verdict's reports name their profile by this enum.
         report_types=(Profile,),
-        salt=__version__,
+        # The code too, not only the version: an analyzer edited in place would otherwise serve
+        # its old results to the rules, and so to a verdict stored under the new code's key.
+        salt=f"{__version__} {code_fingerprint()}",
         warn=warn,
     )
     cache.verify()

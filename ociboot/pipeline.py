@@ -341,8 +341,9 @@ def _stored_verdict(
     key = verdict_key(
         top,
         reference=shown,
+        located=str(source.ref),
         platform=str(options.platform) if options.platform is not None else None,
-        policy=policy.digest,
+        policy=Digest.of(policy.canonical(as_given=True)),
         version=__version__,
         fingerprint=fingerprint,
         libmagic=_sniff.library_version(),

@@ -189,6 +189,11 @@ def test_a_file_naming_an_unregistered_class_is_corrupt() -> None:
         decode_index(data, codec)
 
 
+def _resealed(text: bytes) -> bytes:
+    body = zlib.compress(text)
+    return b"ocibootL" + FORMAT_VERSION.to_bytes(2, "big") + hashlib.sha256(body).digest() + body
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -197,6 +202,7 @@ def test_a_file_naming_an_unregistered_class_is_corrupt() -> None:
         lambda d: b"",  # empty
         lambda d: b"ocibootL" + (FORMAT_VERSION + 1).to_bytes(2, "big") + d[10:],  # other version
         lambda d: b"\x80\x04K\x01." + d,  # a pickle is not an entry
+        lambda d: _resealed(b"[" * 100_000),  # valid checksum, JSON nested past the parser's depth
     ],
 )
 def test_damaged_files_are_corrupt(damage: Callable[[bytes], bytes]) -> None:

@@ -15,11 +15,15 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from ociboot import api
+from ociboot import api, pipeline
+from ociboot import cache as cache_package
+from ociboot.boot import scan
 from ociboot.boot.check import Profile
 from ociboot.boot.context import Policy
+from ociboot.boot.kernel import KernelInfo
 from ociboot.cache import MAX_VERDICT_BYTES, LayerCache, Verdict, code_fingerprint, verdict_key
 from ociboot.cache.verdict import VERDICT_FORMAT, VerdictCodec, package_fingerprint
 from ociboot.cli import app
@@ -29,7 +33,7 @@ from ociboot.ref import ImageRef, Transport
 from ociboot.report import Finding, Outcome, Report, RuleInfo, Severity, Skipped
 from ociboot.spec import Descriptor, Platform
 from tests.support.bootimages import bootable, generic
-from tests.support.imagebuilder import build_index, write_oci_layout
+from tests.support.imagebuilder import build_index, write_oci_archive, write_oci_layout
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, blob_gets
 
@@ -129,9 +133,38 @@ def test_another_policy_is_judged_again(tmp_path: Path) -> None:
     assert len(verdict_files(tmp_path / "c")) == 2
 
 
+def test_a_path_now_holding_another_medium_is_named_as_a_cold_check_names_it(tmp_path: Path) -> None:
+    built = bootable("generic").build()
+    path = tmp_path / "img"  # a bare path: its medium is sniffed, and reports name the transport
+    write_oci_layout(path, {"latest": built})
+    cache = api.open_cache(tmp_path / "c")
+    assert api.check(str(path), options=Options(cache=cache)).reports[0].image.startswith("oci:")
+    shutil.rmtree(path)
+    write_oci_archive(path, {"latest": built})  # the same manifest digest, in an archive
+    warm = api.check(str(path), options=Options(cache=cache))
+    cold = api.check(str(path))
+    assert cold.reports[0].image.startswith("oci-archive:")
+    assert warm.checked == cold.checked
+
+
+def test_required_packages_in_another_order_are_another_verdict(tmp_path: Path) -> None:
+    ref = layout_of(tmp_path, bootable("generic").build())
+    asked = Policy(require_packages=("zzz", "kernel", "aaa"))
+    again = Policy(require_packages=("aaa", "kernel", "zzz", "aaa"))
+    assert asked.digest == again.digest  # one policy as a verdict names it ...
+    cache = api.open_cache(tmp_path / "c")
+    assert api.check(ref, asked, Options(cache=cache)).exit_code == 1
+    warm = api.check(ref, again, Options(cache=cache))
+    cold = api.check(ref, again)
+    # ... but PKG-002 answers each package in the order asked: a hit must say what a cold check says.
+    assert next(f.message for f in cold.reports[0].findings if f.rule == "PKG-002") == "aaa is not installed"
+    assert warm.checked == cold.checked
+
+
 def test_every_input_is_in_the_key() -> None:
     base = {
         "reference": "oci:/x:latest",
+        "located": "oci:/x:latest",
         "platform": None,
         "policy": Policy().digest,
         "version": "0.1.0",
@@ -143,6 +176,7 @@ def test_every_input_is_in_the_key() -> None:
     keys.add(verdict_key(Digest.of(b"other"), **base))  # type: ignore[arg-type]
     changed = {
         "reference": "oci:/y:latest",
+        "located": "oci-archive:/x:latest",
         "platform": "linux/arm64",
         "policy": Policy(skip=("SSH-001",)).digest,
         "version": "0.1.1",
@@ -166,6 +200,26 @@ def test_a_rule_changed_without_a_version_bump_changes_the_fingerprint(tmp_path:
     shutil.copytree(copy, broken)
     (broken / "gone.py").symlink_to(tmp_path / "nowhere")
     assert package_fingerprint(broken) is None  # no fingerprint: no verdict stored or read
+
+
+def test_code_changed_without_a_version_bump_analyzes_the_layers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint must reach the layer indexes too: a verdict missed for changed code but
+    judged on the old code's stored kernel analysis would be the old verdict under a new key."""
+    ref = layout_of(tmp_path, bootable("generic").build())
+    assert api.check(ref, options=Options(cache=api.open_cache(tmp_path / "c"))).exit_code == 0
+    analyze = scan.analyze_kernel
+
+    def changed(*args: object, **kwargs: object) -> KernelInfo:
+        return dataclasses.replace(analyze(*args, **kwargs), version="9.9.9-changed")  # type: ignore[arg-type]
+
+    # A checkout edited in place: same version, same analyzer names, other code.
+    monkeypatch.setattr(scan, "analyze_kernel", changed)
+    monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "e" * 64)
+    monkeypatch.setattr(cache_package, "code_fingerprint", lambda: "e" * 64)
+    warm = api.check(ref, options=Options(cache=api.open_cache(tmp_path / "c")))
+    assert warm.reports[0].facts["kernel"]["version"] == "9.9.9-changed"
 
 
 # --- only complete verdicts are stored ------------------------------------------------------------
@@ -256,6 +310,8 @@ def test_hostile_verdict_files_are_misses_and_removed(tmp_path: Path) -> None:
             json.dumps({**doc, "reports": [{"e": "ociboot.report.Severity", "v": "error"}]}).encode()
         ),
         "cut": entry.read_bytes()[:-3],
+        # valid checksum and size, JSON nested past the parser's depth (a RecursionError)
+        "deep": _sealed(b"[" * 100_000),
     }
     for name, data in hostile.items():
         entry.write_bytes(data)

@@ -188,15 +188,21 @@ class Policy:
             analysis_budget=analysis_budget or self.analysis_budget,
         )
 
-    def canonical(self) -> bytes:
+    def canonical(self, *, as_given: bool = False) -> bytes:
         """The policy as canonical JSON (keys as a policy file spells them, sorted; lists sorted
-        and without repeats): what it decides, not how a file happened to list it."""
+        and without repeats): what it decides, not how a file happened to list it.  `as_given`
+        keeps the lists' order and repeats: a report follows them (PKG-002 answers each required
+        package in the order asked), so a stored report is keyed by that (cache/verdict.py)."""
+
+        def listed(values: tuple[str, ...]) -> list[str]:
+            return list(values) if as_given else sorted(set(values))
+
         fields = {
             "profile": str(self.profile),
             "kernel": self.kernel,
             "initrd": self.initrd,
-            "require-packages": sorted(set(self.require_packages)),
-            "skip": sorted(set(self.skip)),
+            "require-packages": listed(self.require_packages),
+            "skip": listed(self.skip),
             "severity": dict(sorted(self.severity.items())),
             "fatal-warnings": self.fatal_warnings,
             "analysis-budget": self.analysis_budget,

@@ -5,8 +5,9 @@ An entry is keyed by
     format version / layer blob digest / spec key
 
 where the spec key hashes the capture rules (pattern, cap), the analyzers' qualified names and
-a `salt` (the ociboot version: an analyzer's output may change between releases).  `ls` and
-`check` ask different things of a layer and so get different entries.
+a `salt` (the ociboot version and code fingerprint, verdict.py: an analyzer's output may change
+between releases, or in a checkout edited in place).  `ls` and `check` ask different things of
+a layer and so get different entries.
 
 File format (never pickle: a cache directory must not be a way to run code):
 
@@ -217,7 +218,7 @@ def unseal(data: bytes, magic: bytes, version: int, max_inflated: int | None = N
         raise CorruptEntry(f"body inflates past {limit} bytes (at most {MAX_INFLATION}x its size) or is cut")
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # a few KiB of `[` nest past the parser's depth
         raise CorruptEntry(f"JSON: {exc}") from exc
 
 

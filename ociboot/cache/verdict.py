@@ -8,8 +8,10 @@ A verdict is stored under
 where the top digest is the verified digest of the manifest or index the reference named when
 it was judged (everything below it, the platforms' manifests, configs and layers, is named by
 digest in it), and the key (`verdict_key`) hashes every other input the reports depend on: the
-reference as shown (reports name it), the platform asked for, the policy's digest, ociboot's
-version, the code fingerprint, libmagic's and Python's versions.
+reference as shown and as located (reports name the transport a bare path was sniffed as, and a
+path may hold a layout one day and an archive of the same manifest the next), the platform
+asked for, the policy as given (`Policy.canonical(as_given=True)`: a report follows the order
+of its lists), ociboot's version, the code fingerprint, libmagic's and Python's versions.
 
 The code fingerprint (`code_fingerprint`) hashes every file of the ociboot package, so a rule,
 a severity, a profile or any code below them changed without a version bump still misses (it
@@ -88,6 +90,7 @@ def verdict_key(
     digest: Digest,
     *,
     reference: str,
+    located: str,
     platform: str | None,
     policy: Digest,
     version: str,
@@ -99,6 +102,7 @@ def verdict_key(
         "format": VERDICT_FORMAT,
         "digest": str(digest),
         "reference": reference,
+        "located": located,
         "platform": platform,
         "policy": str(policy),
         "ociboot": version,
