@@ -150,8 +150,11 @@ def _checksum_field(field: bytes) -> tuple[int | None, int]:
 def _sums_to(hdr: bytes, stored: int | None, spaces: int) -> bool:
     if stored is None:
         return False
-    # adler32's low half is 1 + (sum of bytes mod 65521), exact for up to 256 bytes (at most
-    # 65280), so this runs at C speed instead of a Python sum() over 512 ints.
+    # adler32's low half is 1 + (sum of bytes mod 65521): at C speed instead of a Python sum()
+    # over 512 ints, and exact while the sum stays under 65521: for a header of ASCII bytes
+    # (at most 512 x 127 = 65024, nearly every header: one call), or for 256 bytes of any kind.
+    if hdr.isascii():
+        return (zlib.adler32(hdr) & 0xFFFF) - 1 + spaces == stored
     total = (zlib.adler32(hdr[:256]) & 0xFFFF) + (zlib.adler32(hdr[256:]) & 0xFFFF) - 2 + spaces
     if total == stored:
         return True
@@ -361,7 +364,10 @@ class _Walker:
         numbers = self.numbers
         owner, mtime = numbers.get(owner_f), numbers.get(mtime_f)
         try:
-            size = _octal(size_f)
+            try:
+                size = int(size_f.split(b"\0", 1)[0] or b"0", 8)  # _octal's common case, inline
+            except ValueError:
+                size = _octal(size_f)
             if owner is None or mtime is None:
                 if len(numbers) > _MEMO_LIMIT:
                     numbers.clear()  # all distinct (real mtimes): the memo stays small anyway
