@@ -22,6 +22,7 @@ from .boot.check import Profile, run_checks
 from .boot.context import Analysis, CheckContext, Policy
 from .budget import AnalysisBudget
 from .cache import LayerCache, Verdict, code_fingerprint, storable, verdict_key
+from .collector import fewer_collections
 from .digest import Digest
 from .errors import (
     ContentError,
@@ -230,6 +231,7 @@ def _indexed(
         yield from pool.map(one, positions)
 
 
+@fewer_collections()
 def load_tree(
     image: ResolvedImage, capture: CaptureSpec | None, options: Options, analyze: AnalyzeSpec | None = None
 ) -> ImageTree:
@@ -424,6 +426,7 @@ def _failure(exc: Exception) -> str:
     return f"internal error ({detail}); the image was not judged (please report this ociboot bug)"
 
 
+@fewer_collections()  # the rules' whole-tree walks too: the tree is at its largest then
 def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Report:
     """One pass over the layers capturing what the rules want, then the rules of the profile.
 

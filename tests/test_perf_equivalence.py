@@ -4,7 +4,9 @@
   later entry of the same layer replaced (a dir turned into a file or a symlink).
 - tar walk: entries built by make_entry are ordinary frozen Entry values; a walk over the
   read-ahead thread equals a walk over the same bytes in memory, and the thread hands over
-  errors in stream order and stops when asked.
+  errors in stream order and stops when asked; the adler32 header checksum (one call for an
+  ASCII header, two halves otherwise, each checksum field parsed once) accepts exactly the
+  headers whose stored checksum is their unsigned or signed byte sum.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ociboot.fs import overlay
 from ociboot.fs.node import Entry, Kind, Node, make_entry
 from ociboot.fs.tree import FileTree
 from ociboot.layer import CaptureSpec, ReadAhead, read_tar
+from ociboot.layer.tarwalk import looks_like_tar
 from tests.support.imagebuilder import LayerBuilder
 
 
@@ -202,3 +205,37 @@ def test_tar_walk_over_read_ahead_equals_walk_over_bytes() -> None:
     assert threaded.entries == plain.entries and len(plain.entries) == 300
     assert [e.offset for e in threaded.entries] == [e.offset for e in plain.entries]
     assert threaded.captured == plain.captured and threaded.complete == plain.complete
+
+
+def _plain_checksum_ok(hdr: bytes) -> bool:
+    """POSIX ustar's checksum as tarfile computes it: the field counted as 8 spaces."""
+    try:
+        stored = int(hdr[148:156].split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        return False
+    blanked = hdr[:148] + b" " * 8 + hdr[156:]
+    unsigned = sum(blanked)
+    signed = sum(b - 256 if b > 127 else b for b in blanked)
+    return stored in (unsigned, signed)
+
+
+_header_bytes = st.one_of(
+    st.binary(min_size=512, max_size=512),
+    st.binary(min_size=512, max_size=512).map(lambda b: bytes(x & 0x7F for x in b)),  # ASCII
+    st.binary(min_size=512, max_size=512).map(lambda b: bytes(x | 0x80 for x in b)),  # all high
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(hdr=_header_bytes, offset=st.sampled_from([0, 1, -1, 256, -256, 65521, -65521, 65536]))
+def test_header_checksum_equals_the_plain_byte_sum(hdr: bytes, offset: int) -> None:
+    blanked = hdr[:148] + b" " * 8 + hdr[156:]
+    for total in (sum(blanked), sum(b - 256 if b > 127 else b for b in blanked)):
+        stated = total + offset
+        if not 0 <= stated < 8**6:
+            continue
+        header = hdr[:148] + b"%06o\0 " % stated + hdr[156:]
+        if header == bytes(512):
+            continue
+        assert looks_like_tar(header) == _plain_checksum_ok(header)
+        assert looks_like_tar(header) == (offset == 0 or _plain_checksum_ok(header))

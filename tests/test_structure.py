@@ -25,6 +25,7 @@ PKG = Path(ociboot.__file__).parent
 LEVELS: dict[str, float] = {
     "errors": 0,
     "budget": 0,
+    "collector": 0,
     "digest": 0,
     "streams": 0,
     "mediatypes": 0,

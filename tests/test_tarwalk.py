@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ociboot.errors import TruncatedLayer, UnsafePath
 from ociboot.fs.node import Entry, Kind
 from ociboot.layer import NOT_WANTED, AnalyzeSpec, CaptureSpec, TarListing, normalize_path, read_tar
+from ociboot.layer.select import any_matcher
 from tests.support.imagebuilder import MTIME, LayerBuilder
 
 
@@ -320,6 +321,17 @@ def test_bad_checksum_is_not_a_tar() -> None:
         walk(b"this is not a tar".ljust(4096, b"!"))
 
 
+def test_a_checksum_field_seen_before_is_still_summed() -> None:
+    # "ab" and "ba" have the same byte sum, so both headers state the same checksum field: the
+    # walker parses that field once, but must still sum every header it reads.
+    tar = bytearray(LayerBuilder().file("ab", "x").file("ba", "x").tar())
+    assert tar[148:156] == tar[1024 + 148 : 1024 + 156]
+    assert paths(bytes(tar)) == ["ab", "ba"]
+    tar[1024 + 1] = ord("b")  # "bb": same checksum field, a different sum
+    with pytest.raises(TruncatedLayer, match="bad header checksum at offset 1024"):
+        walk(bytes(tar))
+
+
 def test_stream_ending_inside_a_header_or_extended_header() -> None:
     tar = LayerBuilder().file("a", "x").file("b" * 200, "y").tar()
     with pytest.raises(TruncatedLayer, match="inside a tar header at offset 1024"):
@@ -404,6 +416,42 @@ def test_analyze_exact_takes_names_literally() -> None:
     assert spec.analyzer("srv/w.txt") is None
     tar = LayerBuilder().file("srv/[weird]*?.txt", b"yes").file("srv/w.txt", b"no").tar()
     assert read_tar(io.BytesIO(tar), analyze=spec).analyses == {"srv/[weird]*?.txt": 3}
+
+
+def test_a_later_record_of_an_analyzed_path_drops_the_analysis_and_the_bytes() -> None:
+    spec = AnalyzeSpec({"boot/*": _length})
+    capture = CaptureSpec({"boot/*": None})
+    tar = (
+        LayerBuilder()
+        .file("boot/initrd", b"first")
+        .file("boot/vmlinuz", b"kernel")
+        .dir("boot/initrd")
+        .symlink("boot/vmlinuz", "x")
+        .file("boot/config", b"cfg")
+        .tar()
+    )
+    listing = read_tar(io.BytesIO(tar), capture=capture, analyze=spec)
+    assert listing.analyses == {"boot/config": 3}
+    assert listing.captured == {"boot/config": b"cfg"}
+    assert listing.complete == frozenset({"boot/config"})
+
+
+def test_a_sparse_member_is_neither_analyzed_nor_captured() -> None:
+    extra = b"\x00" + b"%011o\0" % 4096
+    tar = raw_header(b"boot/sparse", b"S", 512, magic=b"ustar  \0", extra=extra) + b"D" * 512 + bytes(1024)
+    spec = AnalyzeSpec({"boot/*": _length})
+    listing = read_tar(io.BytesIO(tar), capture=CaptureSpec({"boot/*": None}), analyze=spec)
+    assert [(e.path, e.size) for e in listing.entries] == [("boot/sparse", 4096)]
+    assert listing.analyses == {}
+    assert listing.captured == {}
+
+
+def test_any_matcher_matches_what_some_spec_selects() -> None:
+    match = any_matcher(CaptureSpec({"etc/*": 10}), None, AnalyzeSpec({"boot/vmlinuz-*": _length}))
+    assert match is not None
+    assert match("etc/passwd") and match("boot/vmlinuz-6.1")
+    assert not match("boot/initrd") and not match("usr/etc/passwd")
+    assert any_matcher(CaptureSpec(), None) is None
 
 
 def test_captures_do_not_apply_to_non_files() -> None:

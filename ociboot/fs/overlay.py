@@ -55,6 +55,9 @@ from ..errors import InvalidWhiteout, UnsafePath
 from .node import Entry, Kind, LayerContent, Node
 from .tree import FileTree, resolve
 
+# Enum attribute lookups are slow in the per-entry path: bind the members once.
+_DIR, _HARDLINK = Kind.DIR, Kind.HARDLINK
+
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 META_PREFIX = ".wh..wh."
@@ -202,24 +205,29 @@ class _Changeset:
             self.replace_root(entry)
             return
         directory, _, name = path.rpartition("/")
-        parent = self.parents.get(directory)
+        parents = self.parents
+        parent = parents.get(directory)
         if parent is None:
             parent = self.parent_of(path)
             if parent is None:
                 return
-            self.parents[directory] = parent
+            parents[directory] = parent
         children = parent.children
         assert children is not None
         existing = children.get(name)
-        if entry.kind is Kind.DIR and existing is not None and existing.children is not None:
-            existing.entry, existing.layer, existing.hardlink, existing.implicit = (
-                entry,
-                self.index,
-                None,
-                False,
-            )
-            return
-        if entry.kind is Kind.HARDLINK:
+        kind = entry.kind
+        if kind is _DIR:
+            if existing is not None and existing.children is not None:
+                existing.entry, existing.layer, existing.hardlink, existing.implicit = (
+                    entry,
+                    self.index,
+                    None,
+                    False,
+                )
+                return
+            node = Node(entry, self.index, {})
+            parents[path] = node
+        elif kind is _HARDLINK:
             bound = self.hardlink(entry, final=False)
             if bound is None:  # the target is not there yet: a placeholder till the layer's end
                 node = Node(entry, self.index, hardlink=entry)
@@ -227,12 +235,13 @@ class _Changeset:
             else:
                 node = bound
         else:
-            node = Node(entry, self.index, {} if entry.kind is Kind.DIR else None)
+            node = Node(entry, self.index)
         if existing is not None:
-            self.parents.clear()
+            # A replaced node may be a cached parent (of this path or below it): forget them all.
+            parents.clear()
+            if node.children is not None:
+                parents[path] = node
         children[name] = node
-        if node.children is not None:
-            self.parents[path] = node
 
     def replace_root(self, entry: Entry) -> None:
         # umoci: "refusing to change type of root directory"; a link at / would redirect everything.

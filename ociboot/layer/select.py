@@ -48,6 +48,14 @@ def _any_of(rules: tuple[tuple[str, Any], ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(fnmatch.translate(p) for p, _ in rules)) if rules else None
 
 
+def any_matcher(*specs: _Selector[Any] | None) -> Callable[[str], object] | None:
+    """One regex's `match` over the patterns of all `specs` (None if there are none): the tar
+    walker rejects the members nobody asked for with one call instead of one per spec."""
+    rules = tuple(rule for spec in specs if spec for rule in spec.rules)
+    pattern = _any_of(rules)
+    return pattern.match if pattern is not None else None
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class _Selector(Generic[_T]):
     """Sorted (pattern, value) rules, with one regex over all patterns as a fast reject."""

@@ -36,13 +36,14 @@ from typing import Any
 
 from ..budget import AnalysisBudget
 from ..errors import AnalysisBudgetExceeded, DigestMismatch, LayerError, TruncatedLayer, UnsafePath
-from ..fs.node import NO_XATTRS, Entry, Kind, make_entry
+from ..fs.node import NO_XATTRS, Entry, EntryBuilder, Kind
 from ..streams import ReadStream
 from .readahead import CHUNK
-from .select import NOT_WANTED, AnalysisFailed, Analyzer, AnalyzeSpec, CaptureSpec, OverBudget
+from .select import NOT_WANTED, AnalysisFailed, Analyzer, AnalyzeSpec, CaptureSpec, OverBudget, any_matcher
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
+_new_entry = object.__new__
 #: pax records and GNU long names are read into memory: cap them (a path is at most PATH_MAX
 #: 4096 bytes on Linux, an xattr value 64 KiB).
 MAX_META_BYTES = 1 << 20
@@ -121,9 +122,10 @@ class _Blocks:
         return got
 
 
-# name mode uid gid size mtime chksum typeflag linkname magic+version uname gname devmajor devminor
-# prefix (POSIX ustar header layout, 500 bytes + 12 of padding).
-_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+# The first 329 bytes of a POSIX ustar header: name, mode+uid+gid, size, mtime, (checksum),
+# typeflag, linkname, magic+version, uname+gname.  Fields that repeat together are one field, the
+# key of one memo; devmajor/devminor (329) and prefix (345) are sliced only when they apply.
+_HEADER = struct.Struct("100s24s12s12s8xc100s8s64s")
 
 
 def looks_like_tar(head: bytes) -> bool:
@@ -132,15 +134,28 @@ def looks_like_tar(head: bytes) -> bool:
 
 
 def _checksum_ok(hdr: bytes) -> bool:
+    return _sums_to(hdr, *_checksum_field(hdr[148:156]))
+
+
+def _checksum_field(field: bytes) -> tuple[int | None, int]:
+    """The checksum a header states (None if unreadable), and what counting its own field as
+    spaces (POSIX ustar) adds to the byte sum of the whole header."""
     try:
-        stored = _octal(hdr[148:156])
+        stored: int | None = _octal(field)
     except ValueError:
+        stored = None
+    return stored, 256 - ((zlib.adler32(field) & 0xFFFF) - 1)
+
+
+def _sums_to(hdr: bytes, stored: int | None, spaces: int) -> bool:
+    if stored is None:
         return False
-    # Unsigned byte sum with the checksum field counted as spaces (POSIX ustar).  adler32's low
-    # half is 1 + (sum of bytes mod 65521), exact for up to 256 bytes (at most 65280), so this
-    # runs at C speed instead of a Python sum() over 512 ints.
-    total = (zlib.adler32(hdr[:256]) & 0xFFFF) + (zlib.adler32(hdr[256:]) & 0xFFFF) - 2
-    total += 256 - ((zlib.adler32(hdr[148:156]) & 0xFFFF) - 1)
+    # adler32's low half is 1 + (sum of bytes mod 65521): at C speed instead of a Python sum()
+    # over 512 ints, and exact while the sum stays under 65521: for a header of ASCII bytes
+    # (at most 512 x 127 = 65024, nearly every header: one call), or for 256 bytes of any kind.
+    if hdr.isascii():
+        return (zlib.adler32(hdr) & 0xFFFF) - 1 + spaces == stored
+    total = (zlib.adler32(hdr[:256]) & 0xFFFF) + (zlib.adler32(hdr[256:]) & 0xFFFF) - 2 + spaces
     if total == stored:
         return True
     # Some old tars summed signed chars; tarfile and GNU tar accept both.
@@ -185,6 +200,7 @@ _KINDS = {
 }
 # Enum attribute lookups are slow in the per-member path: bind the members once.
 _FILE, _DIR, _SYMLINK, _HARDLINK = Kind.FILE, Kind.DIR, Kind.SYMLINK, Kind.HARDLINK
+_CHAR, _BLOCK = Kind.CHAR, Kind.BLOCK
 _HEADER_ONLY = frozenset({Kind.HARDLINK, Kind.SYMLINK, Kind.CHAR, Kind.BLOCK, Kind.DIR, Kind.FIFO})
 _POSIX_MAGIC = b"ustar\x0000"
 _XATTR = b"SCHILY.xattr."
@@ -266,8 +282,11 @@ class _Walker:
         self.long_name: bytes | None = None
         self.long_link: bytes | None = None
         self.last = ""  # last member name, for messages
-        self.owner_names: dict[bytes, str] = {}
+        self.owner_names: dict[bytes, tuple[str, str]] = {}  # uname+gname field -> names
         self.numbers: dict[bytes, Any] = {}  # raw header field(s) -> parsed value(s)
+        self.checksums: dict[bytes, tuple[int | None, int]] = {}  # checksum field -> _checksum_field
+        # Members no spec asks for (nearly all) are told apart by one regex call.
+        self.wanted = any_matcher(self.capture, self.analyze)
         self.held = 0  # bytes the index holds so far, against budget
         self.budget = MAX_INDEX_BYTES
 
@@ -283,12 +302,20 @@ class _Walker:
 
     def run(self) -> None:
         blocks = self.blocks
+        checksums = self.checksums
         while True:
             start = blocks.offset
-            hdr = blocks.take(BLOCK)
-            if len(hdr) < BLOCK:
-                self._end_without_blocks(start, hdr)
-                return
+            # blocks.take(BLOCK), inline: a header nearly always lies inside the current chunk.
+            pos = blocks._pos
+            if blocks._end - pos >= BLOCK:
+                hdr = blocks._buf[pos : pos + BLOCK]
+                blocks._pos = pos + BLOCK
+                blocks.offset = start + BLOCK
+            else:
+                hdr = blocks.take(BLOCK)
+                if len(hdr) < BLOCK:
+                    self._end_without_blocks(start, hdr)
+                    return
             if hdr == _ZERO_BLOCK:
                 following = blocks.take(BLOCK)
                 if following and following != _ZERO_BLOCK:
@@ -296,7 +323,14 @@ class _Walker:
                 if len(following) < BLOCK:
                     self.notes.append("only one end-of-archive block (accepted, as Go's archive/tar does)")
                 return
-            if not _checksum_ok(hdr):
+            # The checksum field takes a few thousand values in a layer: each is parsed once.
+            field = hdr[148:156]
+            stated = checksums.get(field)
+            if stated is None:
+                if len(checksums) > _MEMO_LIMIT:
+                    checksums.clear()
+                stated = checksums[field] = _checksum_field(field)
+            if not _sums_to(hdr, *stated):
                 raise self.fail(f"not a tar: bad header checksum at offset {start}")
             self._member(hdr, start)
 
@@ -325,18 +359,22 @@ class _Walker:
         return data
 
     def _member(self, hdr: bytes, start: int) -> None:
-        (name_f, mode_f, uid_f, gid_f, size_f, mtime_f, _, typeflag, link_f, magic_f, uname_f, gname_f,
-         major_f, minor_f, prefix_f) = _HEADER.unpack(hdr)  # fmt: skip
+        name_f, owner_f, size_f, mtime_f, typeflag, link_f, magic_f, names_f = _HEADER.unpack_from(hdr)
         # mode, uid, gid and mtime repeat across a layer's members: each distinct field is parsed once.
         numbers = self.numbers
-        owner, mtime = numbers.get(hdr[100:124]), numbers.get(mtime_f)
+        owner, mtime = numbers.get(owner_f), numbers.get(mtime_f)
         try:
-            size = _octal(size_f)
+            try:
+                size = int(size_f.split(b"\0", 1)[0] or b"0", 8)  # _octal's common case, inline
+            except ValueError:
+                size = _octal(size_f)
             if owner is None or mtime is None:
                 if len(numbers) > _MEMO_LIMIT:
                     numbers.clear()  # all distinct (real mtimes): the memo stays small anyway
                 if owner is None:
-                    owner = numbers[hdr[100:124]] = (_octal(mode_f) & 0o7777, _octal(uid_f), _octal(gid_f))
+                    owner = numbers[owner_f] = (
+                        _octal(owner_f[:8]) & 0o7777, _octal(owner_f[8:16]), _octal(owner_f[16:])
+                    )  # fmt: skip
                 if mtime is None:
                     mtime = numbers[mtime_f] = _octal(mtime_f)
         except ValueError:
@@ -351,19 +389,17 @@ class _Walker:
             return
         magic = magic_f[:5] == b"ustar"  # POSIX ("ustar\000") or GNU ("ustar  \0")
         raw_name = name_f.split(b"\0", 1)[0]
-        if magic_f == _POSIX_MAGIC and prefix_f[0]:  # GNU keeps atime/ctime where prefix would be
-            raw_name = _cstr(prefix_f) + b"/" + raw_name
+        if hdr[345] and magic_f == _POSIX_MAGIC:  # GNU keeps atime/ctime where prefix would be
+            raw_name = _cstr(hdr[345:500]) + b"/" + raw_name
         if magic:
-            # A layer has few owner names: decode each once, and share the strings.
-            names = self.owner_names
-            uname = names.get(uname_f)
-            if uname is None:
-                if len(names) > _MEMO_LIMIT:
-                    names.clear()
-                uname = names[uname_f] = _decode(_cstr(uname_f))
-            gname = names.get(gname_f)
-            if gname is None:
-                gname = names[gname_f] = _decode(_cstr(gname_f))
+            # A layer has few owner names: decode each pair once, and share the strings.
+            owner_names = self.owner_names
+            names = owner_names.get(names_f)
+            if names is None:
+                if len(owner_names) > _MEMO_LIMIT:
+                    owner_names.clear()
+                names = owner_names[names_f] = (_decode(_cstr(names_f[:32])), _decode(_cstr(names_f[32:])))
+            uname, gname = names
         else:
             uname = gname = ""
         raw_link = link_f.split(b"\0", 1)[0]
@@ -390,20 +426,39 @@ class _Walker:
         elif kind is _HARDLINK:
             linkname = self._hardlink_target(raw_link, name)
         major = minor = 0
-        if magic and (kind is Kind.CHAR or kind is Kind.BLOCK):
-            major, minor = self._device(major_f, minor_f, start)
-        stored_size = data_size if sparse_real is None else sparse_real
-        entry = make_entry(
-            path, kind, mode, uid, gid, stored_size, mtime, linkname, uname, gname, major, minor, xattrs,
-            self.blocks.offset,
-        )  # fmt: skip
+        if magic and (kind is _CHAR or kind is _BLOCK):
+            major, minor = self._device(hdr[329:337], hdr[337:345], start)
+        blocks = self.blocks
+        # make_entry(...), inline: slot stores on a fresh builder, then the switch to Entry.
+        entry: Any = _new_entry(EntryBuilder)
+        entry.path, entry.kind, entry.mode, entry.uid, entry.gid = path, kind, mode, uid, gid
+        entry.size = data_size if sparse_real is None else sparse_real
+        entry.mtime, entry.linkname, entry.uname, entry.gname = mtime, linkname, uname, gname
+        entry.devmajor, entry.devminor, entry.xattrs, entry.offset = major, minor, xattrs, blocks.offset
+        entry.__class__ = Entry
         self.entries.append(entry)
         self.held += _ENTRY_BYTES + len(path) + len(linkname)
         if xattrs:
             self.held += sum(len(k) + len(v) for k, v in xattrs.items())
         if self.held > self.budget:
             self._over_budget()
-        self._data(entry, data_size, sparse=sparse_real is not None)
+        wanted = self.wanted
+        if wanted is not None and kind is _FILE and sparse_real is None and wanted(path):
+            self._data(entry, data_size, sparse=False)
+            return
+        # What _data does for a member whose bytes nobody wants: forget what an earlier record
+        # of the path left, and skip the data.
+        if self.analyses:
+            self.analyses.pop(path, None)
+        if self.captured:
+            self.captured.pop(path, None)
+            self.complete.discard(path)
+        total = data_size + (-data_size % BLOCK)
+        if blocks._end - blocks._pos >= total:
+            blocks._pos += total
+            blocks.offset += total
+        elif blocks.skip(total) < total:
+            raise self._cut(entry, data_size)
 
     def _overridden(self, ustar: _Fields, start: int) -> _Fields:
         """A member's fields after the pending pax records and GNU long names, then forgotten."""

@@ -469,15 +469,17 @@ def root_size(nodes: Iterable[tuple[str, Node]]) -> tuple[int, int]:
     """(bytes, files) of the regular files in a walked tree, each hardlinked file once."""
     seen: set[tuple[int, str]] = set()
     total = files = 0
+    file = Kind.FILE  # bound once: an enum attribute lookup per node cost half this loop
     for _, node in nodes:
-        if node.kind is not Kind.FILE:
+        entry = node.entry
+        if entry.kind is not file:
             continue
         # A hardlink's node carries its target's entry and layer: one key per stored file.
-        key = (node.layer, node.entry.path)
+        key = (node.layer, entry.path)
         if key in seen:
             continue
         seen.add(key)
-        total += node.entry.size
+        total += entry.size
         files += 1
     return total, files
 
