@@ -131,13 +131,15 @@ class IndexListing:
         return tuple(e.platform for e in self.images if e.platform is not None)
 
 
-def resolve(source: ImageSource, platform: Platform | None = None) -> ResolvedImage:
+def resolve(
+    source: ImageSource, platform: Platform | None = None, top: Fetched | None = None
+) -> ResolvedImage:
     """The one image `source.ref` names; for an index, the first entry matching `platform`.
 
     `platform` defaults to the host's, as skopeo does.  A lone manifest is returned whatever its
     platform (skopeo and crane do the same); when a platform was asked for and differs, a note says so.
     """
-    resolved = _Resolver(source).resolve(platform or Platform.host())
+    resolved = _Resolver(source, top).resolve(platform or Platform.host())
     if platform is not None and resolved.index is None and not platform.matches(resolved.platform):
         note = f"the image is {resolved.platform}, not the requested {platform} (it is not in an index)"
         return replace(resolved, notes=(*resolved.notes, note))
@@ -149,18 +151,20 @@ def resolve_all(source: ImageSource) -> list[ResolvedImage]:
     return _Resolver(source).resolve_all()[1]
 
 
-def resolve_index(source: ImageSource, limit: int) -> tuple[IndexListing, list[ResolvedImage]]:
+def resolve_index(
+    source: ImageSource, limit: int, top: Fetched | None = None
+) -> tuple[IndexListing, list[ResolvedImage]]:
     """`resolve_all` with the listing it walked, which tells what was skipped as not an image;
     one walk, so the images are the ones that listing names.  Each manifest once (an index may
     list one twice), and more than `limit` of them is an error before any is resolved."""
-    return _Resolver(source).resolve_all(limit)
+    return _Resolver(source, top).resolve_all(limit)
 
 
-def pin(source: ImageSource) -> Descriptor:
+def pin(source: ImageSource) -> Fetched:
     """The manifest or index `source.ref` names now, read once and verified against every digest
-    claimed for it: what a promotion checks and copies by digest, whatever the tag does next."""
-    top = _Resolver(source)._fetch_top()
-    return Descriptor(top.media_type, top.digest, len(top.raw))
+    claimed for it: what a promotion checks and copies by digest, whatever the tag does next (a
+    resolution given it as `top` reads it no more)."""
+    return _Resolver(source)._fetch_top()
 
 
 def describe_index(source: ImageSource) -> IndexListing:
@@ -180,21 +184,28 @@ class _Walk:
 
 
 @dataclass(frozen=True, slots=True)
-class _Fetched:
-    raw: bytes
+class Fetched:
+    """A manifest or index as read and verified."""
+
+    raw: bytes = field(repr=False)
     digest: Digest
     media_type: str
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.raw))
 
 
 class _Resolver:
     """One resolution: remembers what it fetched so nothing is read (or verified) twice."""
 
-    def __init__(self, source: ImageSource) -> None:
+    def __init__(self, source: ImageSource, top: Fetched | None = None) -> None:
+        """`top`: what `pin` read of `source`, so that the resolution is of exactly that."""
         self.source = source
         self.ref = source.ref
-        self._manifests: dict[Digest, _Fetched] = {}
+        self._manifests: dict[Digest, Fetched] = {} if top is None else {top.digest: top}
         self._configs: dict[Digest, bytes] = {}
-        self._top: _Fetched | None = None
+        self._top: Fetched | None = top
 
     # --- public operations -------------------------------------------------------------------
 
@@ -407,7 +418,7 @@ class _Resolver:
 
     # --- fetching and verifying --------------------------------------------------------------
 
-    def _fetch_top(self) -> _Fetched:
+    def _fetch_top(self) -> Fetched:
         if self._top is None:
             raw = self.source.get_manifest(None)
             expected = [d for d in (raw.digest, self.ref.digest) if d is not None]
@@ -415,7 +426,7 @@ class _Resolver:
             self._manifests.setdefault(self._top.digest, self._top)
         return self._top
 
-    def _fetch_child(self, desc: Descriptor) -> _Fetched:
+    def _fetch_child(self, desc: Descriptor) -> Fetched:
         cached = self._manifests.get(desc.digest)
         if cached is not None:
             return cached
@@ -427,7 +438,7 @@ class _Resolver:
 
     def _verified(
         self, raw: RawManifest, desc: Descriptor | None, expected: list[Digest], content_type: str | None
-    ) -> _Fetched:
+    ) -> Fetched:
         where = f"manifest {desc.digest} at {raw.where}" if desc else f"manifest at {raw.where}"
         if len(raw.data) > MAX_MANIFEST_BYTES:
             raise InvalidManifest(f"{where} is {len(raw.data)} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
@@ -445,7 +456,7 @@ class _Resolver:
         algorithm = expected[0].algorithm if expected else "sha256"
         digest = hashed.get(algorithm) or Digest.of(raw.data, algorithm)
         media_type = sniff_manifest_type(raw.data, content_type, self._what("manifest", digest))
-        return _Fetched(raw.data, digest, media_type)
+        return Fetched(raw.data, digest, media_type)
 
     def _config(self, manifest: Manifest, manifest_digest: Digest) -> bytes:
         desc = manifest.config

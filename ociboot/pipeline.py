@@ -35,7 +35,16 @@ from .errors import (
 from .fs.node import Kind
 from .fs.overlay import apply_layer, empty_tree
 from .fs.tree import FileTree
-from .image import EntryKind, IndexListing, ResolvedImage, pin, resolve, resolve_all, resolve_index
+from .image import (
+    EntryKind,
+    Fetched,
+    IndexListing,
+    ResolvedImage,
+    pin,
+    resolve,
+    resolve_all,
+    resolve_index,
+)
 from .layer import AnalyzeSpec, CaptureSpec, LayerIndex, index_layer
 from .ref import ImageRef, Transport, parse_ref, redact
 from .report import Report, Severity, Skipped, Unreadable
@@ -146,8 +155,8 @@ def opened(text: str, options: Options) -> Iterator[ImageSource]:
         source.close()
 
 
-def open_image(source: ImageSource, options: Options) -> ResolvedImage:
-    return resolve(source, options.platform)
+def open_image(source: ImageSource, options: Options, top: Fetched | None = None) -> ResolvedImage:
+    return resolve(source, options.platform, top)
 
 
 def open_all(source: ImageSource) -> list[ResolvedImage]:
@@ -314,7 +323,8 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
     takes down a batch and is never counted as a pass.
 
     With a cache, a verdict stored for what the reference names now is returned without reading
-    a config or a layer (cache/verdict.py); a miss reads the top manifest once more than without.
+    a config or a layer (cache/verdict.py); on a miss, what is judged (and stored) is that same
+    manifest, read once.
     """
     shown = redact(text)  # a reference may carry user:pass@; it is never written out
     try:
@@ -322,9 +332,11 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             stored = _stored_verdict(source, shown, policy, options)
             if isinstance(stored, Verdict):
                 return Checked(shown, stored.reports, (), stored.subject)
-            checked = _judge(source, shown, policy, options)
-            if stored is not None and options.cache is not None:
-                _store_verdict(options.cache, checked, *stored)
+            if stored is None:
+                return _judge(source, shown, policy, options)
+            top, key = stored
+            checked = _judge(source, shown, policy, options, top)
+            _store_verdict(options.cache, checked, top.digest, key)
             return checked
     except Exception as exc:
         return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
@@ -332,16 +344,16 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
 
 def _stored_verdict(
     source: ImageSource, shown: str, policy: Policy, options: Options
-) -> Verdict | tuple[Digest, str] | None:
+) -> Verdict | tuple[Fetched, str] | None:
     """With a cache: the verdict stored for what the reference names now (its manifest read and
-    verified again), else (that digest, the key to store the verdict under); None without one."""
+    verified again), else (that manifest, the key to store the verdict under); None without one."""
     cache = options.cache
     fingerprint = code_fingerprint()
     if cache is None or fingerprint is None:
         return None
-    top = pin(source).digest
+    top = pin(source)
     key = verdict_key(
-        top,
+        top.digest,
         reference=shown,
         located=str(source.ref),
         platform=str(options.platform) if options.platform is not None else None,
@@ -350,27 +362,26 @@ def _stored_verdict(
         fingerprint=fingerprint,
         libmagic=_sniff.library_version(),
     )
-    return cache.verdict(top, key) or (top, key)
+    return cache.verdict(top.digest, key) or (top, key)
 
 
-def _store_verdict(cache: LayerCache, checked: Checked, top: Digest, key: str) -> None:
-    if checked.unreadable or checked.subject is None or not storable(checked.reports):
+def _store_verdict(cache: LayerCache | None, checked: Checked, top: Digest, key: str) -> None:
+    """`checked` judged `top` itself (the resolution started from it), whatever the tag does."""
+    if cache is None or checked.unreadable or checked.subject is None or not storable(checked.reports):
         return
-    first = checked.reports[0]
-    judged = first.index_digest or first.digest
-    # The tag may have moved since the manifest was pinned: store only what was judged.
-    if judged == str(top):
-        cache.store_verdict(Verdict(top, key, checked.subject, checked.reports))
+    cache.store_verdict(Verdict(top, key, checked.subject, checked.reports))
 
 
-def _judge(source: ImageSource, shown: str, policy: Policy, options: Options) -> Checked:
+def _judge(
+    source: ImageSource, shown: str, policy: Policy, options: Options, top: Fetched | None = None
+) -> Checked:
     skipped: tuple[Skipped, ...] = ()
     if options.platform is not None:
-        images = [open_image(source, options)]
+        images = [open_image(source, options, top)]
         one = images[0]
         subject = Descriptor(one.media_type, one.manifest_digest, len(one.manifest_raw))
     else:
-        listing, images = resolve_index(source, MAX_INDEX_IMAGES)
+        listing, images = resolve_index(source, MAX_INDEX_IMAGES, top)
         skipped = _not_images(listing)
         subject = Descriptor(listing.media_type, listing.digest, len(listing.raw))
     reports: list[Report] = []

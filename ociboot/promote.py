@@ -24,10 +24,10 @@ from .boot.profiles import PolicyError, verify_policy
 from .digest import Digest
 from .errors import InvalidReference
 from .image import pin
-from .pipeline import Checked, Options, _failure, check_reference, locate, opened
+from .pipeline import Checked, Options, _failure, check_reference, opened
 from .ref import ImageRef, Transport, parse_ref, redact
 from .report import exit_code
-from .sources import SourceOptions, deadline_of
+from .sources import SourceOptions
 from .sources.registry.push import RegistryTarget
 from .spec import Descriptor
 from .verdict.attach import attach as attach_to
@@ -104,9 +104,9 @@ def promote(
         return Promotion(shown, dst_shown, 3, error=error, dry_run=dry_run, **found)  # type: ignore[arg-type]
 
     try:
-        ref = locate(src_text, deadline_of(options_src.source))
         with opened(src_text, options_src) as source:
-            subject = pin(source)
+            ref = source.ref
+            subject = pin(source).descriptor
     except Exception as exc:  # unreadable: named below as the check names it
         return failed(_failure(exc))
     pinned = _pinned(ref, subject)

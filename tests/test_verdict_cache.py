@@ -96,6 +96,24 @@ def test_a_re_check_fetches_no_blob_and_writes_identical_outputs(
     assert len(verdict_files(tmp_path / "c")) == 1
 
 
+def test_a_miss_judges_the_manifest_it_pinned_reading_it_once(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The key's manifest is the one judged: the tag is asked once, on a miss as on a hit."""
+    built = bootable("generic").build()
+    Pusher(registry.url).push("verdict/once", built, tag="v1")
+    ref = f"docker://{registry.host}/verdict/once:v1"
+
+    def tag_gets() -> int:
+        return registry.log.read_text(errors="replace").count("GET /v2/verdict/once/manifests/v1 ")
+
+    before = tag_gets()
+    code, _, err = cli("check", "-q", ref, "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    assert tag_gets() - before == 1
+    assert len(verdict_files(tmp_path / "c")) == 1
+
+
 def test_an_index_verdict_is_every_platform_s_report(tmp_path: Path) -> None:
     amd = bootable("generic").build()
     arm = generic()
