@@ -84,6 +84,19 @@ ImageArg = Annotated[
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="output format")]
+#: The report options of the commands that judge images (check, promote).
+ReportFormatOpt = Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")]
+ReportsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="[FORMAT=]FILE",
+        help="write the report to FILE (in --format) instead of standard output; FORMAT=FILE "
+        "(text, json, sarif, junit) writes one more report from the same read, FILE - is "
+        "standard output (repeatable: -o sarif=ociboot.sarif -o junit=report.xml)",
+    ),
+]
 CacheDirOpt = Annotated[
     str | None,
     typer.Option(
@@ -843,19 +856,9 @@ def check(
             "--platform narrows to one)",
         ),
     ] = False,
-    output: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="[FORMAT=]FILE",
-            help="write the report to FILE (in --format) instead of standard output; FORMAT=FILE "
-            "(text, json, sarif, junit) writes one more report from the same read, FILE - is "
-            "standard output (repeatable: -o sarif=ociboot.sarif -o junit=report.xml)",
-        ),
-    ] = None,
+    output: ReportsOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list passed checks too")] = False,
-    fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
+    fmt: ReportFormatOpt = CheckFormat.text,
     promotion_list: Annotated[
         list[str] | None,
         typer.Option(
@@ -1182,16 +1185,8 @@ def promote(
             "in-toto statement as an OCI referrer; see `ociboot verdicts`)",
         ),
     ] = True,
-    fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="report format")] = CheckFormat.text,
-    output: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="[FORMAT=]FILE",
-            help="write the report to FILE, or FORMAT=FILE more reports from the same read (as for check)",
-        ),
-    ] = None,
+    fmt: ReportFormatOpt = CheckFormat.text,
+    output: ReportsOpt = None,
     *,
     policy: Policy,
     policy_file: str | None,
