@@ -39,7 +39,7 @@ import requests
 from bench import debkernel, images, measure, registry
 from bench.measure import Sample, Summary
 from bench.registry import RegistryServer
-from bench.run import HERE, OCIBOOT, fresh_env, has_option, image_section, layer_digests, machine, mb
+from bench.run import HERE, OCIBOOT, fresh_env, has_option, layer_digests, machine, mb, report_head
 
 SOURCE = "staging/os"
 TAG = "1"
@@ -178,15 +178,9 @@ def render(
     notes: list[str],
 ) -> str:
     results = {k: Summary.of([m.sample for m in v]) for k, v in samples.items()}
-    lines = ["# Promotion benchmark", "", "Written by `python -m bench.promote`; a snapshot, the script is "]
-    lines[-1] += "what matters."
-    lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in machine().items()]
-    lines += ["", "## Command", "", "```", args_line, "```", ""]
-    lines += image_section(layers, kver)
     runs = max((s.runs for s in results.values()), default=0)
+    lines = report_head("Promotion benchmark", "bench.promote", machine(), args_line, layers, kver, runs)
     lines += [
-        "",
-        f"## Medians of {runs} alternating runs",
         "",
         f"Source `{SOURCE}:{TAG}` on registry A; every copy goes to a repository that did not exist before.",
         "",

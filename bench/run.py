@@ -252,6 +252,29 @@ def image_section(layers: list[dict[str, object]], kver: str) -> list[str]:
     return lines
 
 
+def report_head(
+    title: str,
+    module: str,
+    info: dict[str, str],
+    args_line: str,
+    layers: list[dict[str, object]],
+    kver: str,
+    runs: int,
+) -> list[str]:
+    """What every bench report opens with: the machine, the command, the image, and the heading
+    of the medians' table."""
+    lines = [
+        f"# {title}",
+        "",
+        f"Written by `python -m {module}`; a snapshot, the script is what matters.",
+        "",
+    ]
+    lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", "## Command", "", "```", args_line, "```", ""]
+    lines += image_section(layers, kver)
+    return [*lines, "", f"## Medians of {runs} alternating runs"]
+
+
 def render(
     args_line: str,
     info: dict[str, str],
@@ -263,19 +286,9 @@ def render(
     memory_sizes: tuple[int, int],
     notes: list[str],
 ) -> str:
-    lines = [
-        "# Benchmark results",
-        "",
-        "Written by `python -m bench.run`; a snapshot, the script is what matters.",
-        "",
-    ]
-    lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", "## Command", "", "```", args_line, "```", ""]
-    lines += image_section(layers, kver)
     runs = max((s.runs for s in results.values()), default=0)
+    lines = report_head("Benchmark results", "bench.run", info, args_line, layers, kver, runs)
     lines += [
-        "",
-        f"## Medians of {runs} alternating runs",
         "",
         "| | variant | wall s | CPU s | peak RSS MiB | disk written MB | layer bytes fetched MB "
         "| wall s of each run |",
