@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.bootimages import generic
 from tests.support.imagebuilder import write_oci_archive, write_oci_layout
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.process import ociboot_check as ociboot
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +18,6 @@ def not_bootable(tmp_path_factory: pytest.TempPathFactory) -> str:
     image = generic().drop("/boot")
     layout = write_oci_layout(tmp_path_factory.mktemp("out") / "layout", {"latest": image.build()})
     return f"oci:{layout}:latest"
-
-
-def ociboot(*args: str, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ociboot", "check", "-q", *args],
-        cwd=ROOT,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
 
 
 def assert_one_line_exit_2(done: subprocess.CompletedProcess[str], where: str) -> None:

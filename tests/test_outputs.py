@@ -14,24 +14,14 @@ import pytest
 
 from tests.support.bootimages import generic
 from tests.support.imagebuilder import build_index, write_oci_archive, write_oci_layout
+from tests.support.process import ROOT
+from tests.support.process import ociboot_check as ociboot
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, blob_gets
 
-ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("text", "json", "sarif", "junit")
 #: What may differ between two runs of one check: when they ran.
 TIMES = frozenset({"timestamp", "time", "startTimeUtc", "endTimeUtc", "created"})
-
-
-def ociboot(*args: str, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ociboot", "check", "-q", *args],
-        cwd=ROOT,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
 
 
 def document(fmt: str, text: str) -> Any:
