@@ -143,6 +143,11 @@ class RegistryTarget:
             raise RegistryError(f"{what}: the registry stored it as {stored}, not {digest}")
         return digest
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """This repository as requests reach it (auth, budget): what reads beside it share."""
+        return self._endpoint
+
     def close(self) -> None:
         if self._own:
             self._endpoint.client.close()

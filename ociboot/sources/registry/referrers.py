@@ -32,7 +32,7 @@ class Referrers:
 
     @classmethod
     def of(cls, holder: RegistrySource | RegistryTarget) -> Referrers:
-        return cls(holder._endpoint)
+        return cls(holder.endpoint)
 
     @property
     def ref(self) -> ImageRef:

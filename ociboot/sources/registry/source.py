@@ -83,6 +83,11 @@ class RegistrySource:
     def open_blob(self, descriptor: Descriptor) -> io.BufferedReader:
         return io.BufferedReader(BlobStream(self._endpoint, descriptor), buffer_size=CHUNK)
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """This repository as requests reach it (auth, budget): what reads beside it share."""
+        return self._endpoint
+
     def close(self) -> None:
         # A shared client's connections stay open for the run's next source.
         if self._own:
