@@ -339,7 +339,7 @@ def check_reference(text: str, policy: Policy, options: Options) -> Checked:
             _store_verdict(options.cache, checked, top.digest, key)
             return checked
     except Exception as exc:
-        return Checked(shown, (), (Unreadable(shown, _failure(exc)),))
+        return Checked(shown, (), (Unreadable(shown, failure_line(exc)),))
 
 
 def _stored_verdict(
@@ -395,7 +395,7 @@ def _judge(
             _require_platform(image, options.platform, shown)
             reports.append(replace(check_image(image, policy, options), skipped=skipped))
         except Exception as exc:  # one platform of an index: the others are still judged
-            unreadable.append(Unreadable(shown, _failure(exc), str(image.declared or image.platform)))
+            unreadable.append(Unreadable(shown, failure_line(exc), str(image.declared or image.platform)))
     return Checked(shown, tuple(reports), tuple(unreadable), subject)
 
 
@@ -427,7 +427,9 @@ def _not_images(listing: IndexListing) -> tuple[Skipped, ...]:
 _DETAIL_CHARS = 200
 
 
-def _failure(exc: Exception) -> str:
+def failure_line(exc: Exception) -> str:
+    """What an image's error line says of `exc`: ours as written, anything else as an internal
+    error, cut short (promote says its failures the same way)."""
     if isinstance(exc, OcibootError):
         return str(exc)
     text = str(exc)

@@ -24,7 +24,7 @@ from .boot.profiles import PolicyError, verify_policy
 from .digest import Digest
 from .errors import InvalidReference
 from .image import pin
-from .pipeline import Checked, Options, _failure, check_reference, opened
+from .pipeline import Checked, Options, check_reference, failure_line, opened
 from .ref import ImageRef, Transport, parse_ref, redact
 from .report import exit_code
 from .sources import SourceOptions
@@ -108,7 +108,7 @@ def promote(
             ref = source.ref
             subject = pin(source).descriptor
     except Exception as exc:  # unreadable: named below as the check names it
-        return failed(_failure(exc))
+        return failed(failure_line(exc))
     pinned = _pinned(ref, subject)
     checked = check_reference(str(pinned), policy, options_src)
     if after_check is not None:
@@ -165,7 +165,10 @@ def promote(
                 target.close()
     except Exception as exc:
         return failed(
-            f"promoting to {dst_shown}: {_failure(exc)}", checked=checked, subject=subject, steps=tuple(steps)
+            f"promoting to {dst_shown}: {failure_line(exc)}",
+            checked=checked,
+            subject=subject,
+            steps=tuple(steps),
         )
     return Promotion(shown, dst_shown, 0, checked, subject, tuple(steps), dry_run, verdict=verdict_digest)
 
