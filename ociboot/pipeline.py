@@ -348,8 +348,10 @@ def _stored_verdict(
     """With a cache: the verdict stored for what the reference names now (its manifest read and
     verified again), else (that manifest, the key to store the verdict under); None without one."""
     cache = options.cache
+    if cache is None:
+        return None  # reading every file of the package for a key nobody asks for is waste
     fingerprint = code_fingerprint()
-    if cache is None or fingerprint is None:
+    if fingerprint is None:
         return None
     top = pin(source)
     key = verdict_key(
