@@ -14,6 +14,7 @@ class MediaType(StrEnum):
     OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
     OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
     OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+    IN_TOTO = "application/vnd.in-toto+json"  # an in-toto statement: ociboot's verdicts (verdict/)
     OCI_LAYOUT_HEADER = "application/vnd.oci.layout.header.v1+json"
     OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
     OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"

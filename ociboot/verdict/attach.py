@@ -52,7 +52,7 @@ def attach(
     ref = lister.ref
     tests = statement.Tally.of(checked.reports, policy.fatal_warnings)
     data = statement.make(f"{ref.registry}/{ref.repository}", subject.digest, tests, policy, __version__)
-    blob = Descriptor(statement.MEDIA_TYPE, Digest.of(data), len(data))
+    blob = Descriptor(MediaType.IN_TOTO, Digest.of(data), len(data))
     when = created or created_now()
     manifest = referrer.manifest(blob, subject, when)
     api = lister.api(subject.digest)

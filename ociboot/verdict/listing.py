@@ -24,6 +24,7 @@ from ..boot.context import Policy
 from ..digest import Digest
 from ..errors import ContentError, ImageNotFound, InvalidManifest
 from ..image import describe_index, resolve
+from ..mediatypes import MediaType
 from ..pipeline import Options, opened
 from ..sources.registry.referrers import Referrers
 from ..sources.registry.source import RegistrySource
@@ -163,7 +164,7 @@ def verdicts_of(
         else:
             subject = describe_index(source).digest
         lister = Referrers.of(source)
-        raw = lister.api(subject, statement.MEDIA_TYPE)
+        raw = lister.api(subject, MediaType.IN_TOTO)
         via = "referrers API"
         if raw is None:
             tag = referrer.tag_for(subject)
@@ -205,13 +206,13 @@ def _read(source: RegistrySource, digest: Digest, subject: Digest, now: dt.datet
         manifest = Manifest.from_json(raw, what)
     except ContentError:
         return None  # an index or an unknown kind of manifest: not ours to judge
-    if (manifest.artifact_type or manifest.config.media_type) != statement.MEDIA_TYPE:
+    if (manifest.artifact_type or manifest.config.media_type) != MediaType.IN_TOTO:
         return None
     created = _when(manifest.annotations.get(referrer.CREATED))
     if manifest.subject is None or manifest.subject.digest != subject:
         hangs = manifest.subject.digest if manifest.subject else "nothing"
         return Verdict(digest, created, None, f"the referrer hangs from {hangs}, not from {subject}")
-    layers = [d for d in manifest.layers if d.media_type == statement.MEDIA_TYPE]
+    layers = [d for d in manifest.layers if d.media_type == MediaType.IN_TOTO]
     if len(manifest.layers) != 1 or len(layers) != 1:
         return Verdict(digest, created, None, "a verdict has exactly one layer, the statement")
     try:

@@ -21,7 +21,7 @@ from ..digest import Digest
 from ..errors import InvalidManifest
 from ..mediatypes import MediaType
 from ..spec import Descriptor, descriptor_list, load_json
-from .statement import MEDIA_TYPE, PREDICATE_TYPE
+from .statement import PREDICATE_TYPE
 
 #: Referrers one list may hold, read or written: a digest checked this often is not a real
 #: case; a list longer than this is refused rather than read in part (the newest verdict could
@@ -51,7 +51,7 @@ def manifest(statement: Descriptor, subject: Descriptor, created: str) -> bytes:
     doc = {
         "schemaVersion": 2,
         "mediaType": MediaType.OCI_MANIFEST,
-        "artifactType": MEDIA_TYPE,
+        "artifactType": MediaType.IN_TOTO,
         "config": _descriptor(EMPTY),
         "layers": [_descriptor(statement, annotations={PREDICATE_ANNOTATION: PREDICATE_TYPE})],
         "subject": _descriptor(subject),
@@ -93,5 +93,5 @@ def appended(raw: bytes | None, referrer: Descriptor, annotations: dict[str, str
             f"{what} lists {len(entries)} referrers already, the most ociboot keeps ({MAX_REFERRERS}); "
             "remove old ones (untag and delete their manifests) to attach more"
         )
-    entries.append(_descriptor(referrer, artifactType=MEDIA_TYPE, annotations=annotations))
+    entries.append(_descriptor(referrer, artifactType=MediaType.IN_TOTO, annotations=annotations))
     return json.dumps(obj, separators=(",", ":")).encode()

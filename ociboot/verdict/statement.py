@@ -32,8 +32,6 @@ from ..spec import parse_json
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
-#: The statement blob's media type, and the referrer manifest's artifactType.
-MEDIA_TYPE = "application/vnd.in-toto+json"
 #: A statement is read into memory to be parsed, and `verdicts` keeps what every verdict of a
 #: list (up to MAX_REFERRERS) says: ours are a few KiB (one short id per rule, under a hundred
 #: rules), so these bound what a list of hostile ones makes ociboot hold (tens of MiB).
