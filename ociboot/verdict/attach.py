@@ -27,7 +27,7 @@ from . import referrer, statement
 
 def created_now() -> str:
     """RFC 3339, UTC, whole seconds (what `org.opencontainers.image.created` holds)."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return referrer.rfc3339(dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
 def uses_tag_schema(api_answer: bytes | None) -> bool:

@@ -147,7 +147,7 @@ class Verdicts:
 
 
 def _rfc3339(when: dt.datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when is not None else None
+    return referrer.rfc3339(when) if when is not None else None
 
 
 def verdicts_of(

@@ -14,6 +14,7 @@ MAX_REFERRERS.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -22,6 +23,12 @@ from ..errors import InvalidManifest
 from ..mediatypes import MediaType
 from ..spec import Descriptor, descriptor_list, load_json
 from .statement import PREDICATE_TYPE
+
+
+def rfc3339(when: dt.datetime) -> str:
+    """A time as `org.opencontainers.image.created` holds it (RFC 3339, `Z` for UTC)."""
+    return when.isoformat().replace("+00:00", "Z")
+
 
 #: Referrers one list may hold, read or written: a digest checked this often is not a real
 #: case; a list longer than this is refused rather than read in part (the newest verdict could
