@@ -11,7 +11,8 @@ import io
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -27,7 +28,7 @@ from ociboot.copy import Action, _Withheld
 from ociboot.digest import Digest, VerifyingReader
 from ociboot.errors import DigestMismatch
 from ociboot.pipeline import Checked, Options
-from ociboot.promote import promote
+from ociboot.promote import Promotion, promote
 from tests.support.bootimages import bootable, generic, initrd
 from tests.support.dockerarchive import write_docker_archive
 from tests.support.faultproxy import FaultProxy
@@ -283,20 +284,35 @@ def test_a_tag_moved_after_the_check_does_not_change_what_is_copied(
     assert skopeo_raw(f"docker://{second.host}/prod/race:1") == checked_image.manifest.data
 
 
+@contextmanager
+def rotting(server: RegistryServer, digest: str) -> Iterator[Callable[[Checked], None]]:
+    """An after_check that changes blob `digest` in the registry's storage (same size, other
+    bytes) once the check found the image bootable; the blob is restored on leaving."""
+    stored = _blob_file(server, digest)
+    original = stored.read_bytes()
+
+    def corrupt(checked: Checked) -> None:
+        assert checked.reports and checked.reports[0].bootable()
+        stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+
+    try:
+        yield corrupt
+    finally:
+        stored.write_bytes(original)
+
+
+def assert_refused_as_corrupt(done: Promotion, digest: str) -> None:
+    assert done.exit_code == 3
+    assert done.error is not None and "digest mismatch" in done.error.lower() and digest in done.error
+
+
 def test_layer_corrupted_after_the_check_is_never_completed_in_the_destination(
     registry: RegistryServer, second: RegistryServer
 ) -> None:
     image = unique_bootable()
     Pusher(registry.url).push("staging/rot", image, "1")
     layer = image.layers[0]
-    stored = _blob_file(registry, layer.digest)
-    original = stored.read_bytes()
-
-    def corrupt(checked: Checked) -> None:
-        assert checked.reports and checked.reports[0].bootable()
-        stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))  # same size, other bytes
-
-    try:
+    with rotting(registry, layer.digest) as corrupt:
         done = promote(
             f"docker://{registry.host}/staging/rot:1",
             f"docker://{second.host}/prod/rot:1",
@@ -304,10 +320,7 @@ def test_layer_corrupted_after_the_check_is_never_completed_in_the_destination(
             Options(),
             after_check=corrupt,
         )
-    finally:
-        stored.write_bytes(original)
-    assert done.exit_code == 3
-    assert done.error is not None and "digest mismatch" in done.error.lower() and layer.digest in done.error
+    assert_refused_as_corrupt(done, layer.digest)
     assert skopeo_raw(f"docker://{second.host}/prod/rot:1") is None
     assert status(second, "prod/rot", "blobs", layer.digest) == 404
     assert status(second, "prod/rot", "manifests", image.digest) == 404
@@ -319,14 +332,7 @@ def test_layer_corrupted_after_the_check_is_not_mounted_within_one_registry(regi
     image = unique_bootable()
     Pusher(registry.url).push("staging/rotmount", image, "1")
     layer = image.layers[0]
-    stored = _blob_file(registry, layer.digest)
-    original = stored.read_bytes()
-
-    def corrupt(checked: Checked) -> None:
-        assert checked.reports and checked.reports[0].bootable()
-        stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
-
-    try:
+    with rotting(registry, layer.digest) as corrupt:
         done = promote(
             f"docker://{registry.host}/staging/rotmount:1",
             f"docker://{registry.host}/prod/rotmount:1",
@@ -334,14 +340,9 @@ def test_layer_corrupted_after_the_check_is_not_mounted_within_one_registry(regi
             Options(),
             after_check=corrupt,
         )
-        assert done.exit_code == 3
-        assert (
-            done.error is not None and "digest mismatch" in done.error.lower() and layer.digest in done.error
-        )
+        assert_refused_as_corrupt(done, layer.digest)
         assert status(registry, "prod/rotmount", "manifests", "1") == 404
         assert status(registry, "prod/rotmount", "blobs", layer.digest) == 404
-    finally:
-        stored.write_bytes(original)
     # Intact, the same promotion still mounts every blob: nothing is streamed within one registry.
     done = promote(
         f"docker://{registry.host}/staging/rotmount:1",
@@ -362,14 +363,7 @@ def test_layer_corrupted_after_the_check_is_not_taken_as_present_within_one_regi
     image = unique_bootable()
     Pusher(registry.url).push("staging/rottag", image, "rc")
     layer = image.layers[0]
-    stored = _blob_file(registry, layer.digest)
-    original = stored.read_bytes()
-
-    def corrupt(checked: Checked) -> None:
-        assert checked.reports and checked.reports[0].bootable()
-        stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
-
-    try:
+    with rotting(registry, layer.digest) as corrupt:
         done = promote(
             f"docker://{registry.host}/staging/rottag:rc",
             f"docker://{registry.host}/staging/rottag:stable",
@@ -377,13 +371,8 @@ def test_layer_corrupted_after_the_check_is_not_taken_as_present_within_one_regi
             Options(),
             after_check=corrupt,
         )
-        assert done.exit_code == 3
-        assert (
-            done.error is not None and "digest mismatch" in done.error.lower() and layer.digest in done.error
-        )
+        assert_refused_as_corrupt(done, layer.digest)
         assert status(registry, "staging/rottag", "manifests", "stable") == 404
-    finally:
-        stored.write_bytes(original)
 
 
 def test_an_upload_gets_the_last_bytes_of_a_blob_only_after_it_verified() -> None:
