@@ -1366,23 +1366,9 @@ def rules(
     fmt: Annotated[RulesFormat, typer.Option("--format", "-f", help="output format")] = RulesFormat.text,
 ) -> None:
     """List every rule: id, per-profile severity, title, sources (markdown: docs/rules.md)."""
-    from .boot.rules import ALL_RULES
+    from .boot.rules import documented
 
-    selected = [r for r in ALL_RULES if profile in (None, Profile.AUTO) or profile in r.severity]
-    data: dict[str, Any] = {
-        **schemas.header("rules"),
-        "rules": [
-            {
-                "id": r.id,
-                "title": r.title,
-                # A docstring's line breaks and indentation are layout, not text.
-                "description": " ".join(r.description.split()),
-                "severity": {p: str(s) for p, s in r.severity.items()},
-                "sources": list(r.sources),
-            }
-            for r in selected
-        ],
-    }
+    data: dict[str, Any] = {**schemas.header("rules"), "rules": documented(profile)}
 
     def text(data: dict[str, Any]) -> str:
         lines = []
