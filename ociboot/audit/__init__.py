@@ -5,6 +5,7 @@
     record    one result per tag (the --format jsonl line, and what --resume reads back)
     executor  where the per-image work runs: threads here, or a Dask cluster (audit.dask)
     run       the audit itself: tags resolved to manifest digests, each digest judged once
+    html      the --html report: one self-contained page that fetches nothing
 
 Each manifest digest is checked once however many tags name it, and the layer cache the audit
 runs with makes each layer fetched and indexed once for the whole audit.
