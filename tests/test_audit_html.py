@@ -184,6 +184,21 @@ def test_the_header_counts_tags_digests_and_verdicts() -> None:
     assert "os/alpine: 0 bootable, 0 not bootable, 1 unreadable" in summary
 
 
+def test_an_audit_of_nothing_is_a_page_too() -> None:
+    shown = re.sub(r"\s+", " ", "".join(_Parsed(render([], title="audit")).text))
+    assert "0 tags" in shown and "0 distinct digests" in shown and "No rule failed." in shown
+
+
+def test_a_repository_is_named_with_its_registry_when_the_audit_read_several() -> None:
+    records = [
+        AuditRecord("127.0.0.1:5001", "os/x", "1", _digest(6), True),
+        AuditRecord("127.0.0.1:5002", "os/x", "1", _digest(6), True),
+    ]
+    shown = re.sub(r"\s+", " ", "".join(_Parsed(render(records, title="audit")).text))
+    assert "127.0.0.1:5001/os/x: 1 bootable" in shown and "127.0.0.1:5002/os/x: 1 bootable" in shown
+    assert "2 tags" in shown and "1 distinct digests" in shown
+
+
 def test_a_long_error_is_cut_in_the_page() -> None:
     record = AuditRecord(REGISTRY, "os/x", "1", None, None, error="e" * 60_000)
     page = render([record], title="audit")

@@ -83,13 +83,16 @@ _SCRIPT = """
   }
   function sortBy(column) {
     var ascending = heads[column].getAttribute("aria-sort") !== "ascending";
-    var rows = Array.prototype.slice.call(body.rows);
+    // Keys read once per row, not once per comparison: an audit may have thousands of tags.
+    var rows = Array.prototype.map.call(body.rows, function (row) {
+      return {row: row, key: key(row, column), at: Number(row.getAttribute("data-row"))};
+    });
     rows.sort(function (a, b) {
-      var d = order.compare(key(a, column), key(b, column));
-      return (ascending ? d : -d) || a.getAttribute("data-row") - b.getAttribute("data-row");
+      var d = order.compare(a.key, b.key);
+      return (ascending ? d : -d) || a.at - b.at;
     });
     var moved = document.createDocumentFragment();
-    rows.forEach(function (row) { moved.appendChild(row); });
+    rows.forEach(function (entry) { moved.appendChild(entry.row); });
     body.appendChild(moved);
     for (var i = 0; i < heads.length; i++) heads[i].setAttribute("aria-sort", "none");
     heads[column].setAttribute("aria-sort", ascending ? "ascending" : "descending");
