@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench import images, promote
+from bench import audit, images, promote
 from bench import registry as bench_registry
 from tests.support import registry_server
 
@@ -70,5 +70,28 @@ def test_bench_push_streams_a_layout_and_counts_blob_bytes_fetched_and_mounts(tm
         assert bench_registry.mounts_since(server, offset) == 1
         assert promote.manifest_digest(server, "bench/one", "v1") == digest
         assert promote.manifest_digest(server, "prod/os", "v1") is None
+    finally:
+        server.stop()
+
+
+@pytest.mark.registry
+def test_bench_audit_namespace_shares_the_base_layers_and_gives_each_tag_a_layer_of_its_own(
+    tmp_path: Path,
+) -> None:
+    layout = images.one_layer(tmp_path, 64 << 10)
+    server = bench_registry.start(tmp_path / "registry")
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    try:
+        ns = audit.push_namespace(server, layout, "n7", 7)
+        assert len(ns.tags) == 7 and len(set(ns.tags)) == 7
+        repos = {t.split("/", 3)[3].rsplit(":", 1)[0] for t in ns.tags}
+        assert repos == {f"n7/os-{i}" for i in range(audit.REPOSITORIES)}
+        layer_lists = []
+        for text in ns.tags:
+            repo, tag = text.split("/", 3)[3].rsplit(":", 1)
+            got = requests.get(f"{server.url}/v2/{repo}/manifests/{tag}", headers=accept, timeout=10)
+            layer_lists.append([d["digest"] for d in json.loads(got.content)["layers"]])
+        assert len({tuple(layers[:-1]) for layers in layer_lists}) == 1  # the base, shared
+        assert len({layers[-1] for layers in layer_lists}) == 7  # one layer of its own each
     finally:
         server.stop()
