@@ -34,6 +34,7 @@ LEVELS: dict[str, float] = {
     "schemas": 0,
     "fs.node": 0,
     "ref": 1,
+    "reflist": 1,
     "spec": 1,
     "compression": 1,
     "fs.tree": 1,
