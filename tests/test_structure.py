@@ -79,6 +79,7 @@ LEVELS: dict[str, float] = {
     "outputs": 5.7,
     "promote": 5.5,
     "audit.record": 5.1,
+    "audit.targets": 5.1,
     "audit.executor": 5.1,
     "audit.dask": 5.05,
     "audit": 5.9,
