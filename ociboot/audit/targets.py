@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import InvalidReference, InvalidTargetList, OcibootError
 from ..ref import Transport, parse_ref, redact
@@ -37,9 +38,13 @@ from ..ref import Transport, parse_ref, redact
 if TYPE_CHECKING:
     from ..pipeline import Options
 
+A = TypeVar("A")
+B = TypeVar("B")
+
 #: Tags one audit may name, listed or from a file: each is a record kept until the audit ends.
 MAX_TARGETS = 200_000
-#: Tags whose manifest and config `newest` reads at once (small documents; one connection each).
+#: Tag lists, and the manifests and configs `newest` reads, asked for at once (small
+#: documents; one connection each).
 READ_JOBS = 8
 
 
@@ -119,14 +124,13 @@ def enumerate_targets(
         for r in catalog.repositories(client, namespace.registry, source, page_size)
         if namespace.holds(r) and filters.wants_repository(r)
     ]
+
+    def listed(repository: str) -> list[Target]:
+        tags = catalog.tags(client, namespace.registry, repository, source, page_size)
+        return [Target(namespace.registry, repository, t) for t in tags if filters.wants_tag(t)]
+
     targets: list[Target] = []
-    for repository in repositories:
-        tags = [
-            t
-            for t in catalog.tags(client, namespace.registry, repository, source, page_size)
-            if filters.wants_tag(t)
-        ]
-        found = [Target(namespace.registry, repository, t) for t in tags]
+    for found in _in_order(listed, repositories):
         _count(len(targets) + len(found), str(namespace))
         targets += found
     return _newest(targets, filters.newest, options)
@@ -172,6 +176,23 @@ def _names_host(text: str) -> bool:
     return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
+def _in_order(work: Callable[[A], B], items: list[A]) -> Iterator[B]:
+    """`work` of each item, READ_JOBS at once, yielded in order.  At most READ_JOBS results wait
+    to be taken (Executor.map would run ahead through every item and keep all they hold), and
+    once one fails nothing more is started."""
+    pool = ThreadPoolExecutor(max_workers=READ_JOBS, thread_name_prefix="listing")
+    pending: deque[Future[B]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= READ_JOBS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _count(count: int, where: str) -> None:
     if count > MAX_TARGETS:
         raise InvalidTargetList(f"{where}: over {MAX_TARGETS} tags to audit; narrow it with --repo or --tag")
@@ -204,12 +225,8 @@ def _age_key(created: dt.datetime | None, target: Target) -> tuple[bool, dt.date
     return created is not None, created or _OLDEST, target.tag
 
 
-def _created_times(targets: Iterable[Target], options: Options) -> dict[Target, dt.datetime | None]:
-    listed = list(targets)
-    if not listed:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(READ_JOBS, len(listed)), thread_name_prefix="newest") as pool:
-        return dict(zip(listed, pool.map(lambda t: _created(t, options), listed), strict=True))
+def _created_times(targets: list[Target], options: Options) -> dict[Target, dt.datetime | None]:
+    return dict(zip(targets, _in_order(lambda t: _created(t, options), targets), strict=True))
 
 
 def _created(target: Target, options: Options) -> dt.datetime | None:

@@ -174,8 +174,9 @@ class _Listing:
         target = urljoin(current, link)
         parts = urlsplit(target)
         if not same_origin(target, first):
+            origin = f"{parts.scheme}://{parts.netloc}"[:80]
             raise RegistryError(
-                f"{self.host}: the {self.what}'s next page is on {parts.scheme}://{parts.hostname}: "
+                f"{self.host}: the {self.what}'s next page is on {origin!r}: "
                 "refusing to follow it (our credentials go only to the registry)"
             )
         if parts.path != urlsplit(first).path:
