@@ -1074,12 +1074,12 @@ def _named(u: Unreadable) -> str:
 
 
 def _image_list(path: str) -> list[str]:
+    from .reflist import reference_lines
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            lines = [line.strip() for line in fh]
+        return [text for _, text in reference_lines(path)]
     except (OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(f"{path}: {exc}", param_hint="--from") from None
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 _MARKS = {

@@ -5,7 +5,8 @@
     ├── SourceError                   reaching or reading the medium failed
     │   ├── ImageNotFound             no such file, layout, tag, digest, blob or repository
     │   ├── AuthenticationError       credentials missing, refused, or a token could not be had
-    │   └── RegistryError             an HTTP/transport failure (status, OCI error codes, temporary)
+    │   ├── RegistryError             an HTTP/transport failure (status, OCI error codes, temporary)
+    │   └── CatalogClosed             the registry refuses to list its repositories (401, 403, 404)
     ├── ContentError                  the bytes are not what they claim to be
     │   ├── DigestMismatch            expected vs actual digest (or size) of a named object
     │   ├── InvalidManifest           malformed JSON / schema violation / cap exceeded / loop
@@ -17,6 +18,7 @@
     │   ├── UnsupportedCompression    magic and media type disagree, or an unknown codec
     │   └── TruncatedLayer            the stream ended early or is not a tar
     ├── UnsafeCache                   exit code 2: the cache dir or an entry is writable by others
+    ├── InvalidTargetList             exit code 2: an audit's --from line is no registry image; too many tags
     └── AnalysisBudgetExceeded        an image's analysis budget ran out (rules say "not run")
 
 "The image is not bootable" is never an exception: it is a Finding (see report.py).
@@ -63,6 +65,12 @@ class RegistryError(SourceError):
         self.status = status
         self.codes = codes
         self.temporary = temporary
+
+
+class CatalogClosed(SourceError):
+    """The registry does not list its repositories to us (401, 403 or 404 on /v2/_catalog:
+    many registries close it, Docker Hub among them).  Exit code 3 like any registry that could
+    not be read; the message tells the user to list the images with --from FILE."""
 
 
 class ContentError(OcibootError):
@@ -117,6 +125,14 @@ class TruncatedLayer(LayerError):
 class UnsafeCache(OcibootError):
     """A cache directory (or entry) that someone other than the user could have written: its
     entries could steer a verdict, so it is not used.  Exit 2: the user's setup, not the image."""
+
+    exit_code = 2
+
+
+class InvalidTargetList(OcibootError):
+    """A line of an audit's --from FILE is not a registry image (or the file cannot be read), or
+    the audit would name more tags than it may hold: the user's input or choice of namespace,
+    so exit 2 (usage), naming the file and line."""
 
     exit_code = 2
 

@@ -122,6 +122,17 @@ class ImageRef:
         return text
 
 
+def valid_repository(name: str) -> bool:
+    """`name` is a repository path in the distribution/reference grammar (lowercase components
+    joined by `/`, at most the name length limit): what a registry's catalog may list."""
+    return len(name) <= _MAX_NAME and all(_PATH_COMPONENT.fullmatch(c) for c in name.split("/"))
+
+
+def valid_tag(tag: str) -> bool:
+    """`tag` is a tag in the distribution/reference grammar: what a registry's tag list may hold."""
+    return bool(_TAG.fullmatch(tag))
+
+
 def redact(text: str) -> str:
     """`text` with a URL-style userinfo masked: `docker://u:p@host/r` -> `docker://***@host/r`.
 

@@ -7,6 +7,7 @@ naming `what`.  Unknown fields are ignored, as the specs require of consumers.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import platform as _host
 from dataclasses import dataclass, field
@@ -28,6 +29,20 @@ MAX_MANIFEST_BYTES = 4 << 20
 #: images list tens; without a cap, one index naming a nested index thousands of times at two
 #: levels multiplies a few MB into gigabytes of entries.
 MAX_DESCRIPTORS = 10_000
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    """An RFC 3339 time (a config's `created`, an annotation) in UTC; None when absent or not
+    one.  Without an offset the time could be anyone's: None too."""
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return when.astimezone(dt.UTC)
 
 
 def parse_json(raw: bytes, what: str) -> Any:

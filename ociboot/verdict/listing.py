@@ -28,7 +28,7 @@ from ..mediatypes import MediaType
 from ..pipeline import Options, opened
 from ..sources.registry.referrers import Referrers
 from ..sources.registry.source import RegistrySource
-from ..spec import MAX_MANIFEST_BYTES, Descriptor, Manifest
+from ..spec import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_time
 from . import referrer, statement
 from .statement import Result, Statement
 
@@ -208,7 +208,7 @@ def _read(source: RegistrySource, digest: Digest, subject: Digest, now: dt.datet
         return None  # an index or an unknown kind of manifest: not ours to judge
     if (manifest.artifact_type or manifest.config.media_type) != MediaType.IN_TOTO:
         return None
-    created = _when(manifest.annotations.get(referrer.CREATED))
+    created = parse_time(manifest.annotations.get(referrer.CREATED))
     if manifest.subject is None or manifest.subject.digest != subject:
         hangs = manifest.subject.digest if manifest.subject else "nothing"
         return Verdict(digest, created, None, f"the referrer hangs from {hangs}, not from {subject}")
@@ -243,15 +243,3 @@ def _blob(source: RegistrySource, layer: Descriptor) -> bytes:
     if len(data) != layer.size or Digest.of(data, layer.digest.algorithm) != layer.digest:
         raise InvalidManifest(f"statement {layer.digest}: the registry served other bytes")
     return data
-
-
-def _when(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        return None  # RFC 3339 has an offset; without one the time could be anyone's
-    return when.astimezone(dt.UTC)

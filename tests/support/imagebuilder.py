@@ -239,6 +239,7 @@ class ImageBuilder:
     variant: str | None = None
     flavour: str = "oci"  # or "docker": media types of manifest, config and layers
     labels: dict[str, str] = field(default_factory=dict)
+    created: str | None = "2023-11-14T22:13:20Z"  # the config's `created`; None leaves it out
     env: list[str] = field(default_factory=lambda: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
     _layers: list[Blob] = field(default_factory=list)
     _diff_ids: list[str] = field(default_factory=list)
@@ -269,7 +270,7 @@ class ImageBuilder:
             platform["variant"] = self.variant
         config_obj: dict[str, Any] = {
             **platform,
-            "created": "2023-11-14T22:13:20Z",
+            **({"created": self.created} if self.created is not None else {}),
             "config": {"Env": self.env, "Labels": self.labels or None, "Cmd": ["/bin/sh"]},
             "rootfs": {"type": "layers", "diff_ids": list(self._diff_ids)},
             "history": list(self._history),

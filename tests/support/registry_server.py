@@ -112,7 +112,8 @@ def libtrust_kid(cert: x509.Certificate) -> str:
 class TokenService:
     """A token endpoint (docker token auth spec) that signs RS256 JWTs the registry trusts.
 
-    `grants[user][repository]` lists the actions a user may have; anonymous gets `anonymous`.
+    `grants[user][repository]` lists the actions a user may have; anonymous gets `anonymous`;
+    the users in `catalog` may list the registry's repositories (scope `registry:catalog:*`).
     `expire_next` makes the next N tokens already expired (past the registry's 60 s leeway).
     `issued` records (user, scopes) of every token handed out; `seen` (method, path) of every request.
     Hostile modes, each for the next answer only: `redirect_next` answers 307 to that URL;
@@ -126,6 +127,7 @@ class TokenService:
     grants: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     anonymous: dict[str, list[str]] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
+    catalog: set[str] = field(default_factory=set)  # users who may list the registry's catalog
     expire_next: int = 0
     issued: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     seen: list[tuple[str, str]] = field(default_factory=list)
@@ -155,6 +157,9 @@ class TokenService:
     def _allowed(self, user: str, scope: str) -> dict[str, Any] | None:
         kind, _, rest = scope.partition(":")
         name, _, actions = rest.rpartition(":")
+        if (kind, name) == ("registry", "catalog"):
+            granted = ["*"] if user and user in self.catalog and actions == "*" else []
+            return {"type": "registry", "name": "catalog", "actions": granted}
         if kind != "repository" or not name:
             return None
         table = self.grants.get(user, {}) if user else self.anonymous
@@ -398,6 +403,7 @@ def _start_token_registry(name: str, directory: Path, http_extra: tuple[str, ...
     tokens.grants = {"alice": {"*": ["pull", "push"]}, "bob": {"team/app": ["pull"], "team/lib": ["pull"]}}
     tokens.anonymous = {"public/open": ["pull"]}
     tokens.refresh_tokens = {"refresh-for-bob": "bob"}
+    tokens.catalog = {"alice"}
     auth = [
         "auth:",
         "  token:",

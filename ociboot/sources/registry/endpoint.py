@@ -65,6 +65,8 @@ class Endpoint:
         ref: ImageRef,
         options: SourceOptions,
         scopes: tuple[str, ...] | None = None,
+        *,
+        label: str | None = None,
     ) -> None:
         self.client = client
         self.ref = ref
@@ -72,7 +74,7 @@ class Endpoint:
         self.host = ref.api_host
         self.scheme = "http" if uses_plain_http(self.host, options) else "https"
         client.tls(options)  # a bad --cert-dir is an error now, not at the first request
-        self.budget = Budget(options, display(ref))
+        self.budget = Budget(options, label or display(ref))  # label: what messages name
         scopes = scopes or (f"repository:{ref.repository}:pull",)
         self.auth = Authenticator(client, ref, options, self.scheme, scopes)
 

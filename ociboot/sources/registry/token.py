@@ -197,9 +197,11 @@ class Authenticator:
     def error(self, response: Response, token_realm: str | None = None) -> AuthenticationError:
         status = self.scrub(f"{response.status_code} {response.reason or ''}".strip())
         creds = self.credentials()
-        where = f"from {self._host} for repository {self._ref.repository}"
+        # A listing of the whole registry (its catalog) is for no repository.
+        of = f" for repository {self._ref.repository}" if self._ref.repository else ""
+        where = f"from {self._host}{of}"
         if token_realm is not None:
-            where = f"from token service {token_realm} for repository {self._ref.repository}"
+            where = f"from token service {token_realm}{of}"
         if creds is None:
             hint = "no credentials found: check --creds or the authfile"
         else:
