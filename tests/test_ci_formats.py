@@ -430,7 +430,10 @@ def _json_commands() -> set[str]:
 #: tested (tests/test_promote.py::test_reports_of_a_promotion_go_where_check_sends_them).
 SAME_DOCUMENT = {"promote": "check"}
 #: Documents only a registry gives: validated against their schema where the tests start one.
-NEEDS_A_REGISTRY = {"verdicts": "tests/test_verdict.py::verdicts"}
+NEEDS_A_REGISTRY = {
+    "verdicts": "tests/test_verdict.py::verdicts",
+    "audit-record": "tests/test_audit.py::test_every_record_follows_the_shipped_schema",
+}
 
 
 def test_every_json_command_has_a_schema() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..report import Outcome, Severity
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 
 #: A --resume file is the user's, but may be any file: a longer line is not a record of ours.
 MAX_RECORD_BYTES = 64 << 10
+
+
+class AuditFormat(StrEnum):
+    """`ociboot audit --format`: a record a line, as text or as this module's JSON line."""
+
+    text = "text"
+    jsonl = "jsonl"
 
 
 class NotARecord(ValueError):
