@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ociboot import schemas
-from ociboot.audit.record import AuditRecord
+from ociboot.audit.record import MAX_RECORD_BYTES, AuditRecord
 from ociboot.cli import app
 from tests.support.bootimages import KVER, generic
 from tests.support.imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, compress, sha256
@@ -217,6 +217,10 @@ def test_a_bad_resume_line_is_a_usage_error_naming_it(namespace: Namespace, tmp_
     resume.write_text("\n" * 3 + "[1, 2]\n")
     code, _, err = audit(namespace.url, "--resume", str(resume))
     assert code == 2 and "line 4" in err
+    # A line of no end is refused at the record bound, not read whole.
+    resume.write_text("\n" + "x" * (3 * MAX_RECORD_BYTES))
+    code, _, err = audit(namespace.url, "--resume", str(resume))
+    assert code == 2 and f"line 2: over {MAX_RECORD_BYTES} bytes" in err
 
 
 def test_outputs_are_refused_before_any_image_is_read(namespace: Namespace, tmp_path: Path) -> None:
@@ -262,3 +266,11 @@ def test_same_digest_under_two_repositories_is_judged_once(namespace: Namespace,
     found = records(out)
     assert code == 0 and len(found) == 5 and Counter(r.digest for r in found) == {shared.digest: 5}
     assert namespace.gets([shared.config.digest]) == before + 1
+
+
+def test_a_record_line_is_strict_utf8_whatever_the_registry_named() -> None:
+    hostile = AuditRecord("r.example", "os/x", "v1\x1b[2J\ud800", None, None, error="no\nsuch tag")
+    line = hostile.line()
+    line.encode("utf-8")  # strict: a lone surrogate would raise here
+    assert "\x1b" not in line and "\n" not in line
+    assert AuditRecord.parse(line).tag == "v1\\x1b[2J\\xed\\xa0\\x80"

@@ -11,18 +11,23 @@ not already hold, and the resumed run finishes the file.  A record cut short by 
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from .. import outputs
 from ..report import ReportFormat
 from ..textsafe import escape
 from .record import MAX_RECORD_BYTES, AuditFormat, AuditRecord, NotARecord
-from .run import MAX_RESUME_RECORDS, Resumed, Summary, resumed
+from .run import Resumed, Summary, resumed
+
+#: A --resume file is read into memory as records (about 1 KiB each, held): one over this is
+#: not an audit's (its records are about 300 bytes a tag: some 200,000 tags).
+MAX_RESUME_BYTES = 64 << 20
 
 #: How the shared refusal of outputs (ociboot.outputs.refuse) names each of ours.
 _AS_REPORT = {AuditFormat.text: ReportFormat.text, AuditFormat.jsonl: ReportFormat.json}
@@ -39,25 +44,33 @@ class ResumeFile:
 
 
 def read_resume(path: str) -> ResumeFile:
-    """NotARecord (naming the line) for a line that is not a record, OSError if unreadable.
-    Lines are read at most MAX_RECORD_BYTES + 1 at a time: a huge line costs no memory."""
-    lines: list[str] = []
-    complete = 0
-    cut_short = False
-    with open(path, "rb") as fh:
-        while raw := fh.readline(MAX_RECORD_BYTES + 2):
-            if len(lines) > MAX_RESUME_RECORDS:
-                raise NotARecord(f"line {len(lines) + 1}: over {MAX_RESUME_RECORDS} records")
+    """NotARecord (naming the line) for a line that is not a record, or a file over
+    MAX_RESUME_BYTES; OSError if unreadable.  Read a line at a time, each at most
+    MAX_RECORD_BYTES: what is held is the records, never more than the file's bound."""
+    state = {"complete": 0, "cut_short": False}
+
+    def lines(fh: BinaryIO) -> Iterator[str]:
+        for number in itertools.count(1):
+            raw = fh.readline(MAX_RECORD_BYTES + 2)
+            if not raw:
+                return
+            if state["complete"] + len(raw) > MAX_RESUME_BYTES:
+                raise NotARecord(f"line {number}: the file is over {MAX_RESUME_BYTES} bytes")
             text = raw.decode("utf-8", "surrogateescape")
-            if not raw.endswith(b"\n") and len(raw) <= MAX_RECORD_BYTES:
+            if not raw.endswith(b"\n"):
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise NotARecord(f"line {number}: over {MAX_RECORD_BYTES} bytes")
                 try:
                     AuditRecord.parse(text)
                 except NotARecord:
-                    cut_short = True  # the last record, cut short by an interruption
-                    break
-            lines.append(text)
-            complete += len(raw)
-    return ResumeFile(path, resumed(lines), complete, cut_short)
+                    state["cut_short"] = True  # the last record, cut short by an interruption
+                    return
+            state["complete"] += len(raw)
+            yield text
+
+    with open(path, "rb") as fh:
+        earlier = resumed(lines(fh))
+    return ResumeFile(path, earlier, int(state["complete"]), bool(state["cut_short"]))
 
 
 @dataclass(slots=True)
@@ -184,7 +197,7 @@ def open_outputs(
         else:
             with suppress(OSError):
                 os.ftruncate(fd, 0)
-        sinks[path] = _Sink(path, open(fd, "w", encoding="utf-8", errors="surrogateescape"))  # noqa: SIM115
+        sinks[path] = _Sink(path, open(fd, "w", encoding="utf-8"))  # noqa: SIM115
     records = sinks.get(output) or _Sink("standard output", None)
     present = resume.earlier.lines if appending and resume is not None else frozenset()
     return AuditOutputs(fmt, records, sinks.get(html) if html else None, title, present, render)
@@ -208,4 +221,12 @@ def _open(path: str) -> int:
         raise outputs.OutputError(f"{escape(path)}: {exc.strerror or exc}") from None
 
 
-__all__ = ["AuditFormat", "AuditOutputs", "ResumeFile", "open_outputs", "read_resume", "text_line"]
+__all__ = [
+    "MAX_RESUME_BYTES",
+    "AuditFormat",
+    "AuditOutputs",
+    "ResumeFile",
+    "open_outputs",
+    "read_resume",
+    "text_line",
+]

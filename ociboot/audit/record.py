@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..report import Outcome, Severity
+from ..textsafe import clean
 
 if TYPE_CHECKING:
     from ..pipeline import Checked
@@ -68,8 +69,11 @@ class AuditRecord:
 
     def line(self) -> str:
         """The --format jsonl line (no newline): keys in a fixed order, so that two audits of the
-        same images write the same bytes."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        same images write the same bytes.  Every string is escaped (textsafe): names and errors
+        come from the registry, and the line is strict UTF-8 with no control character."""
+        return json.dumps(
+            clean(self.to_json(), raw_keys=frozenset()), ensure_ascii=False, separators=(",", ":")
+        )
 
     @classmethod
     def parse(cls, line: str) -> AuditRecord:

@@ -34,9 +34,6 @@ if TYPE_CHECKING:
     from .executor import Executor
     from .targets import Target
 
-#: A --resume file holds one record a line: more lines than this is not an audit of ours.
-MAX_RESUME_RECORDS = 1_000_000
-
 #: on_resolved(target, digest or None, tags resolved so far, tags in all): called as each tag is
 #: resolved, in the order they finish (the CLI's progress bar).
 OnResolved = Callable[["Target", "str | None", int, int], None]
@@ -57,8 +54,6 @@ def resumed(lines: Iterable[str]) -> Resumed:
     judged: dict[str, AuditRecord] = {}
     seen: set[str] = set()
     for number, line in enumerate(lines, 1):
-        if number > MAX_RESUME_RECORDS:
-            raise NotARecord(f"line {number}: over {MAX_RESUME_RECORDS} records")
         text = line.rstrip("\n")
         if not text.strip():
             continue
@@ -208,7 +203,6 @@ VERDICTS = ("bootable", "not bootable", "unreadable")
 
 
 __all__ = [
-    "MAX_RESUME_RECORDS",
     "VERDICTS",
     "OnResolved",
     "Resumed",
