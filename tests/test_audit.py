@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from ociboot import schemas
 from ociboot.audit.record import MAX_RECORD_BYTES, AuditRecord
 from ociboot.cli import app
 from tests.support.bootimages import KVER, generic
+from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, compress, sha256
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, blob_gets, start_registry
@@ -227,17 +232,18 @@ def test_outputs_are_refused_before_any_image_is_read(namespace: Namespace, tmp_
     before = namespace.server.log.read_text()
     policy = tmp_path / "policy.toml"
     policy.write_text("")
-    for args in (
-        ["-o", str(tmp_path / "no-such-dir" / "out")],
-        ["-o", str(policy), "--policy", str(policy)],
-        ["-o", str(tmp_path / "a"), "--html", str(tmp_path / "a")],
-        ["--resume", str(tmp_path / "absent.jsonl")],
-        ["--executor", "carrier-pigeon"],
-        ["--tag", "("],
+    for args, said in (
+        (["-o", str(tmp_path / "no-such-dir" / "out")], "No such file or directory"),
+        (["-o", str(policy), "--policy", str(policy)], "is read by this run"),
+        (["-o", str(tmp_path / "a"), "--html", str(tmp_path / "a")], "into one file"),
+        (["--resume", str(tmp_path / "absent.jsonl")], "absent.jsonl"),
+        (["--executor", "carrier-pigeon"], "not an executor"),
+        (["--tag", "("], "--tag"),
     ):
         code, _, err = audit(namespace.url, *args)
-        assert code == 2, (args, err)
-    assert audit()[0] == 2
+        assert code == 2 and said in " ".join(err.split()), (args, err)
+    code, _, err = audit()
+    assert code == 2 and "NAMESPACE" in err
     assert namespace.server.log.read_text().count("GET /v2/") == before.count("GET /v2/")
 
 
@@ -274,3 +280,34 @@ def test_a_record_line_is_strict_utf8_whatever_the_registry_named() -> None:
     line.encode("utf-8")  # strict: a lone surrogate would raise here
     assert "\x1b" not in line and "\n" not in line
     assert AuditRecord.parse(line).tag == "v1\\x1b[2J\\xed\\xa0\\x80"
+
+
+def test_ctrl_c_removes_the_private_cache(namespace: Namespace, tmp_path: Path) -> None:
+    proxy = FaultProxy(namespace.server.host)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    try:
+        for _ in range(4):  # the config blob of the one image stalls (and its retry)
+            proxy.trickle_next("/blobs/", interval=0.5)
+        args = ["audit", "-q", f"docker://{proxy.host}", "--repo", "^os/r0$", "--tag", "^v1$"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ociboot", *args, "--stall-timeout", "3s"],
+            env={**os.environ, "TMPDIR": str(temp)},
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(600):  # polled, not timed: until the audit is reading the blob
+            if any("/blobs/" in path for _, path, _ in proxy.requests) or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        made = [p.name for p in temp.iterdir()]
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        proxy.close()
+    assert [name.startswith("ociboot-audit-") for name in made] == [True], err
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert list(temp.iterdir()) == []
