@@ -1130,9 +1130,10 @@ def audit(
         raise typer.BadParameter(
             "give a NAMESPACE (docker://HOST[/PREFIX]) or --from FILE", param_hint="NAMESPACE"
         )
+    patterns: dict[str, re.Pattern[str] | None] = {}
     for hint, pattern in (("--repo", repo), ("--tag", tag)):
         try:
-            re.compile(pattern or "")
+            patterns[hint] = re.compile(pattern) if pattern is not None else None
         except re.error as exc:
             raise typer.BadParameter(f"{escape_text(pattern or '')}: {exc}", param_hint=hint) from None
     try:
@@ -1155,7 +1156,7 @@ def audit(
     except outputs.OutputError as exc:
         raise typer.BadParameter(str(exc), param_hint="--output") from None
     bar = options.progress is not None
-    filters = Filters(repo, tag, newest)
+    filters = Filters(patterns["--repo"], patterns["--tag"], newest)
     with outs, audit_run.private_cache(replace(options, progress=None), _warned) as run_options:
         try:
             judge = open_executor(executor, policy, run_options, jobs)

@@ -39,16 +39,16 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    repo: str | None = None
-    tag: str | None = None
+    repo: re.Pattern[str] | None = None
+    tag: re.Pattern[str] | None = None
     newest: int | None = None
 
     def keep(self, targets: list[Target]) -> list[Target]:
         kept = [
             t
             for t in targets
-            if (self.repo is None or re.search(self.repo, t.repository))
-            and (self.tag is None or re.search(self.tag, t.tag))
+            if (self.repo is None or self.repo.search(t.repository))
+            and (self.tag is None or self.tag.search(t.tag))
         ]
         if self.newest is None:
             return kept
