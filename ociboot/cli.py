@@ -11,7 +11,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import replace
 from enum import StrEnum
 from inspect import Parameter, Signature, signature
@@ -24,6 +24,7 @@ from typer.core import TyperArgument, TyperCommand
 # pipeline, registry client, rules, rich) when it runs, so `--version`, `--help`, `rules` and a
 # local `ls` load no code they do not use (tests/test_structure.py).
 from . import __version__, api, schemas
+from .audit.executor import LOCAL as LOCAL_EXECUTOR
 from .audit.record import AuditFormat
 from .boot.check import Profile
 from .boot.upstream import SOURCE, link_text
@@ -1075,9 +1076,9 @@ def audit(
             "--executor",
             metavar="threads|dask://HOST:PORT",
             help="where images are judged: threads of this process, or a Dask distributed "
-            "scheduler (the ociboot[dask] extra)",
+            "scheduler (the ociboot[dask] extra; its workers keep their own caches)",
         ),
-    ] = "threads",
+    ] = LOCAL_EXECUTOR,
     fmt: Annotated[
         AuditFormat,
         typer.Option(
@@ -1157,11 +1158,17 @@ def audit(
         raise typer.BadParameter(str(exc), param_hint="--output") from None
     bar = options.progress is not None
     filters = Filters(patterns["--repo"], patterns["--tag"], newest)
-    with outs, audit_run.private_cache(replace(options, progress=None), _warned) as run_options:
+    quiet = replace(options, progress=None)
+    # A cluster's workers keep their own caches: the client judges nothing and needs none.
+    cached = audit_run.private_cache(quiet, _warned) if executor == LOCAL_EXECUTOR else nullcontext(quiet)
+    with outs, cached as run_options:
         try:
             judge = open_executor(executor, policy, run_options, jobs)
         except ValueError as exc:
             raise typer.BadParameter(escape_text(str(exc)), param_hint="--executor") from None
+        except OcibootError as exc:
+            _say("error", exc)
+            raise typer.Exit(exc.exit_code) from None
         try:
             with _running(run_options):
                 targets = [
