@@ -311,3 +311,28 @@ def test_ctrl_c_removes_the_private_cache(namespace: Namespace, tmp_path: Path) 
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert list(temp.iterdir()) == []
+
+
+def test_a_stored_result_is_reused_only_for_the_digest_it_judged(
+    namespace: Namespace, tmp_path: Path
+) -> None:
+    host = namespace.server.host
+    now, moved_from = namespace.images["os/r1", "v1"], namespace.images["os/r1", "v3"]
+    resume = tmp_path / "earlier.jsonl"
+    # What an earlier run said (false on purpose, to see where it is believed): v1 named the
+    # digest it names now; v5 named another digest then.
+    resume.write_text(
+        AuditRecord(host, "os/r1", "v1", now.digest, False, ("KRN-001",)).line()
+        + "\n"
+        + AuditRecord(host, "os/r1", "v5", moved_from.digest, False, ("KRN-001",)).line()
+        + "\n"
+    )
+    code, out, _ = audit(
+        namespace.url, "--repo", "^os/r1$", "--tag", "^v[125]$", "--resume", str(resume), "--format", "jsonl"
+    )
+    found = {r.tag: r for r in records(out)}
+    assert code == 1
+    # v1 and v2 name the judged digest: its stored result, not read again; v5 is judged now.
+    assert found["v1"].bootable is False and found["v2"].bootable is False
+    assert found["v2"].failed == ("KRN-001",) and found["v2"].digest == now.digest
+    assert found["v5"].bootable is True and found["v5"].digest == namespace.images["os/r1", "v5"].digest
