@@ -1175,7 +1175,7 @@ def audit(
                     *(enumerate_targets(space, run_options, filters, page_size) if space is not None else ()),
                     *(targets_from_file(from_file, filters, run_options) if from_file is not None else ()),
                 ]
-            targets = sorted(set(targets), key=targets.index)
+            targets = list(dict.fromkeys(targets))  # listed and in --from: once
             if not targets:
                 _say("error", f"{title}: no tag to audit")
             with _audit_progress(bar, len(targets)) as shown:

@@ -186,9 +186,9 @@ class Summary:
         total = sum(self.tags.values())
         images = len(set().union(*self.images.values())) if self.images else 0
         counts = ", ".join(
-            f"{self.tags.get(v, 0)} {v} ({len(self.images.get(v, ()))} images)" for v in VERDICTS
+            f"{self.tags.get(v, 0)} {v} ({_images(len(self.images.get(v, ())))})" for v in VERDICTS
         )
-        out = [f"audited {total} tags, {images} images: {counts}"]
+        out = [f"audited {total} tag{'' if total == 1 else 's'}, {_images(images)}: {counts}"]
         if self.rules:
             out.append("failing rules (tags):")
             out += [
@@ -196,6 +196,10 @@ class Summary:
                 for rule, count in sorted(self.rules.items(), key=lambda i: (-i[1], i[0]))
             ]
         return out
+
+
+def _images(count: int) -> str:
+    return f"{count} image{'' if count == 1 else 's'}"
 
 
 #: The verdicts a record has, in the order the summary says them.
