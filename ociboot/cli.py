@@ -1175,24 +1175,26 @@ def audit(
                     *(enumerate_targets(space, run_options, filters, page_size) if space is not None else ()),
                     *(targets_from_file(from_file, filters, run_options) if from_file is not None else ()),
                 ]
-            targets = list(dict.fromkeys(targets))  # listed and in --from: once
-            if not targets:
-                _say("error", f"{title}: no tag to audit")
-            with _audit_progress(bar, len(targets)) as shown:
-                records = audit_run.audit(
-                    targets,
-                    policy,
-                    run_options,
-                    judge,
-                    jobs=jobs,
-                    earlier=earlier.earlier if earlier is not None else None,
-                    on_resolved=shown.resolved,
-                )
-                for record in records:
-                    if record.error is not None:
-                        _say("error", f"{record.registry}/{record.repository}:{record.tag}: {record.error}")
-                    outs.record(record)
-                    shown.judged(record)
+                targets = list(dict.fromkeys(targets))  # listed and in --from: once
+                if not targets:
+                    _say("error", f"{title}: no tag to audit")
+                with _audit_progress(bar, len(targets)) as shown:
+                    records = audit_run.audit(
+                        targets,
+                        policy,
+                        run_options,
+                        judge,
+                        jobs=jobs,
+                        earlier=earlier.earlier if earlier is not None else None,
+                        on_resolved=shown.resolved,
+                    )
+                    for record in records:
+                        if record.error is not None:
+                            _say(
+                                "error", f"{record.registry}/{record.repository}:{record.tag}: {record.error}"
+                            )
+                        outs.record(record)
+                        shown.judged(record)
         finally:
             judge.close()
         outs.finish()
@@ -1211,7 +1213,9 @@ class _AuditShown:
 
     def __init__(self, live: Progress | None, total: int) -> None:
         self.live = live
-        self.counts = dict.fromkeys(("bootable", "not bootable", "unreadable"), 0)
+        from .audit.run import VERDICTS
+
+        self.counts = dict.fromkeys(VERDICTS, 0)
         if live is not None:
             self.resolving = live.add_task("tags resolved", total=total)
             self.judging = live.add_task(self._described(), total=total)
