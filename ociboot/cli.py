@@ -1213,7 +1213,7 @@ class _AuditShown:
 
     def __init__(self, live: Progress | None, total: int) -> None:
         self.live = live
-        from .audit.run import VERDICTS
+        from .audit.record import VERDICTS
 
         self.counts = dict.fromkeys(VERDICTS, 0)
         if live is not None:

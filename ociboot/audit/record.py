@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 MAX_RECORD_BYTES = 64 << 10
 
 
+#: What a record says of its tag, in the order a summary says them.
+VERDICTS = ("bootable", "not bootable", "unreadable")
+
+
 class AuditFormat(StrEnum):
     """`ociboot audit --format`: a record a line, as text or as this module's JSON line."""
 
@@ -49,10 +53,11 @@ class AuditRecord:
 
     @property
     def verdict(self) -> str:
-        """bootable, not bootable or unreadable: what the summary counts."""
+        """One of VERDICTS: what the summary counts."""
+        bootable, not_bootable, unreadable = VERDICTS
         if self.bootable is None:
-            return "unreadable"
-        return "bootable" if self.bootable else "not bootable"
+            return unreadable
+        return bootable if self.bootable else not_bootable
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .record import AuditRecord, NotARecord
+from .record import VERDICTS, AuditRecord, NotARecord
 
 if TYPE_CHECKING:
     from ..boot.context import Policy
@@ -200,10 +200,6 @@ class Summary:
 
 def _images(count: int) -> str:
     return f"{count} image{'' if count == 1 else 's'}"
-
-
-#: The verdicts a record has, in the order the summary says them.
-VERDICTS = ("bootable", "not bootable", "unreadable")
 
 
 __all__ = [
