@@ -25,7 +25,7 @@ from typer.core import TyperArgument, TyperCommand
 # local `ls` load no code they do not use (tests/test_structure.py).
 from . import __version__, api, schemas
 from .audit.executor import LOCAL as LOCAL_EXECUTOR
-from .audit.record import AuditFormat
+from .audit.record import VERDICTS, AuditFormat
 from .boot.check import Profile
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
@@ -1213,8 +1213,6 @@ class _AuditShown:
 
     def __init__(self, live: Progress | None, total: int) -> None:
         self.live = live
-        from .audit.record import VERDICTS
-
         self.counts = dict.fromkeys(VERDICTS, 0)
         if live is not None:
             self.resolving = live.add_task("tags resolved", total=total)

@@ -203,7 +203,6 @@ def _images(count: int) -> str:
 
 
 __all__ = [
-    "VERDICTS",
     "OnResolved",
     "Resumed",
     "Summary",
