@@ -232,6 +232,8 @@ def test_outputs_are_refused_before_any_image_is_read(namespace: Namespace, tmp_
     before = namespace.server.log.read_text()
     policy = tmp_path / "policy.toml"
     policy.write_text("")
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text("")
     for args, said in (
         (["-o", str(tmp_path / "no-such-dir" / "out")], "No such file or directory"),
         (["-o", str(policy), "--policy", str(policy)], "is read by this run"),
@@ -239,6 +241,8 @@ def test_outputs_are_refused_before_any_image_is_read(namespace: Namespace, tmp_
         (["--resume", str(tmp_path / "absent.jsonl")], "absent.jsonl"),
         (["--executor", "carrier-pigeon"], "not an executor"),
         (["--tag", "("], "--tag"),
+        # Only the jsonl records are appended to the file resumed from: a text report would end it.
+        (["--resume", str(earlier), "-o", str(earlier)], "is read by this run"),
     ):
         code, _, err = audit(namespace.url, *args)
         assert code == 2 and said in " ".join(err.split()), (args, err)
