@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +25,11 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from ociboot import schemas
+from ociboot import pipeline, schemas
+from ociboot.audit import run as audit_run
 from ociboot.audit.record import MAX_RECORD_BYTES, AuditRecord
+from ociboot.audit.targets import Target
+from ociboot.boot.context import Policy
 from ociboot.cli import app
 from tests.support.bootimages import KVER, generic
 from tests.support.faultproxy import FaultProxy
@@ -340,3 +343,43 @@ def test_a_stored_result_is_reused_only_for_the_digest_it_judged(
     assert found["v1"].bootable is False and found["v2"].bootable is False
     assert found["v2"].failed == ("KRN-001",) and found["v2"].digest == now.digest
     assert found["v5"].bootable is True and found["v5"].digest == namespace.images["os/r1", "v5"].digest
+
+
+class OneByOne:
+    """A real executor that reads its references one at a time, judging each before it reads
+    the next (as a cluster client submitting lazily may)."""
+
+    def __init__(self, policy: Policy, options: pipeline.Options) -> None:
+        self.policy, self.options = policy, options
+        self.seen: list[str] = []
+
+    def checked(self, references: Iterable[str]) -> Iterator[tuple[str, pipeline.Checked]]:
+        for reference in references:
+            self.seen.append(reference)
+            yield reference, pipeline.check_reference(reference, self.policy, self.options)
+
+    def close(self) -> None:
+        pass
+
+
+def test_judging_starts_while_tags_are_resolved(namespace: Namespace) -> None:
+    targets = [Target(namespace.server.host, "os/r2", tag) for tag in TAGS]
+    resolved: list[int] = []
+    first_judged: list[int] = []
+    executor = OneByOne(Policy(), pipeline.Options())
+
+    def on_resolved(_target: Target, _digest: str | None, done: int, total: int) -> None:
+        resolved.append(done)
+        if executor.seen and not first_judged:
+            first_judged.append(len(resolved))
+
+    found = list(
+        audit_run.audit(targets, Policy(), executor.options, executor, jobs=1, on_resolved=on_resolved)
+    )
+    assert sorted((r.tag, r.digest) for r in found) == sorted(
+        (tag, namespace.images["os/r2", tag].digest) for tag in TAGS
+    )
+    # Each digest once, the first before the second tag was resolved; v2 (A's second tag) is
+    # resolved after A was judged, and still gets A's record.
+    assert len(executor.seen) == len(set(TAGS.values())) == len(set(executor.seen))
+    assert first_judged == [2]

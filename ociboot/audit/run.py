@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -77,38 +78,55 @@ def audit(
     earlier: Resumed | None = None,
     on_resolved: OnResolved | None = None,
 ) -> Iterator[AuditRecord]:
-    """A record per target, as each is known: an unresolvable tag at once, a resumed digest's tags
-    after resolution, the others as the executor finishes their digest.  Never raises for an
-    image (executors turn every failure into an Unreadable)."""
-    by_digest: dict[str, list[Target]] = {}
-    for target, digest, error in _resolved(targets, options, jobs, on_resolved):
-        if digest is None:
-            yield AuditRecord(target.registry, target.repository, target.tag, None, None, error=error)
-        else:
-            by_digest.setdefault(digest, []).append(target)
-    stored = earlier.judged if earlier is not None else {}
-    for digest in [d for d in by_digest if d in stored]:
-        for target in by_digest.pop(digest):
-            yield replace(
-                stored[digest], registry=target.registry, repository=target.repository, tag=target.tag
-            )
-    if not by_digest:
-        return
-    # The first tag's repository holds the digest: any other holding it would give the same bytes.
-    pinned = {f"docker://{ts[0].registry}/{ts[0].repository}@{d}": d for d, ts in by_digest.items()}
+    """A record per target, as each is known.  Judging starts while tags are still being
+    resolved: the executor is handed each new digest as soon as a tag names it.  Never raises
+    for an image (executors turn every failure into an Unreadable)."""
     from .record import from_checked
 
-    for reference, checked in executor.checked(list(pinned)):
-        digest = pinned[reference]
-        for target in by_digest[digest]:
-            yield from_checked(
-                target.registry,
-                target.repository,
-                target.tag,
-                digest,
-                checked,
-                fatal_warnings=policy.fatal_warnings,
-            )
+    stored = earlier.judged if earlier is not None else {}
+    handed: dict[str, str] = {}  # reference handed to the executor -> its digest
+    waiting: dict[str, list[Target]] = {}  # that digest -> its tags so far
+    # A digest judged: one record, not what check found (reports hold whole fact sheets).
+    judged: dict[str, AuditRecord] = {}
+    ready: deque[AuditRecord] = deque()  # known during resolution, yielded between judgments
+
+    def named(record: AuditRecord, target: Target) -> AuditRecord:
+        return replace(record, registry=target.registry, repository=target.repository, tag=target.tag)
+
+    def pinned() -> Iterator[str]:
+        for target, digest, error in _resolved(targets, options, jobs, on_resolved):
+            if digest is None:
+                ready.append(
+                    AuditRecord(target.registry, target.repository, target.tag, None, None, error=error)
+                )
+            elif digest in stored:
+                ready.append(named(stored[digest], target))
+            elif digest in judged:  # an executor that reads its references lazily
+                ready.append(named(judged[digest], target))
+            elif digest in waiting:
+                waiting[digest].append(target)
+            else:
+                waiting[digest] = [target]
+                # This repository holds the digest: any other holding it gives the same bytes.
+                reference = f"docker://{target.registry}/{target.repository}@{digest}"
+                handed[reference] = digest
+                yield reference
+
+    for reference, checked in executor.checked(pinned()):
+        yield from _drained(ready)
+        digest = handed[reference]
+        first, *others = waiting.pop(digest)
+        judged[digest] = one = from_checked(
+            first.registry, first.repository, first.tag, digest, checked, fatal_warnings=policy.fatal_warnings
+        )
+        yield one
+        yield from (named(one, target) for target in others)
+    yield from _drained(ready)
+
+
+def _drained(ready: deque[AuditRecord]) -> Iterator[AuditRecord]:
+    while ready:
+        yield ready.popleft()
 
 
 def _resolved(
