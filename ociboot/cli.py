@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import replace
 from enum import StrEnum
 from inspect import Parameter, Signature, signature
@@ -23,6 +24,8 @@ from typer.core import TyperArgument, TyperCommand
 # pipeline, registry client, rules, rich) when it runs, so `--version`, `--help`, `rules` and a
 # local `ls` load no code they do not use (tests/test_structure.py).
 from . import __version__, api, schemas
+from .audit.executor import LOCAL as LOCAL_EXECUTOR
+from .audit.record import VERDICTS, AuditFormat
 from .boot.check import Profile
 from .boot.upstream import SOURCE, link_text
 from .budget import DEFAULT_ANALYSIS_BUDGET
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from . import outputs, pipeline, promolist, views
+    from .audit.record import AuditRecord
     from .boot.context import Policy
     from .cache import LayerCache
     from .copy import Step
@@ -1031,6 +1035,213 @@ def _check_all(
     if attach and not _attach_verdicts(texts, batch, policy, options):
         return 3
     return batch.exit_code
+
+
+@_reads_images(platform_help="os/arch[/variant]: judge only this platform of each index")
+@_judging
+def audit(
+    namespace: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="NAMESPACE",
+            help="docker://HOST[/PREFIX]: every tag of every repository the registry's catalog "
+            "lists (under PREFIX)",
+        ),
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="FILE",
+            help="FILE with one docker:// reference per line, where the catalog is closed "
+            "(blank lines and # comments ignored)",
+        ),
+    ] = None,
+    repo: Annotated[
+        str | None, typer.Option("--repo", metavar="REGEX", help="only repositories matching REGEX")
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option("--tag", metavar="REGEX", help="only tags matching REGEX")
+    ] = None,
+    newest: Annotated[
+        int | None, typer.Option("--newest", min=1, metavar="N", help="only the N newest tags per repository")
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, metavar="N", help="tags resolved and images judged at once"),
+    ] = api.DEFAULT_IMAGE_JOBS,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            metavar="threads|dask://HOST:PORT",
+            help="where images are judged: threads of this process, or a Dask distributed "
+            "scheduler (the ociboot[dask] extra; its workers keep their own caches)",
+        ),
+    ] = LOCAL_EXECUTOR,
+    fmt: Annotated[
+        AuditFormat,
+        typer.Option(
+            "--format", "-f", help="a line per tag: text (then a summary) or jsonl (one JSON record a line)"
+        ),
+    ] = AuditFormat.text,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", metavar="FILE", help="write the records to FILE, not standard output"),
+    ] = None,
+    html: Annotated[
+        str | None,
+        typer.Option("--html", metavar="FILE", help="also write a self-contained HTML report to FILE"),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="FILE",
+            help="continue the audit whose jsonl records FILE holds: digests judged there are not "
+            "judged again (unreadable ones are retried); with --format jsonl -o FILE the new "
+            "records are appended to FILE",
+        ),
+    ] = None,
+    page_size: Annotated[
+        int | None,
+        typer.Option(
+            "--page-size", min=1, metavar="N", help="entries asked of the registry per catalog page"
+        ),
+    ] = None,
+    *,
+    policy: Policy,
+    policy_file: str | None,
+    options: pipeline.Options,
+) -> None:
+    """Judge every tag of a registry namespace, each image once however many tags name it.
+
+    Each layer is fetched and indexed once for the whole audit: without --cache or --cache-dir the
+    audit keeps its layer cache in a private temporary directory, removed at the end (nothing is
+    kept after the run).  Exit 0 every tag bootable, 1 one is not, 3 one could not be read (3
+    wins), 2 usage."""
+    from . import outputs
+    from .audit import output as audit_output
+    from .audit import run as audit_run
+    from .audit.executor import open_executor
+    from .audit.record import NotARecord
+    from .audit.targets import Filters, enumerate_targets, parse_namespace, targets_from_file
+
+    if namespace is None and from_file is None:
+        raise typer.BadParameter(
+            "give a NAMESPACE (docker://HOST[/PREFIX]) or --from FILE", param_hint="NAMESPACE"
+        )
+    patterns: dict[str, re.Pattern[str] | None] = {}
+    for hint, pattern in (("--repo", repo), ("--tag", tag)):
+        try:
+            patterns[hint] = re.compile(pattern) if pattern is not None else None
+        except re.error as exc:
+            raise typer.BadParameter(f"{escape_text(pattern or '')}: {exc}", param_hint=hint) from None
+    try:
+        space = parse_namespace(namespace) if namespace is not None else None
+    except (ValueError, OcibootError) as exc:
+        raise typer.BadParameter(escape_text(str(exc)), param_hint="NAMESPACE") from None
+    try:
+        earlier = audit_output.read_resume(resume) if resume is not None else None
+    except NotARecord as exc:
+        raise typer.BadParameter(f"{escape_text(resume or '')}: {exc}", param_hint="--resume") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"{escape_text(resume or '')}: {exc}", param_hint="--resume") from None
+    if earlier is not None and earlier.cut_short:
+        _say("warning", f"{resume}: its last line is a record cut short: it is read as not there")
+    title = f"ociboot audit of {namespace or from_file}"
+    try:
+        outs = audit_output.open_outputs(
+            fmt, output, html, earlier, [from_file, policy_file, *_read_paths(options)], title
+        )
+    except outputs.OutputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--output") from None
+    bar = options.progress is not None
+    filters = Filters(patterns["--repo"], patterns["--tag"], newest)
+    quiet = replace(options, progress=None)
+    # A cluster's workers keep their own caches: the client judges nothing and needs none.
+    cached = audit_run.private_cache(quiet, _warned) if executor == LOCAL_EXECUTOR else nullcontext(quiet)
+    with outs, cached as run_options:
+        try:
+            judge = open_executor(executor, policy, run_options, jobs)
+        except ValueError as exc:
+            raise typer.BadParameter(escape_text(str(exc)), param_hint="--executor") from None
+        except OcibootError as exc:
+            _say("error", exc)
+            raise typer.Exit(exc.exit_code) from None
+        try:
+            with _running(run_options):
+                targets = [
+                    *(enumerate_targets(space, run_options, filters, page_size) if space is not None else ()),
+                    *(targets_from_file(from_file, filters, run_options) if from_file is not None else ()),
+                ]
+                targets = list(dict.fromkeys(targets))  # listed and in --from: once
+                if not targets:
+                    _say("error", f"{title}: no tag to audit")
+                with _audit_progress(bar, len(targets)) as shown:
+                    records = audit_run.audit(
+                        targets,
+                        policy,
+                        run_options,
+                        judge,
+                        jobs=jobs,
+                        earlier=earlier.earlier if earlier is not None else None,
+                        on_resolved=shown.resolved,
+                    )
+                    for record in records:
+                        if record.error is not None:
+                            _say(
+                                "error", f"{record.registry}/{record.repository}:{record.tag}: {record.error}"
+                            )
+                        outs.record(record)
+                        shown.judged(record)
+        finally:
+            judge.close()
+        outs.finish()
+    for where, why in outs.failures:
+        _say("error", f"the audit could not be written to {where}: {why}")
+    raise typer.Exit(2 if outs.failures else outs.summary.exit_code)
+
+
+def _warned(message: str) -> None:
+    _say("warning", message)
+
+
+class _AuditShown:
+    """The audit's progress bar on a terminal (tags resolved; tags judged, with counts per
+    verdict); without one, nothing: the records are the lines."""
+
+    def __init__(self, live: Progress | None, total: int) -> None:
+        self.live = live
+        self.counts = dict.fromkeys(VERDICTS, 0)
+        if live is not None:
+            self.resolving = live.add_task("tags resolved", total=total)
+            self.judging = live.add_task(self._described(), total=total)
+
+    def _described(self) -> str:
+        return "tags judged: " + ", ".join(f"{n} {verdict}" for verdict, n in self.counts.items())
+
+    def resolved(self, _target: object, _digest: object, done: int, total: int) -> None:
+        if self.live is not None:
+            self.live.update(self.resolving, completed=done)
+
+    def judged(self, record: AuditRecord) -> None:
+        self.counts[record.verdict] += 1
+        if self.live is not None:
+            self.live.update(self.judging, advance=1, description=self._described())
+
+
+@contextmanager
+def _audit_progress(bar: bool, total: int) -> Iterator[_AuditShown]:
+    if not bar:
+        yield _AuditShown(None, total)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=_err(), transient=True
+    ) as live:
+        yield _AuditShown(live, total)
 
 
 def _registry_only(texts: list[str], option: str) -> None:

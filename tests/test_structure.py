@@ -235,6 +235,8 @@ def test_reading_local_images_loads_no_http_code() -> None:
 REGISTRY = ("requests", "urllib3", "ociboot.sources.registry")
 RULES = ("ociboot.boot.rules",)
 RICH = ("rich",)
+#: The optional extras of `audit` (ociboot[dask], the Redis cache): loaded only when asked for.
+EXTRAS = ("dask", "distributed", "redis")
 
 #: Runs the CLI in this process as the `ociboot` script does, then writes what was imported.
 _RUN_CLI = """
@@ -288,6 +290,7 @@ def local_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         (["--version"], REGISTRY + RULES + RICH, f"ociboot {ociboot.__version__}"),
         (["--help"], REGISTRY + RULES + RICH, "Commands:"),
         (["check", "--help"], REGISTRY + RULES + RICH, "--promotion-list"),
+        (["audit", "--help"], REGISTRY + RULES + RICH + EXTRAS, "--resume"),
         (["rules"], REGISTRY, "kernel"),
         (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES, "os-release"),
         (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES, "os-release"),
@@ -308,6 +311,14 @@ def test_the_start_up_probe_sees_what_a_command_loads(tmp_path: Path, local_imag
     assert code in (0, 1) and _loaded(modules, RULES)
     code, _, modules = _imported(tmp_path, "inspect", "-q", "--timeout", "5s", "docker://127.0.0.1:9/none:v1")
     assert code == 3 and _loaded(modules, REGISTRY)
+
+
+def test_an_audit_without_dask_or_redis_options_imports_neither(tmp_path: Path) -> None:
+    # A real run (the namespace's catalog cannot be read: nothing listens on port 9), so the
+    # executor and the cache were opened: threads and a private directory, no extra.
+    code, _, modules = _imported(tmp_path, "audit", "-q", "--timeout", "5s", "docker://127.0.0.1:9")
+    assert code == 3 and _loaded(modules, REGISTRY)
+    assert _loaded(modules, EXTRAS) == []
 
 
 def test_public_api_is_pinned() -> None:

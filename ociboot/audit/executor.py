@@ -35,12 +35,16 @@ class Threads:
     def checked(self, references: Iterable[str]) -> Iterator[tuple[str, Checked]]:
         from ..pipeline import check_reference
 
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="audit") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="audit")
+        try:
             futures = {
                 pool.submit(check_reference, text, self.policy, self.options): text for text in references
             }
             for future in as_completed(futures):
                 yield futures[future], future.result()
+        finally:
+            # Not `with`: its exit would judge every queued image before Ctrl-C could end the run.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         pass

@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..report import Outcome, Severity
+from ..textsafe import clean
 
 if TYPE_CHECKING:
     from ..pipeline import Checked
 
 #: A --resume file is the user's, but may be any file: a longer line is not a record of ours.
 MAX_RECORD_BYTES = 64 << 10
+
+
+#: What a record says of its tag, in the order a summary says them.
+VERDICTS = ("bootable", "not bootable", "unreadable")
+
+
+class AuditFormat(StrEnum):
+    """`ociboot audit --format`: a record a line, as text or as this module's JSON line."""
+
+    text = "text"
+    jsonl = "jsonl"
 
 
 class NotARecord(ValueError):
@@ -40,10 +53,11 @@ class AuditRecord:
 
     @property
     def verdict(self) -> str:
-        """bootable, not bootable or unreadable: what the summary counts."""
+        """One of VERDICTS: what the summary counts."""
+        bootable, not_bootable, unreadable = VERDICTS
         if self.bootable is None:
-            return "unreadable"
-        return "bootable" if self.bootable else "not bootable"
+            return unreadable
+        return bootable if self.bootable else not_bootable
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,8 +74,11 @@ class AuditRecord:
 
     def line(self) -> str:
         """The --format jsonl line (no newline): keys in a fixed order, so that two audits of the
-        same images write the same bytes."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        same images write the same bytes.  Every string is escaped (textsafe): names and errors
+        come from the registry, and the line is strict UTF-8 with no control character."""
+        return json.dumps(
+            clean(self.to_json(), raw_keys=frozenset()), ensure_ascii=False, separators=(",", ":")
+        )
 
     @classmethod
     def parse(cls, line: str) -> AuditRecord:

@@ -26,6 +26,7 @@ VERSIONS = {
     "cache-info": 1,
     "cache-prune": 1,
     "verdicts": 1,
+    "audit-record": 1,  # one per line of `audit --format jsonl`: the lines carry no header
 }
 
 
