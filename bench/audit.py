@@ -54,7 +54,7 @@ def _own_layer(tag: str) -> tuple[Blob, str]:
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
         gz.write(tar)
-    return Blob(OCI_GZIP, out.getvalue()), f"sha256:{sha256(tar)}"
+    return Blob(OCI_GZIP, out.getvalue()), sha256(tar)
 
 
 def push_namespace(server: RegistryServer, layout: Path, name: str, n: int) -> Namespace:
