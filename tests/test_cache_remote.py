@@ -341,3 +341,18 @@ def test_the_url_and_key_are_not_in_the_repr(key: bytes) -> None:
     remote = RemoteCache("redis://:hunter2@127.0.0.1:1/0", key)
     assert "hunter2" not in repr(remote) and key.hex() not in repr(remote)
     assert remote.url == "redis://:hunter2@127.0.0.1:1/0" and remote.key == key
+
+
+def test_a_value_over_the_cap_is_refused_unread(redis_server: RedisServer, key: bytes) -> None:
+    remote = RemoteCache(redis_server.url, key)
+    name = remote.name("layer", "sha256:" + os.urandom(32).hex(), "k")
+    client = redis_server.client()
+    client.set(name, sealed(key, name, os.urandom(4 << 20)))
+
+    def sent() -> int:
+        return int(client.info("stats")["total_net_output_bytes"])
+
+    before = sent()
+    assert remote.get(name, 1 << 20) is None
+    assert sent() - before < 64 << 10  # a few replies, not the value nor the cap's worth of it
+    assert remote.get(name, 4 << 20) is not None  # the same value, under a cap it fits

@@ -22,8 +22,9 @@ duplicated, never waited for without end.
 
 Redis is an optimisation, never an authority: a server that is down, refuses the password,
 times out (every call is bounded by CALL_TIMEOUT_SECONDS) or answers something that is not Redis
-is one warning, then the run continues with the local cache only.  A value is read with
-GETRANGE, so at most the cap (plus the MAC) ever crosses the wire; a longer one is refused.  The
+is one warning, then the run continues with the local cache only.  A value longer than its cap
+(STRLEN) is refused unread, and is read with GETRANGE, so at most the cap (plus the MAC) ever
+crosses the wire even if it grew meanwhile.  The
 URL may hold a password: it is shown only as `shown` (password masked) in every message.
 """
 
@@ -151,6 +152,13 @@ class RemoteCache:
     def get(self, name: str, limit: int) -> bytes | None:
         """The value stored under `name` if it is at most `limit` bytes and sealed under our key;
         None otherwise (absent, too long, forged, or the server unavailable)."""
+        size = self._call(lambda r: r.strlen(name), name)
+        if not isinstance(size, int) or not size:
+            return None
+        if size > limit + _MAC_BYTES:
+            log.debug("shared cache value %s ignored: %d bytes, over the %d byte cap", name, size, limit)
+            return None
+        # Read up to one byte past the cap: the value may have been replaced since STRLEN.
         got = self._call(lambda r: r.getrange(name, 0, limit + _MAC_BYTES), name)
         if not got:
             return None
