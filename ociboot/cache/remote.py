@@ -23,8 +23,8 @@ duplicated, never waited for without end.
 Redis is an optimisation, never an authority: a server that is down, refuses the password,
 times out (every call is bounded by CALL_TIMEOUT_SECONDS) or answers something that is not Redis
 is one warning, then the run continues with the local cache only.  A value longer than its cap
-(STRLEN) is refused unread, and is read with GETRANGE, so at most the cap (plus the MAC) ever
-crosses the wire even if it grew meanwhile.  The
+(STRLEN) is refused unread; otherwise it is read in GETRANGE pieces up to that length, so at
+most the cap (plus the MAC) ever crosses the wire even if the value grew meanwhile.  The
 URL may hold a password: it is shown only as `shown` (password masked) in every message.
 """
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -65,6 +66,8 @@ ENTRY_TTL_SECONDS = 7 * 24 * 3600
 #: The first and the longest pause between two looks at an entry another process is building.
 _POLL_FIRST, _POLL_MAX = 0.02, 0.5
 _MAC_BYTES = hashlib.sha256().digest_size
+#: A value is read in GETRANGE pieces of at most this many bytes.
+_PIECE_BYTES = 4 << 20
 # Deletes the lock only if it still holds our token: an expired lock taken by another is theirs.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
@@ -158,18 +161,23 @@ class RemoteCache:
         if size > limit + _MAC_BYTES:
             log.debug("shared cache value %s ignored: %d bytes, over the %d byte cap", name, size, limit)
             return None
-        # Read up to one byte past the cap: the value may have been replaced since STRLEN.
-        got = self._call(lambda r: r.getrange(name, 0, limit + _MAC_BYTES), name)
-        if not got:
-            return None
-        if not isinstance(got, bytes) or len(got) > limit + _MAC_BYTES:
-            log.debug("shared cache value %s ignored: over the %d byte cap", name, limit)
-            return None
-        mac, data = got[:_MAC_BYTES], got[_MAC_BYTES:]
-        if not hmac.compare_digest(mac, self._mac(name, data)):
+        # In pieces, and only the `size` bytes STRLEN gave: a value replaced meanwhile cannot make
+        # the read longer, and mixes of two values fail the MAC.  The pieces keep redis-py's own
+        # buffers small (one whole reply costs about three copies of itself).
+        got = bytearray()
+        while len(got) < size:
+            start, end = len(got), min(len(got) + _PIECE_BYTES, size)
+            piece = self._call(functools.partial(_getrange, name=name, start=start, end=end - 1), name)
+            if not isinstance(piece, bytes) or not piece:
+                return None
+            got += piece[: size - len(got)]
+        view = memoryview(got)
+        if len(got) < _MAC_BYTES or not hmac.compare_digest(
+            view[:_MAC_BYTES], self._mac(name, view[_MAC_BYTES:])
+        ):
             log.debug("shared cache value %s ignored: not sealed with our key (forged or damaged)", name)
             return None
-        return data
+        return bytes(view[_MAC_BYTES:])
 
     def put(self, name: str, data: bytes, limit: int) -> bool:
         if len(data) > limit:
@@ -206,7 +214,7 @@ class RemoteCache:
 
     # -- helpers
 
-    def _mac(self, name: str, data: bytes) -> bytes:
+    def _mac(self, name: str, data: bytes | memoryview) -> bytes:
         h = hmac.new(self.key, name.encode() + b"\0", "sha256")
         h.update(data)
         return h.digest()
@@ -237,6 +245,10 @@ class RemoteCache:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text.replace(self.url, self.shown)
+
+
+def _getrange(client: redis.Redis, *, name: str, start: int, end: int) -> object:
+    return client.getrange(name, start, end)
 
 
 def _url_secrets(url: str) -> list[str]:
