@@ -265,6 +265,8 @@ def test_a_password_in_the_url_is_never_shown(registry: RegistryServer, key: byt
         assert code == 0 and err.count("\n") == 1
         assert f"shared cache redis://***@127.0.0.1:{server.port}/0 unavailable" in err
         assert blob_gets(registry, image.repo, image.layers) == before + 1
+        code, _, none = cli(image.ref, "--cache-url", f"redis://127.0.0.1:{server.port}/0")
+        assert code == 0 and "unavailable" in none and none.count("\n") == 1
         code, _, usage = cli(image.ref, "--cache-url", f"http://:{secret}@127.0.0.1:1/")
         assert code == 2 and usage.count("\n") == 1 and "scheme" in usage
         for text in (out, err, usage, report.read_text()):

@@ -52,7 +52,7 @@ from ..errors import CacheUrlError
 
 #: The environment variable holding the key of a shared cache reused across runs.
 KEY_VARIABLE = "OCIBOOT_CACHE_KEY"
-#: The least key length, in bytes (HMAC-SHA256's block of security).
+#: The least key length, in bytes (256 bits: the strength of HMAC-SHA256 itself).
 MIN_KEY_BYTES = 32
 #: URL schemes redis-py connects with: plain TCP, TLS, a Unix socket.
 SCHEMES = ("redis", "rediss", "unix")
@@ -231,7 +231,7 @@ class RemoteCache:
                 log.debug("shared cache value %s ignored: %s", name, self._clean(exc))
                 return None
             reason: object = exc
-        except (redis.RedisError, OSError, ValueError) as exc:
+        except Exception as exc:  # whatever a broken or hostile server makes the client raise
             reason = exc
         with self._lock:
             first, self._down = not self._down, True
@@ -241,10 +241,10 @@ class RemoteCache:
         return None
 
     def _clean(self, exc: object) -> str:
-        text = str(exc) or type(exc).__name__
+        text = (str(exc) or type(exc).__name__).replace(self.url, self.shown)
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text.replace(self.url, self.shown)
+        return text
 
 
 def _getrange(client: redis.Redis, *, name: str, start: int, end: int) -> object:
