@@ -22,6 +22,11 @@ Writes go to a temporary file in the entry's directory, are fsynced and renamed 
 (os.replace is atomic on POSIX): concurrent writers of one entry leave the last complete file,
 readers never see a partial one.  A corrupt or truncated entry is a debug note, removed and
 rebuilt.  A directory that cannot be written is one warning, then the run continues uncached.
+
+Behind the directory may sit a shared cache on Redis (remote.py): on a local miss it is asked,
+its value (once its MAC is found to be the run's key's) passes the same gate as a file
+(`_decoded`) and is then kept in the directory too; what is built is stored in both.  Without a
+directory only the shared cache is used.
 """
 
 from __future__ import annotations
