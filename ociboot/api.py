@@ -24,6 +24,7 @@ from .report import Report, Unreadable, exit_code
 if TYPE_CHECKING:
     from .boot.context import Policy
     from .cache import LayerCache
+    from .cache.remote import RemoteCache
     from .pipeline import Checked, Options
 
 # The pipeline, rules and cache are imported where they are used: the CLI reads
@@ -115,18 +116,33 @@ def _finished(texts: list[str], one: Callable[[str], Checked], workers: int) -> 
             yield futures[future], future.result()
 
 
-def open_cache(directory: str | Path | None = None, warn: Callable[[str], None] | None = None) -> LayerCache:
+def open_cache(
+    directory: str | Path | None = None,
+    warn: Callable[[str], None] | None = None,
+    *,
+    remote_url: str | None = None,
+    remote_key: bytes | None = None,
+) -> LayerCache:
     """The cache `check` may reuse (Options(cache=...)): layer indexes, and verdicts of unchanged
     images; in `directory` or the default ($XDG_CACHE_HOME/ociboot).  Its trust checks run now:
-    an unsafe cache raises UnsafeCache."""
+    an unsafe cache raises UnsafeCache.
+
+    With `remote_url` (redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS) the cache is also
+    shared through that Redis server (cache/remote.py), its values sealed under `remote_key`
+    (default: OCIBOOT_CACHE_KEY, else a random key for this run); then without `directory` only
+    the shared cache is used and nothing is written to disk.  `cache.remote.url` and
+    `cache.remote.key` open the same shared cache in another process."""
     from .boot.check import Profile
     from .boot.initrd import InitrdInfo
     from .boot.kernel import KernelInfo
     from .boot.scan import PackageDbResult
     from .cache import LayerCache, code_fingerprint, default_cache_dir
 
+    remote = None
+    if remote_url is not None:
+        remote = _open_remote(remote_url, remote_key, warn)
     cache = LayerCache(
-        directory or default_cache_dir(),
+        directory or (None if remote is not None else default_cache_dir()),
         # What the check analyzers return (boot/scan.py): the only classes a cache file may name.
         analysis_types=(KernelInfo, InitrdInfo, PackageDbResult),
         # A stored verdict's reports name their profile by this enum.
@@ -135,9 +151,23 @@ def open_cache(directory: str | Path | None = None, warn: Callable[[str], None] 
         # its old results to the rules, and so to a verdict stored under the new code's key.
         salt=f"{__version__} {code_fingerprint()}",
         warn=warn,
+        remote=remote,
     )
     cache.verify()
     return cache
+
+
+def _open_remote(url: str, key: bytes | None, warn: Callable[[str], None] | None) -> RemoteCache:
+    """The shared tier; redis-py is imported here only, when a shared cache is asked for."""
+    from .errors import CacheUrlError
+
+    try:
+        from .cache.remote import RemoteCache, key_from_env
+    except ImportError as exc:
+        raise CacheUrlError(
+            f"a shared cache needs redis-py ({exc.name}): pip install 'ociboot[redis]'"
+        ) from None
+    return RemoteCache(url, key_from_env() if key is None else key, warn=warn)
 
 
 __all__ = ["DEFAULT_IMAGE_JOBS", "Batch", "OnResult", "check", "open_cache"]

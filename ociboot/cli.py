@@ -307,6 +307,21 @@ def _reading(platform_help: str, cache: bool) -> list[tuple[str, Any, object]]:
                 ],
                 False,
             ),
+            (
+                "cache_url",
+                Annotated[
+                    str | None,
+                    typer.Option(
+                        "--cache-url",
+                        metavar="URL",
+                        help="share layer indexes and verdicts with other runs and machines through "
+                        "this Redis server (redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS), "
+                        "besides --cache-dir if given; values are sealed with OCIBOOT_CACHE_KEY, "
+                        "else with a key of this run's own",
+                    ),
+                ],
+                None,
+            ),
         ]
     return options
 
@@ -395,16 +410,22 @@ def _options(
     stall_timeout: str | None,
     cache_dir: str | None = None,
     use_cache: bool = False,
+    cache_url: str | None = None,
 ) -> pipeline.Options:
     limits = _limits(timeout, stall_timeout)
     source = _source(
         creds, authfile, tls_verify, cert_dir, plain_http, username, password, password_stdin, limits
     )
-    return _pipeline_options(platform, quiet, source, cache_dir, use_cache)
+    return _pipeline_options(platform, quiet, source, cache_dir, use_cache, cache_url)
 
 
 def _pipeline_options(
-    platform: str | None, quiet: bool, source: SourceOptions, cache_dir: str | None, use_cache: bool
+    platform: str | None,
+    quiet: bool,
+    source: SourceOptions,
+    cache_dir: str | None,
+    use_cache: bool,
+    cache_url: str | None = None,
 ) -> pipeline.Options:
     from . import pipeline
     from .spec import Platform
@@ -413,7 +434,7 @@ def _pipeline_options(
         wanted = Platform.parse(platform) if platform else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--platform") from None
-    cache = _open_cache(cache_dir, use_cache)
+    cache = _open_cache(cache_dir, use_cache, cache_url)
     progress = None if quiet else _progress_factory()
     return pipeline.Options(source=source, platform=wanted, progress=progress, cache=cache)
 
@@ -490,12 +511,18 @@ def _password(
     return text
 
 
-def _open_cache(cache_dir: str | None, use_cache: bool) -> LayerCache | None:
-    if not use_cache and cache_dir is None:
+def _open_cache(cache_dir: str | None, use_cache: bool, cache_url: str | None = None) -> LayerCache | None:
+    if not use_cache and cache_dir is None and cache_url is None:
         return None
+    directory = cache_dir
+    if directory is None and use_cache and cache_url is not None:
+        from .cache import default_cache_dir
+
+        # --cache-url alone is the shared cache only, nothing on disk; with --cache, both.
+        directory = str(default_cache_dir())
     try:
-        # before any image is read: an unsafe cache is the user's setup (exit 2)
-        return api.open_cache(cache_dir, warn=lambda message: _say("warning", message))
+        # before any image is read: an unsafe cache or an unusable URL is the user's setup (exit 2)
+        return api.open_cache(directory, warn=lambda message: _say("warning", message), remote_url=cache_url)
     except OcibootError as exc:
         _say("error", exc)
         raise typer.Exit(exc.exit_code) from None
@@ -1367,7 +1394,12 @@ def _promoting(command: Callable[..., None]) -> Callable[..., None]:
             chosen["authfile"] = chosen["authfile"] or authfile
             source = _source(**chosen, password_stdin=False, limits=limits, side=side)
             made[side] = _pipeline_options(
-                common["platform"], common["quiet"], source, common["cache_dir"], common["use_cache"]
+                common["platform"],
+                common["quiet"],
+                source,
+                common["cache_dir"],
+                common["use_cache"],
+                common["cache_url"],
             )
         # One client for both: tokens are kept per identity and scope, connections per registry.
         dest = replace(made["dest"], registry_state=made["src"].registry_state, cache=None, progress=None)

@@ -137,6 +137,13 @@ class InvalidTargetList(OcibootError):
     exit_code = 2
 
 
+class CacheUrlError(OcibootError):
+    """A shared cache that cannot be set up as asked (--cache-url, OCIBOOT_CACHE_KEY, redis-py
+    missing): the user's setup (exit 2).  A server that cannot be reached is only a warning."""
+
+    exit_code = 2
+
+
 class AnalysisBudgetExceeded(OcibootError):
     """An image's analysis budget (ociboot.budget) ran out: the analysis was cut, not refused.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.registry_server"]
+pytest_plugins = ["tests.support.registry_server", "tests.support.redis_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFORMANCE = REPO.parent / "shared" / "conformance"

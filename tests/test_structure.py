@@ -61,6 +61,7 @@ LEVELS: dict[str, float] = {
     "cache.codec": 3.4,
     "cache.entry": 3.5,
     "cache.verdict": 3.55,
+    "cache.remote": 3.58,
     "cache.store": 3.6,
     "cache": 3.7,
     "copy": 3.8,
@@ -102,6 +103,8 @@ OWNERS = {
     "magic": {"boot._sniff"},
     "typer": {"cli", "__main__"},
     "rich": {"cli", "__main__"},
+    # the optional `redis` extra, imported only when a shared cache is asked for (--cache-url)
+    "redis": {"cache.remote"},
 }
 
 
@@ -237,6 +240,7 @@ RULES = ("ociboot.boot.rules",)
 RICH = ("rich",)
 #: The optional extras of `audit` (ociboot[dask], the Redis cache): loaded only when asked for.
 EXTRAS = ("dask", "distributed", "redis")
+REDIS = ("redis", "ociboot.cache.remote")
 
 #: Runs the CLI in this process as the `ociboot` script does, then writes what was imported.
 _RUN_CLI = """
@@ -294,6 +298,8 @@ def local_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         (["rules"], REGISTRY, "kernel"),
         (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES, "os-release"),
         (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES, "os-release"),
+        # the optional extras only when asked for: a local cache is no shared one
+        (["ls", "-q", "--cache", "{oci}", "/etc"], REGISTRY + RULES + REDIS, "os-release"),
     ],
 )
 def test_a_command_imports_only_what_it_uses(
@@ -311,6 +317,11 @@ def test_the_start_up_probe_sees_what_a_command_loads(tmp_path: Path, local_imag
     assert code in (0, 1) and _loaded(modules, RULES)
     code, _, modules = _imported(tmp_path, "inspect", "-q", "--timeout", "5s", "docker://127.0.0.1:9/none:v1")
     assert code == 3 and _loaded(modules, REGISTRY)
+    # and redis for a shared cache (a port no one listens on: a warning, the run goes on)
+    code, _, modules = _imported(
+        tmp_path, "ls", "-q", "--cache-url", "redis://127.0.0.1:9/0", local_images["oci"], "/etc"
+    )
+    assert code == 0 and set(REDIS) <= modules
 
 
 def test_an_audit_without_dask_or_redis_options_imports_neither(tmp_path: Path) -> None:

@@ -22,6 +22,11 @@ Writes go to a temporary file in the entry's directory, are fsynced and renamed 
 (os.replace is atomic on POSIX): concurrent writers of one entry leave the last complete file,
 readers never see a partial one.  A corrupt or truncated entry is a debug note, removed and
 rebuilt.  A directory that cannot be written is one warning, then the run continues uncached.
+
+Behind the directory may sit a shared cache on Redis (remote.py): on a local miss it is asked,
+its value (once its MAC is found to be the run's key's) passes the same gate as a file
+(`_decoded`) and is then kept in the directory too; what is built is stored in both.  Without a
+directory only the shared cache is used.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..digest import Digest
 from ..errors import UnsafeCache
@@ -47,6 +53,9 @@ from .codec import AnalysisCodec, Unencodable
 from .entry import FORMAT_VERSION, CorruptEntry, decode_index, encode_index, spec_key
 from .verdict import MAX_VERDICT_BYTES, VERDICT_FORMAT, Verdict, VerdictCodec
 
+if TYPE_CHECKING:
+    from .remote import RemoteCache
+
 _SUFFIX = ".idx"
 _VERDICT_SUFFIX = ".vdt"
 _TMP_PREFIX = ".tmp-"
@@ -55,6 +64,9 @@ _STALE_TMP_SECONDS = 3600
 _CACHEDIR_TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# ociboot layer index cache\n"
 #: Directories ociboot creates for the cache: the user's alone.
 _DIR_MODE = 0o700
+#: The longest layer entry read from or written to a shared cache (remote.py); real entries are a
+#: few MiB (about 50 bytes per file, compressed), a longer one is refused before it is read.
+MAX_SHARED_ENTRY_BYTES = 64 << 20
 
 log = logging.getLogger("ociboot.cache")
 
@@ -98,18 +110,26 @@ class PruneResult:
 
 
 class LayerCache:
-    """The cache directory.  Thread-safe; safe with other processes using the same directory."""
+    """The cache directory, and a shared cache (remote.py) behind it if `remote` is given.
+    Thread-safe; safe with other processes using the same directory or shared cache.
+
+    Without a directory (`root` None) only the shared cache is used: nothing is written to disk.
+    """
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | None,
         *,
         analysis_types: Iterable[type] = (),
         report_types: Iterable[type] = (),
         salt: str = "",
         warn: Callable[[str], None] | None = None,
+        remote: RemoteCache | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = Path(root) if root is not None else None
+        # Where entry paths are computed; every read and write first asks whether `root` is None.
+        self._base = self.root or Path()
+        self.remote = remote
         self.salt = salt
         self._codec = AnalysisCodec(analysis_types)
         self._verdicts = VerdictCodec(report_types)
@@ -121,11 +141,11 @@ class LayerCache:
 
     @property
     def layers_dir(self) -> Path:
-        return self.root / f"layers-v{FORMAT_VERSION}"
+        return self._base / f"layers-v{FORMAT_VERSION}"
 
     @property
     def verdicts_dir(self) -> Path:
-        return self.root / f"verdicts-v{VERDICT_FORMAT}"
+        return self._base / f"verdicts-v{VERDICT_FORMAT}"
 
     def path(self, digest: Digest, key: str) -> Path:
         return self.layers_dir / digest.algorithm / digest.hex[:2] / f"{digest.hex}.{key}{_SUFFIX}"
@@ -157,9 +177,24 @@ class LayerCache:
             hit = self.load(descriptor, diff_id, key)
             if hit is not None:
                 return hit
-            index = build()
-            self.store(index, key)
-            return index
+            remote = self.remote
+            if remote is None or not remote.available:
+                index = build()
+                self.store(index, key)
+                return index
+            name = remote.name("layer", descriptor.digest, key)
+            # Another process may be building it: wait for its entry rather than fetch it too.
+            with remote.building(name, MAX_SHARED_ENTRY_BYTES) as shared:
+                found = None if shared is None else self._accept(shared, descriptor, diff_id, key, name)
+                if shared is not None and found is not None:
+                    self._write(self.path(descriptor.digest, key), shared)
+                    return found
+                index = build()
+                data = self._encode(index, key)
+                if data is not None:
+                    self._write(self.path(index.digest, key), data)
+                    remote.put(name, data, MAX_SHARED_ENTRY_BYTES)
+                return index
 
     def load(self, descriptor: Descriptor, diff_id: Digest, key: str) -> LayerIndex | None:
         path = self.path(descriptor.digest, key)
@@ -168,26 +203,30 @@ class LayerCache:
             return None
         data, inode = read
         try:
-            stored_key, index = decode_index(data, self._codec)
+            index = _decoded(self._codec, data, descriptor, diff_id, key, f"cache entry {path}")
         except CorruptEntry as exc:
             log.debug("cache entry %s ignored and removed: %s", path, exc)
             self._remove_if_same(path, inode)
             return None
-        wanted = (key, descriptor.digest, diff_id, descriptor.media_type, descriptor.size)
-        found = (stored_key, index.digest, index.diff_id, index.media_type, index.compressed_size)
-        if found != wanted:
-            # Keys collide only if the manifest and config disagree with what was cached for this
-            # digest (another diff_id or media type): the current manifest wins, rebuild.
-            log.debug("cache entry %s ignored: it was stored for %s, not %s", path, found, wanted)
+        if index is None:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # the mtime is the last use, which prune's LRU order follows
         return index
 
+    def _accept(
+        self, data: bytes, descriptor: Descriptor, diff_id: Digest, key: str, what: str
+    ) -> LayerIndex | None:
+        try:
+            return _decoded(self._codec, data, descriptor, diff_id, key, what)
+        except CorruptEntry as exc:
+            log.debug("%s ignored: %s", what, exc)
+            return None
+
     def _read(self, path: Path, limit: int = -1) -> tuple[bytes, int] | None:
         """An entry's bytes (at most `limit` + 1 of them) and inode, once the directory, the
         entry and every directory between are found to be the user's alone; None if absent."""
-        if not self.root.is_dir():
+        if self.root is None or not self.root.is_dir():
             return None
         self.verify()
         try:
@@ -201,33 +240,57 @@ class LayerCache:
             return None
 
     def verdict(self, digest: Digest, key: str) -> Verdict | None:
-        """The stored verdict for the top `digest` under `key` (verdict.py), or None."""
+        """The stored verdict for the top `digest` under `key` (verdict.py), or None; from the
+        directory, else from the shared cache (then kept in the directory too)."""
         path = self.verdict_path(digest, key)
         read = self._read(path, MAX_VERDICT_BYTES)
-        if read is None:
+        if read is not None:
+            data, inode = read
+            try:
+                found = self._verdict(data, digest, key, f"verdict {path}")
+            except CorruptEntry as exc:
+                log.debug("verdict %s ignored and removed: %s", path, exc)
+                self._remove_if_same(path, inode)
+                return None
+            if found is not None:
+                with contextlib.suppress(OSError):
+                    os.utime(path)
+            return found
+        if self.remote is None:
             return None
-        data, inode = read
+        name = self.remote.name("verdict", digest, key)
+        shared = self.remote.get(name, MAX_VERDICT_BYTES)
+        if shared is None:
+            return None
         try:
-            found = self._verdicts.decode(data)
+            found = self._verdict(shared, digest, key, name)
         except CorruptEntry as exc:
-            log.debug("verdict %s ignored and removed: %s", path, exc)
-            self._remove_if_same(path, inode)
+            log.debug("%s ignored: %s", name, exc)
             return None
+        if found is not None:
+            self._write(path, shared)
+        return found
+
+    def _verdict(self, data: bytes, digest: Digest, key: str, what: str) -> Verdict | None:
+        found = self._verdicts.decode(data)
         if (found.digest, found.key) != (digest, key):
-            log.debug("verdict %s ignored: it was stored for %s %s", path, found.digest, found.key)
+            log.debug("%s ignored: it was stored for %s %s", what, found.digest, found.key)
             return None
-        with contextlib.suppress(OSError):
-            os.utime(path)
         return found
 
     def store_verdict(self, verdict: Verdict) -> bool:
-        """Write one verdict atomically; False if it could not be (as `store`)."""
+        """Write one verdict atomically, to the directory and the shared cache; False if it
+        could be written to neither (as `store`)."""
         try:
             data = self._verdicts.seal(verdict)
         except Unencodable as exc:
             log.debug("verdict for %s not cached: %s", verdict.digest, exc)
             return False
-        return self._write(self.verdict_path(verdict.digest, verdict.key), data)
+        written = self._write(self.verdict_path(verdict.digest, verdict.key), data)
+        if self.remote is not None:
+            name = self.remote.name("verdict", verdict.digest, verdict.key)
+            written = self.remote.put(name, data, MAX_VERDICT_BYTES) or written
+        return written
 
     def _remove_if_same(self, path: Path, inode: int) -> None:
         # A writer may have renamed a good entry over the bad one since we read it: keep that.
@@ -241,18 +304,21 @@ class LayerCache:
         """Write one entry atomically; False (and a warning, once) if it could not be written."""
         if not self._writable:
             return False
+        data = self._encode(index, key)
+        return data is not None and self._write(self.path(index.digest, key), data)
+
+    def _encode(self, index: LayerIndex, key: str) -> bytes | None:
         try:
-            data = encode_index(index, key, self._codec)
+            return encode_index(index, key, self._codec)
         except Unencodable as exc:
             log.debug("layer %s not cached: %s", index.digest, exc)
-            return False
-        return self._write(self.path(index.digest, key), data)
+            return None
 
     def _write(self, path: Path, data: bytes) -> bool:
-        if not self._writable:
+        if self.root is None or not self._writable:
             return False
         try:
-            self._ensure_root()
+            self._ensure_root(self.root)
             for directory in _between(self.root, path):
                 with contextlib.suppress(FileExistsError):
                     directory.mkdir(mode=_DIR_MODE)
@@ -271,7 +337,7 @@ class LayerCache:
         """UnsafeCache unless the cache directory (if it exists) is the user's alone (see the
         module docstring); checked once per LayerCache, before its first read or write."""
         with self._lock:
-            if self._verified or not self.root.exists():
+            if self._verified or self.root is None or not self.root.exists():
                 return
             uid = os.geteuid()
             for link in (self.root, *self.root.absolute().parents):
@@ -298,13 +364,13 @@ class LayerCache:
                     )
             self._verified = True
 
-    def _ensure_root(self) -> None:
-        missing = [p for p in (self.root, *self.root.parents) if not p.exists()]
+    def _ensure_root(self, root: Path) -> None:
+        missing = [p for p in (root, *root.parents) if not p.exists()]
         for directory in reversed(missing):
             with contextlib.suppress(FileExistsError):
                 directory.mkdir(mode=_DIR_MODE)
         self.verify()
-        tag = self.root / "CACHEDIR.TAG"
+        tag = root / "CACHEDIR.TAG"
         if not tag.exists():
             # Backup tools skip a directory holding this (https://bford.info/cachedir/).
             _atomic_write(tag, _CACHEDIR_TAG)
@@ -314,7 +380,7 @@ class LayerCache:
     def _our_dirs(self) -> list[Path]:
         # Only what this cache writes: a --cache-dir pointed at the wrong directory must never
         # let prune touch the files that were there.
-        if not self.root.is_dir():
+        if self.root is None or not self.root.is_dir():
             return []
         return sorted(
             p
@@ -324,6 +390,8 @@ class LayerCache:
         )
 
     def _files(self) -> Iterator[tuple[Path, os.stat_result]]:
+        if self.root is None:
+            return
         tag = self.root / "CACHEDIR.TAG"
         with contextlib.suppress(OSError):
             yield tag, tag.lstat()
@@ -366,7 +434,7 @@ class LayerCache:
                 verdicts += self._is_verdict(path)
             elif path.name != "CACHEDIR.TAG":
                 obsolete += 1
-        return CacheInfo(self.root, entries, size, obsolete, verdicts)
+        return CacheInfo(self._base, entries, size, obsolete, verdicts)
 
     def prune(
         self,
@@ -409,10 +477,27 @@ class LayerCache:
                 shutil.rmtree(top, ignore_errors=True)
             else:
                 _remove_empty_dirs(top)
-        if everything:
+        if everything and self.root is not None:
             with contextlib.suppress(OSError):
                 self.root.rmdir()  # only if nothing else lives there
         return PruneResult(removed, freed, len(kept), total)
+
+
+def _decoded(
+    codec: AnalysisCodec, data: bytes, descriptor: Descriptor, diff_id: Digest, key: str, what: str
+) -> LayerIndex | None:
+    """The index an entry's bytes hold if it was stored for exactly this layer and spec, else
+    None (a debug note); CorruptEntry if they are no valid entry.  Local and shared entries
+    pass this one gate."""
+    stored_key, index = decode_index(data, codec)
+    wanted = (key, descriptor.digest, diff_id, descriptor.media_type, descriptor.size)
+    found = (stored_key, index.digest, index.diff_id, index.media_type, index.compressed_size)
+    if found != wanted:
+        # Keys collide only if the manifest and config disagree with what was cached for this
+        # digest (another diff_id or media type): the current manifest wins, rebuild.
+        log.debug("%s ignored: it was stored for %s, not %s", what, found, wanted)
+        return None
+    return index
 
 
 def _writers(mode: int) -> str:

@@ -1,0 +1,261 @@
+"""The shared tier of the cache: entries on a Redis server, so that processes and machines (the
+workers of an audit, any number of `check` runs) index each layer once between them.
+
+A Redis server is shared, so the ownership that makes a cache directory trusted (store.py) does
+not apply: whoever can reach the server can write any value.  Every value is therefore sealed
+with HMAC-SHA256 under a key the run holds (`key_from_env`: OCIBOOT_CACHE_KEY, or a random key
+per run, shared only with the run's own workers).  A value whose MAC fails is ignored (a debug
+note) and never decoded; one that passes is then decoded and checked exactly as a file of the
+cache directory (entry.py, verdict.py and the store's digest, diff_id, media type and size
+checks).  The MAC covers the value's name too, so a sealed entry cannot be replayed under
+another digest or spec.
+
+Value names: `ociboot:<key id>:<kind>:<digest>:<spec or verdict key>`, the key id a hash of the
+key, so that runs under different keys do not read each other's values at all.  Values expire
+after ENTRY_TTL_SECONDS, so the random-key entries of past runs do not pile up.
+
+Single flight across processes: before building a missing layer a process takes a lock (SET NX
+PX with a random token, released only by its holder, by a compare-and-delete script); others
+poll for the entry, at most BUILD_LOCK_SECONDS, after which the lock has expired and they take
+it (a holder that died blocks no one for longer).  A build that takes longer than that is
+duplicated, never waited for without end.
+
+Redis is an optimisation, never an authority: a server that is down, refuses the password,
+times out (every call is bounded by CALL_TIMEOUT_SECONDS) or answers something that is not Redis
+is one warning, then the run continues with the local cache only.  A value longer than its cap
+(STRLEN) is refused unread; otherwise it is read in GETRANGE pieces up to that length, so at
+most the cap (plus the MAC) ever crosses the wire even if the value grew meanwhile.  The
+URL may hold a password: it is shown only as `shown` (password masked) in every message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import functools
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..errors import CacheUrlError
+
+#: The environment variable holding the key of a shared cache reused across runs.
+KEY_VARIABLE = "OCIBOOT_CACHE_KEY"
+#: The least key length, in bytes (256 bits: the strength of HMAC-SHA256 itself).
+MIN_KEY_BYTES = 32
+#: URL schemes redis-py connects with: plain TCP, TLS, a Unix socket.
+SCHEMES = ("redis", "rediss", "unix")
+#: Every Redis call (connect, and each read or write) gives up after this long.
+CALL_TIMEOUT_SECONDS = 5.0
+#: A build lock expires after this long; a process waiting for another's build waits at most this.
+BUILD_LOCK_SECONDS = 60
+#: Shared values are dropped by Redis after this long (a random key's values are unreadable once
+#: its run ends).
+ENTRY_TTL_SECONDS = 7 * 24 * 3600
+#: The first and the longest pause between two looks at an entry another process is building.
+_POLL_FIRST, _POLL_MAX = 0.02, 0.5
+_MAC_BYTES = hashlib.sha256().digest_size
+#: A value is read in GETRANGE pieces of at most this many bytes.
+_PIECE_BYTES = 4 << 20
+# Deletes the lock only if it still holds our token: an expired lock taken by another is theirs.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+log = logging.getLogger("ociboot.cache")
+
+
+def key_from_env(env: Mapping[str, str] | None = None) -> bytes:
+    """OCIBOOT_CACHE_KEY (hex or base64, at least MIN_KEY_BYTES), or a random key for this run."""
+    text = (os.environ if env is None else env).get(KEY_VARIABLE, "").strip()
+    if not text:
+        return secrets.token_bytes(MIN_KEY_BYTES)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        try:
+            key = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise CacheUrlError(f"{KEY_VARIABLE} is neither hex nor base64") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise CacheUrlError(f"{KEY_VARIABLE} holds {len(key)} bytes; it needs at least {MIN_KEY_BYTES}")
+    return key
+
+
+def redact(url: str) -> str:
+    """The URL with its password (and a username beside it) masked."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None and "password=" not in parts.query:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        query = "&".join(
+            f"{k}=***" if k == "password" else f"{k}={v}" for k, v in urllib.parse.parse_qsl(parts.query)
+        )
+        return urllib.parse.urlunsplit((parts.scheme, f"***@{host}", parts.path, query, ""))
+    except ValueError:
+        return "(an unparsable URL)"
+
+
+class RemoteCache:
+    """Sealed values on one Redis server; thread-safe (redis-py's pool).  `url` (which may hold
+    a password) and `key` are what another process needs to open the same shared cache."""
+
+    def __init__(self, url: str, key: bytes, *, warn: Callable[[str], None] | None = None) -> None:
+        scheme = url.partition("://")[0].lower()
+        if scheme not in SCHEMES:
+            raise CacheUrlError(
+                f"cache URL {redact(url)}: the scheme must be one of {', '.join(s + '://' for s in SCHEMES)}"
+            )
+        if len(key) < MIN_KEY_BYTES:
+            raise CacheUrlError(f"a shared cache key needs at least {MIN_KEY_BYTES} bytes, not {len(key)}")
+        self.url = url
+        self.key = key
+        self.shown = redact(url)
+        self._secrets = [s for s in _url_secrets(url) if s]
+        self._warn = warn or log.warning
+        self._prefix = f"ociboot:{hmac.new(key, b'key id', 'sha256').hexdigest()[:16]}:"
+        self._down = False
+        self._lock = threading.Lock()
+        try:
+            self._redis = redis.Redis.from_url(
+                url,
+                socket_timeout=CALL_TIMEOUT_SECONDS,
+                socket_connect_timeout=CALL_TIMEOUT_SECONDS,
+                # A server that is down stays down for the run: no retry multiplies the wait.
+                retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False,
+            )
+        except (ValueError, redis.RedisError) as exc:
+            raise CacheUrlError(f"cache URL {self.shown}: {self._clean(exc)}") from None
+
+    def __repr__(self) -> str:
+        return f"RemoteCache({self.shown!r})"
+
+    @property
+    def available(self) -> bool:
+        return not self._down
+
+    def name(self, kind: str, digest: object, key: str) -> str:
+        return f"{self._prefix}{kind}:{digest}:{key}"
+
+    # -- values
+
+    def get(self, name: str, limit: int) -> bytes | None:
+        """The value stored under `name` if it is at most `limit` bytes and sealed under our key;
+        None otherwise (absent, too long, forged, or the server unavailable)."""
+        size = self._call(lambda r: r.strlen(name), name)
+        if not isinstance(size, int) or not size:
+            return None
+        if size > limit + _MAC_BYTES:
+            log.debug("shared cache value %s ignored: %d bytes, over the %d byte cap", name, size, limit)
+            return None
+        # In pieces, and only the `size` bytes STRLEN gave: a value replaced meanwhile cannot make
+        # the read longer, and mixes of two values fail the MAC.  The pieces keep redis-py's own
+        # buffers small (one whole reply costs about three copies of itself).
+        got = bytearray()
+        while len(got) < size:
+            start, end = len(got), min(len(got) + _PIECE_BYTES, size)
+            piece = self._call(functools.partial(_getrange, name=name, start=start, end=end - 1), name)
+            if not isinstance(piece, bytes) or not piece:
+                return None
+            got += piece[: size - len(got)]
+        view = memoryview(got)
+        if len(got) < _MAC_BYTES or not hmac.compare_digest(
+            view[:_MAC_BYTES], self._mac(name, view[_MAC_BYTES:])
+        ):
+            log.debug("shared cache value %s ignored: not sealed with our key (forged or damaged)", name)
+            return None
+        return bytes(view[_MAC_BYTES:])
+
+    def put(self, name: str, data: bytes, limit: int) -> bool:
+        if len(data) > limit:
+            log.debug("shared cache value %s not stored: %d bytes, over the %d cap", name, len(data), limit)
+            return False
+        sealed = self._mac(name, data) + data
+        return bool(self._call(lambda r: r.set(name, sealed, ex=ENTRY_TTL_SECONDS), name))
+
+    @contextlib.contextmanager
+    def building(self, name: str, limit: int) -> Iterator[bytes | None]:
+        """The entry `name`, once it is there (None: build it).  Without it, this process takes
+        the build lock, or waits for the holder's entry (at most BUILD_LOCK_SECONDS); the lock
+        is released when the block ends."""
+        lock = f"{name}:lock"
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + BUILD_LOCK_SECONDS
+        pause = _POLL_FIRST
+        held = False
+        while not self._down:
+            found = self.get(name, limit)
+            if found is not None:
+                yield found
+                return
+            held = bool(self._call(lambda r: r.set(lock, token, nx=True, px=BUILD_LOCK_SECONDS * 1000), lock))
+            if held or time.monotonic() >= deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
+        try:
+            yield None
+        finally:
+            if held:
+                self._call(lambda r: r.eval(_RELEASE, 1, lock, token), lock)
+
+    # -- helpers
+
+    def _mac(self, name: str, data: bytes | memoryview) -> bytes:
+        h = hmac.new(self.key, name.encode() + b"\0", "sha256")
+        h.update(data)
+        return h.digest()
+
+    def _call(self, call: Callable[[redis.Redis], object], name: str) -> object:
+        """`call`'s answer, or None once the server failed (one warning for the run)."""
+        if self._down:
+            return None
+        try:
+            return call(self._redis)
+        except redis.ResponseError as exc:
+            # The server works but refuses this value (another type under our name): a miss.
+            if "NOAUTH" not in str(exc) and "WRONGPASS" not in str(exc):
+                log.debug("shared cache value %s ignored: %s", name, self._clean(exc))
+                return None
+            reason: object = exc
+        except Exception as exc:  # whatever a broken or hostile server makes the client raise
+            reason = exc
+        with self._lock:
+            first, self._down = not self._down, True
+        if first:
+            why = self._clean(reason)
+            self._warn(f"shared cache {self.shown} unavailable ({why}); continuing with the local cache only")
+        return None
+
+    def _clean(self, exc: object) -> str:
+        text = (str(exc) or type(exc).__name__).replace(self.url, self.shown)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _getrange(client: redis.Redis, *, name: str, start: int, end: int) -> object:
+    return client.getrange(name, start, end)
+
+
+def _url_secrets(url: str) -> list[str]:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        found = [parts.password or "", urllib.parse.unquote(parts.password or "")]
+        found += [v for k, v in urllib.parse.parse_qsl(parts.query) if k == "password"]
+        return sorted(set(found), key=len, reverse=True)
+    except ValueError:
+        return []
