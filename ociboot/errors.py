@@ -19,6 +19,7 @@
     │   └── TruncatedLayer            the stream ended early or is not a tar
     ├── UnsafeCache                   exit code 2: the cache dir or an entry is writable by others
     ├── InvalidTargetList             exit code 2: an audit's --from line is no registry image; too many tags
+    ├── CacheUrlError                 exit code 2: --cache-url or OCIBOOT_CACHE_KEY unusable, redis-py missing
     └── AnalysisBudgetExceeded        an image's analysis budget ran out (rules say "not run")
 
 "The image is not bootable" is never an exception: it is a Finding (see report.py).
