@@ -113,12 +113,18 @@ def test_dask_gives_what_threads_give(
     dask_cluster: DaskCluster, private: RegistryServer, targets: list[Target], threads: dict[str, Checked]
 ) -> None:
     executor = open_executor(dask_cluster.spec, Policy(), _options(), 4)
+    assert isinstance(executor, DaskExecutor)
     try:
         executor.client.get_task_stream()  # the scheduler records tasks from now on
         found = dict(executor.checked(t.reference for t in targets))
         stream = executor.client.get_task_stream()
+        caches = executor.client.run(_cache_root, _plugin_name(executor.run))
     finally:
         executor.close()
+    # Without a cache at the client, each worker had a temporary one of its own, removed at close.
+    assert len(set(caches.values())) == 2
+    assert all(Path(root).name.startswith(f"ociboot-{executor.run}-") for root in caches.values())
+    assert not any(Path(root).exists() for root in caches.values())
     assert _lines(targets, found, private.host) == _lines(targets, threads, private.host)
     verdicts = [record.from_checked("", "", "", "", found[t.reference]).verdict for t in targets]
     # The password reached the workers: the images were read, and judged both ways.
@@ -206,6 +212,10 @@ def test_credentials_stay_out_of_task_graphs_and_logs(
     for where, text in seen.items():
         for secret in secrets:
             assert secret not in text, f"the password is in {where}"
+
+
+def _cache_root(name: str, dask_worker: Any) -> str:
+    return str(dask_worker.plugins[name].options.cache.root)
 
 
 def _shown(name: str, dask_worker: Any) -> str:

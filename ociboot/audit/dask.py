@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from distributed import Client, Future, WorkerPlugin, as_completed, get_worker
 
 from ..errors import ExecutorUnavailable
-from ..pipeline import Checked, Options, RegistryState, check_reference
+from ..pipeline import Checked, Options, RegistryState, check_reference, exception_detail, failure_line
 from ..ref import redact
 from ..report import Unreadable
 
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
 #: How long the client waits for the scheduler to answer before the audit gives up on it.
 CONNECT_TIMEOUT = 10.0
-#: An errored task's exception is shown up to this length in the image's Unreadable.
-_DETAIL_CHARS = 200
 
 
 def scheduler_address(spec: str) -> str:
@@ -115,8 +113,6 @@ class _Plugin(WorkerPlugin):
                 registry_state=RegistryState(),
             )
         except Exception as exc:  # reported per image: a worker that cannot judge passes nothing
-            from ..pipeline import failure_line
-
             self.broken = f"Dask worker {worker.address} could not set up: {failure_line(exc)}"
 
     def _cache(self) -> LayerCache:
@@ -188,9 +184,11 @@ class DaskExecutor:
         )
         try:
             self.client.register_plugin(plugin, name=_plugin_name(self.run))
-        except Exception:
+        except Exception as exc:  # the scheduler went away; setup itself never raises
             self.client.close()
-            raise
+            raise ExecutorUnavailable(
+                f"{address}: the run's settings could not reach the workers ({exception_detail(exc)})"
+            ) from None
 
     def checked(self, references: Iterable[str]) -> Iterator[tuple[str, Checked]]:
         pending = iter(references)
@@ -212,9 +210,10 @@ class DaskExecutor:
                 following = next(pending, None)
                 if following is not None:
                     window.add(submit(following))
-        finally:
-            for future in window.futures:
+        finally:  # the audit stopped reading: what is still queued is not wanted
+            for future in list(window.futures):
                 future.cancel()
+            window.clear()
 
     def close(self) -> None:
         try:
@@ -232,11 +231,9 @@ def _outcome(reference: str, future: Future) -> Checked:
     try:
         result = future.result()
     except Exception as exc:  # a cancelled future's error is one too
-        detail = str(exc)
-        if len(detail) > _DETAIL_CHARS:
-            detail = detail[:_DETAIL_CHARS] + "…"
-        name = type(exc).__name__
-        return _unreadable(reference, f"its Dask task failed ({name}: {detail}); the image was not judged")
+        return _unreadable(
+            reference, f"its Dask task failed ({exception_detail(exc)}); the image was not judged"
+        )
     if not isinstance(result, Checked):
         return _unreadable(reference, f"its Dask task returned a {type(result).__name__}, not a verdict")
     return result
