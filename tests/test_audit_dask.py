@@ -9,8 +9,10 @@ import base64
 import pickle
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,8 @@ from ociboot.errors import ExecutorUnavailable
 from ociboot.pipeline import Checked
 from ociboot.sources import SourceOptions
 from tests.support.bootimages import generic
-from tests.support.dask_cluster import DaskCluster
+from tests.support.dask_cluster import DaskCluster, start_cluster
+from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import build_index
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, free_port, start_registry
@@ -240,6 +243,78 @@ def test_a_task_that_errs_is_unreadable_never_a_pass(
         assert checked.image == reference and not checked.reports
         (unreadable,) = checked.unreadable
         assert unreadable.error.startswith("its Dask task failed (LookupError: "), unreadable.error
+
+
+@pytest.fixture(scope="module")
+def mortal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """Three one-thread workers to kill, on a scheduler that gives a task up when a second
+    worker dies running it (Dask's allowed-failures, 3 by default, set to 1)."""
+    found = start_cluster(
+        tmp_path_factory.mktemp("dask-mortal"),
+        workers=3,
+        threads=1,
+        scheduler_env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
+    )
+    yield found
+    found.stop()
+
+
+def _kill_the_worker_running(
+    cluster: DaskCluster, executor: DaskExecutor, proxy: FaultProxy, seen: int
+) -> int:
+    """Once a worker is stuck in a trickled blob (the proxy saw a blob request after the first
+    `seen`), kill the worker the scheduler says runs the task; the proxy's blob requests now."""
+    key = f"ociboot-check-{executor.run}-0"
+    for _ in range(600):  # a bound on waiting, not an assertion on time
+        blobs = sum(1 for _, path, _ in proxy.requests if "/blobs/" in path)
+        running = [worker for worker, keys in executor.client.processing().items() if key in keys]
+        if blobs > seen and running:
+            cluster.kill(executor.client.scheduler_info()["workers"][running[0]]["name"])
+            return blobs
+        time.sleep(0.1)
+    raise AssertionError(f"no worker took {key}:\n{cluster.log_text()}")
+
+
+def test_a_worker_lost_mid_task_is_retried_elsewhere_then_given_up(
+    mortal: DaskCluster, private: RegistryServer, targets: list[Target], threads: dict[str, Checked]
+) -> None:
+    """A worker killed while judging an image: Dask runs the task on another worker and the
+    verdict is the threads executor's.  Killed again (past allowed-failures): the image is
+    Unreadable, naming Dask's KilledWorker, never a pass."""
+    good = targets[0]
+    proxy = FaultProxy(private.host)
+    reference = f"docker://{proxy.host}/{good.repository}@{good.digest}"
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            executor = DaskExecutor(mortal.spec, Policy(), _options(), 1)
+            try:
+                proxy.trickle_next("/blobs/", interval=0.2)  # the first worker stalls in a blob
+                running = pool.submit(lambda: list(executor.checked([reference])))
+                _kill_the_worker_running(mortal, executor, proxy, 0)
+                ((_, retried),) = running.result()
+            finally:
+                executor.close()
+            expected = threads[good.reference]
+            assert [r.digest for r in retried.reports] == [r.digest for r in expected.reports]
+            line = record.from_checked("", "", "", "", retried).line()
+            assert line == record.from_checked("", "", "", "", expected).line()
+
+            executor = DaskExecutor(mortal.spec, Policy(), _options(), 1)
+            try:
+                proxy.trickle_next("/blobs/", interval=0.2)
+                proxy.trickle_next("/blobs/", interval=0.2)
+                seen = sum(1 for _, path, _ in proxy.requests if "/blobs/" in path)
+                running = pool.submit(lambda: list(executor.checked([reference])))
+                seen = _kill_the_worker_running(mortal, executor, proxy, seen)
+                _kill_the_worker_running(mortal, executor, proxy, seen)
+                ((_, lost),) = running.result()
+            finally:
+                executor.close()
+    finally:
+        proxy.close()
+    assert lost.image == reference and not lost.reports
+    (unreadable,) = lost.unreadable
+    assert unreadable.error.startswith("its Dask task failed (KilledWorker: "), unreadable.error
 
 
 def test_an_unreachable_scheduler_is_one_clear_error() -> None:

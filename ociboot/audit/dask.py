@@ -14,8 +14,14 @@ and credential helpers are read on the worker, at the same paths.
 
 Cache: the client's local cache directory when it has one, at the same path on the worker (a
 worker on another machine has its own there), else a temporary directory per worker made when
-the plugin is set up and removed at teardown; plus the shared remote cache (`--cache-url`) when
-the client has one, which is what makes workers share layer work.
+the plugin is set up (in the worker's scratch space, `--local-directory`) and removed at
+teardown; plus the shared remote cache (`--cache-url`) when the client has one, which is what
+makes workers share layer work.
+
+At most `jobs` tasks are on the cluster at once (the next is submitted as one finishes).  A
+worker lost mid-task has its task run again on another by Dask (up to the scheduler's
+`allowed-failures`); a task that errs anyway makes its image Unreadable, never a pass, and the
+audit goes on.
 
 Dask and distributed are imported here only, and this module only by `open_executor` for a
 `dask://` executor: an audit without `--executor dask://…` loads neither.
@@ -109,18 +115,20 @@ class _Plugin(WorkerPlugin):
                 source=self.source,
                 platform=self.platform,
                 jobs=self.layer_jobs,
-                cache=self._cache(),
+                cache=self._cache(worker.local_directory),
                 registry_state=RegistryState(),
             )
         except Exception as exc:  # reported per image: a worker that cannot judge passes nothing
             self.broken = f"Dask worker {worker.address} could not set up: {failure_line(exc)}"
 
-    def _cache(self) -> LayerCache:
+    def _cache(self, scratch: str) -> LayerCache:
         from ..api import open_cache
 
         directory = self.directory
         if directory is None:
-            directory = self._made = tempfile.mkdtemp(prefix=f"ociboot-{self.run}-")
+            # In the worker's own scratch space, which Dask removes with the worker even when a
+            # worker killed mid-run never gets to tear the plugin down.
+            directory = self._made = tempfile.mkdtemp(prefix=f"ociboot-{self.run}-", dir=scratch)
         if self.remote is None:
             return open_cache(directory)
         # The shared cache's interface (api.open_cache's remote_url/remote_key).

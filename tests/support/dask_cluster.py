@@ -48,6 +48,12 @@ class DaskCluster:
         """Every process's stdout and stderr so far."""
         return "".join(path.read_text(errors="replace") for path in self.logs)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL the worker named `name` (worker-N): a machine lost mid-task."""
+        process = self.workers[int(name.removeprefix("worker-"))]
+        process.kill()
+        process.wait()
+
     def stop(self) -> None:
         for process in [*self.workers, self.scheduler]:
             if process.poll() is None:
@@ -60,15 +66,23 @@ class DaskCluster:
                 process.wait()
 
 
-def _spawn(directory: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _spawn(
+    directory: Path, name: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     with (directory / f"{name}.log").open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
-def start_cluster(directory: Path, workers: int = WORKERS, threads: int = THREADS) -> DaskCluster:
+def start_cluster(
+    directory: Path,
+    workers: int = WORKERS,
+    threads: int = THREADS,
+    scheduler_env: dict[str, str] | None = None,
+) -> DaskCluster:
+    """`scheduler_env`: Dask settings for the scheduler (DASK_DISTRIBUTED__…)."""
     directory.mkdir(parents=True, exist_ok=True)
     address_file = directory / "scheduler.json"
     scheduler = _spawn(
@@ -82,6 +96,7 @@ def start_cluster(directory: Path, workers: int = WORKERS, threads: int = THREAD
         "--no-dashboard",
         "--scheduler-file",
         str(address_file),
+        env=scheduler_env,
     )
     cluster = DaskCluster(directory, scheduler)
     try:
