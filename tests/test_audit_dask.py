@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import pickle
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +34,7 @@ from tests.support.dask_cluster import DaskCluster, start_cluster
 from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import build_index
 from tests.support.registry_push import Pusher
-from tests.support.registry_server import RegistryServer, free_port, start_registry
+from tests.support.registry_server import RegistryServer, start_registry
 
 pytestmark = pytest.mark.registry
 
@@ -317,10 +318,17 @@ def test_a_worker_lost_mid_task_is_retried_elsewhere_then_given_up(
     assert unreadable.error.startswith("its Dask task failed (KilledWorker: "), unreadable.error
 
 
-def test_an_unreachable_scheduler_is_one_clear_error() -> None:
-    address = f"dask://127.0.0.1:{free_port()}"  # nothing listens there
-    with pytest.raises(ExecutorUnavailable) as raised:
-        open_executor(address, Policy(), _options(), 2)
+@pytest.mark.parametrize("peer", ["closed", "silent"])
+def test_an_unreachable_scheduler_is_one_clear_error(peer: str) -> None:
+    """Nothing listening, or a peer that accepts and never speaks (distributed's own handshake
+    read has no timeout): one line naming the address, after CONNECT_TIMEOUT, exit 3."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        if peer == "closed":
+            listener.close()
+        address = f"dask://127.0.0.1:{port}"
+        with pytest.raises(ExecutorUnavailable) as raised:
+            open_executor(address, Policy(), _options(), 2)
     message = str(raised.value)
     assert message.startswith(f"{address}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s")
     assert "\n" not in message and raised.value.exit_code == 3

@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -164,6 +165,40 @@ def _judge(reference: str, run: str) -> Checked:
     return plugin.judge(reference)
 
 
+def _connect(given: str, address: str, name: str) -> Client:
+    """A client of the scheduler at `address`, or ExecutorUnavailable after CONNECT_TIMEOUT.
+
+    distributed bounds the TCP connection by its `timeout` but not the handshake read after it:
+    a peer that accepts and never speaks holds `Client()` for ever.  So the client is made on a
+    thread this waits for; one that answers too late is closed by that thread, unused."""
+    made: list[Client] = []
+    failed: list[Exception] = []
+    lock = threading.Lock()
+    gave_up = False
+
+    def connect() -> None:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False, name=name)
+        except Exception as exc:  # OSError, TimeoutError, ValueError for an address it cannot parse
+            failed.append(exc)
+            return
+        with lock:
+            if not gave_up:
+                made.append(client)
+                return
+        client.close()
+
+    thread = threading.Thread(target=connect, name="ociboot-dask-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT)
+    with lock:
+        gave_up = not made
+    if made:
+        return made[0]
+    detail = f" ({exception_detail(failed[0])})" if failed else ""
+    raise ExecutorUnavailable(f"{given}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s{detail}")
+
+
 class DaskExecutor:
     """`jobs` images in flight at once on the cluster at `address`, each judged by a worker."""
 
@@ -171,14 +206,7 @@ class DaskExecutor:
         self.address = scheduler_address(address)
         self.jobs = max(1, jobs)
         self.run = uuid.uuid4().hex[:12]
-        try:
-            self.client = Client(
-                self.address, timeout=CONNECT_TIMEOUT, set_as_default=False, name=f"ociboot-{self.run}"
-            )
-        except (OSError, ValueError, TypeError) as exc:
-            raise ExecutorUnavailable(
-                f"{address}: no Dask scheduler answered within {CONNECT_TIMEOUT:g} s ({exc})"
-            ) from None
+        self.client = _connect(address, self.address, f"ociboot-{self.run}")
         cache = options.cache
         remote = getattr(cache, "remote", None) if cache is not None else None
         plugin = _Plugin(
