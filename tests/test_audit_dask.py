@@ -23,7 +23,7 @@ import pytest
 
 from ociboot import pipeline
 from ociboot.audit import record
-from ociboot.audit.dask import CONNECT_TIMEOUT, DaskExecutor, _plugin_name
+from ociboot.audit.dask import CONNECT_TIMEOUT, DaskExecutor, _plugin_name, scheduler_address
 from ociboot.audit.executor import Threads, open_executor
 from ociboot.boot.context import Policy
 from ociboot.errors import ExecutorUnavailable
@@ -316,6 +316,12 @@ def test_a_worker_lost_mid_task_is_retried_elsewhere_then_given_up(
     assert lost.image == reference and not lost.reports
     (unreadable,) = lost.unreadable
     assert unreadable.error.startswith("its Dask task failed (KilledWorker: "), unreadable.error
+
+
+def test_dask_addresses_are_tcp_and_tls_passes_through() -> None:
+    assert scheduler_address("dask://127.0.0.1:8786") == "tcp://127.0.0.1:8786"
+    assert scheduler_address("tls://localhost:8786") == "tls://localhost:8786"
+    assert scheduler_address("tcp://localhost:8787") == "tcp://localhost:8787"
 
 
 @pytest.mark.parametrize("peer", ["closed", "silent"])

@@ -8,8 +8,9 @@ What a worker needs besides the reference (the registry credentials, the policy,
 the cache) travels once, in a WorkerPlugin the client registers for the run and unregisters at
 close: a task's arguments are the reference and the run id only, so credentials are in no task
 graph, task key, task stream or log (the plugin's repr names only the run).  The plugin itself
-is pickled to the scheduler and every worker: across machines, use `tls://` comms (Dask's TLS
-security settings), since the credentials are in it.  `--authfile` and the default auth files
+is pickled to the scheduler and every worker: across machines, use `tls://` comms, since the
+credentials are in it (the client's certificates come from Dask's configuration,
+`distributed.comm.tls.*`, e.g. DASK_DISTRIBUTED__COMM__TLS__CA_FILE).  `--authfile` and the default auth files
 and credential helpers are read on the worker, at the same paths.
 
 Cache: the client's local cache directory when it has one, at the same path on the worker (a
