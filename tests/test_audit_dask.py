@@ -172,6 +172,7 @@ def test_at_most_jobs_tasks_are_in_flight(dask_cluster: DaskCluster, targets: li
 
     in_flight = []
     try:
+        assert list(executor.checked([])) == []
         for _ in executor.checked(t.reference for t in targets):
             in_flight.append(executor.client.run_on_scheduler(ours))
     finally:
