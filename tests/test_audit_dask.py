@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import dask
 import pytest
 
 from ociboot import pipeline
@@ -30,7 +31,7 @@ from ociboot.errors import ExecutorUnavailable
 from ociboot.pipeline import Checked
 from ociboot.sources import SourceOptions
 from tests.support.bootimages import generic
-from tests.support.dask_cluster import DaskCluster, start_cluster
+from tests.support.dask_cluster import DaskCluster, start_cluster, tls_files
 from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import build_index
 from tests.support.registry_push import Pusher
@@ -317,6 +318,29 @@ def test_a_worker_lost_mid_task_is_retried_elsewhere_then_given_up(
     assert lost.image == reference and not lost.reports
     (unreadable,) = lost.unreadable
     assert unreadable.error.startswith("its Dask task failed (KilledWorker: "), unreadable.error
+
+
+def test_a_tls_cluster_gives_what_threads_give(
+    tmp_path_factory: pytest.TempPathFactory,
+    private: RegistryServer,
+    targets: list[Target],
+    threads: dict[str, Checked],
+) -> None:
+    """`tls://HOST:PORT` as given, the client's certificates from Dask's configuration."""
+    directory = tmp_path_factory.mktemp("dask-tls")
+    tls = tls_files(directory / "tls")
+    cluster = start_cluster(directory, workers=1, tls=tls)
+    try:
+        assert cluster.spec.startswith("tls://127.0.0.1:")
+        with dask.config.set(tls.client_config()):
+            executor = open_executor(cluster.spec, Policy(), _options(), 2)
+        try:
+            found = dict(executor.checked(t.reference for t in targets))
+        finally:
+            executor.close()
+    finally:
+        cluster.stop()
+    assert _lines(targets, found, private.host) == _lines(targets, threads, private.host)
 
 
 def test_dask_addresses_are_tcp_and_tls_passes_through() -> None:

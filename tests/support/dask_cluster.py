@@ -28,17 +28,47 @@ class ClusterStartError(RuntimeError):
     """The scheduler or a worker did not come up."""
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throwaway CA and one certificate it signed for 127.0.0.1, used by every process (Dask
+    TLS is mutual: the client and the workers show a certificate too)."""
+
+    ca_file: Path
+    cert: Path
+    key: Path
+
+    def args(self) -> list[str]:
+        return ["--tls-ca-file", str(self.ca_file), "--tls-cert", str(self.cert), "--tls-key", str(self.key)]
+
+    def client_config(self) -> dict[str, str]:
+        """Dask's configuration for a client of the cluster (dask.config.set)."""
+        return {
+            "distributed.comm.tls.ca-file": str(self.ca_file),
+            "distributed.comm.tls.client.cert": str(self.cert),
+            "distributed.comm.tls.client.key": str(self.key),
+        }
+
+
+def tls_files(directory: Path) -> TlsFiles:
+    from tests.support.registry_server import _tls_config
+
+    directory.mkdir(parents=True, exist_ok=True)
+    _tls_config(directory)
+    return TlsFiles(directory / "certs.d" / "ca.crt", directory / "server.pem", directory / "server.key")
+
+
 @dataclass
 class DaskCluster:
     directory: Path
     scheduler: subprocess.Popen[bytes]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    address: str = ""  # tcp://127.0.0.1:PORT
+    address: str = ""  # tcp://127.0.0.1:PORT, tls://127.0.0.1:PORT
+    tls: TlsFiles | None = None
 
     @property
     def spec(self) -> str:
-        """The address as `--executor` takes it: dask://127.0.0.1:PORT."""
-        return "dask://" + self.address.removeprefix("tcp://")
+        """The address as `--executor` takes it: dask://127.0.0.1:PORT, or tls://127.0.0.1:PORT."""
+        return self.address if self.tls is not None else "dask://" + self.address.removeprefix("tcp://")
 
     @property
     def logs(self) -> list[Path]:
@@ -81,8 +111,11 @@ def start_cluster(
     workers: int = WORKERS,
     threads: int = THREADS,
     scheduler_env: dict[str, str] | None = None,
+    tls: TlsFiles | None = None,
 ) -> DaskCluster:
-    """`scheduler_env`: Dask settings for the scheduler (DASK_DISTRIBUTED__…)."""
+    """`scheduler_env`: Dask settings for the scheduler (DASK_DISTRIBUTED__…); with `tls`, every
+    connection is TLS (tls://)."""
+    secure = ["--protocol", "tls", *tls.args()] if tls is not None else []
     directory.mkdir(parents=True, exist_ok=True)
     address_file = directory / "scheduler.json"
     scheduler = _spawn(
@@ -96,9 +129,10 @@ def start_cluster(
         "--no-dashboard",
         "--scheduler-file",
         str(address_file),
+        *secure,
         env=scheduler_env,
     )
-    cluster = DaskCluster(directory, scheduler)
+    cluster = DaskCluster(directory, scheduler, tls=tls)
     try:
         cluster.address = _address(address_file, scheduler, directory)
         for n in range(workers):
@@ -119,6 +153,7 @@ def start_cluster(
                     f"worker-{n}",
                     "--local-directory",
                     str(directory / f"worker-{n}"),
+                    *secure,
                 )
             )
         _wait_for_workers(cluster, workers)
@@ -139,9 +174,11 @@ def _address(address_file: Path, scheduler: subprocess.Popen[bytes], directory: 
 
 
 def _wait_for_workers(cluster: DaskCluster, count: int) -> None:
+    import dask
     from distributed import Client
 
-    with Client(cluster.address, timeout=30, set_as_default=False) as client:
+    config = cluster.tls.client_config() if cluster.tls is not None else {}
+    with dask.config.set(config), Client(cluster.address, timeout=30, set_as_default=False) as client:
         try:
             client.wait_for_workers(count, timeout=120)
         except TimeoutError:
