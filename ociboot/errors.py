@@ -17,6 +17,7 @@
     │   ├── InvalidWhiteout           a bare `.wh.` and similar
     │   ├── UnsupportedCompression    magic and media type disagree, or an unknown codec
     │   └── TruncatedLayer            the stream ended early or is not a tar
+    ├── ExecutorUnavailable           the audit's executor (a Dask scheduler) could not be reached
     ├── UnsafeCache                   exit code 2: the cache dir or an entry is writable by others
     ├── InvalidTargetList             exit code 2: an audit's --from line is no registry image; too many tags
     ├── CacheUrlError                 exit code 2: --cache-url or OCIBOOT_CACHE_KEY unusable, redis-py missing
@@ -121,6 +122,10 @@ class UnsupportedCompression(LayerError):
 
 class TruncatedLayer(LayerError):
     pass
+
+
+class ExecutorUnavailable(OcibootError):
+    """`--executor dask://…` names no scheduler that answers: nothing could be judged (exit 3)."""
 
 
 class UnsafeCache(OcibootError):

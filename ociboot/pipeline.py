@@ -434,11 +434,17 @@ def failure_line(exc: Exception) -> str:
     error, cut short (promote says its failures the same way)."""
     if isinstance(exc, OcibootError):
         return str(exc)
+    return (
+        f"internal error ({exception_detail(exc)}); the image was not judged (please report this ociboot bug)"
+    )
+
+
+def exception_detail(exc: BaseException) -> str:
+    """`Type: text` of a foreign exception, its text cut short."""
     text = str(exc)
     if len(text) > _DETAIL_CHARS:
         text = text[:_DETAIL_CHARS] + "…"
-    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return f"internal error ({detail}); the image was not judged (please report this ociboot bug)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @fewer_collections()  # the rules' whole-tree walks too: the tree is at its largest then

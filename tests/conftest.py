@@ -1,4 +1,5 @@
-"""Session-wide test setup.  Registry servers live in tests/support/registry_server.py."""
+"""Session-wide test setup.  Registry servers live in tests/support/registry_server.py, the Dask
+cluster in tests/support/dask_cluster.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.registry_server", "tests.support.redis_server"]
+pytest_plugins = ["tests.support.registry_server", "tests.support.redis_server", "tests.support.dask_cluster"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFORMANCE = REPO.parent / "shared" / "conformance"

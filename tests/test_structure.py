@@ -81,9 +81,11 @@ LEVELS: dict[str, float] = {
     "promote": 5.5,
     "audit.record": 5.1,
     "audit.targets": 5.1,
-    "audit.executor": 5.1,
     "audit.html": 5.1,
-    "audit.dask": 5.05,
+    # A Dask worker opens the run's cache as `check` does (api.open_cache); the executor that
+    # picks it sits above it.
+    "audit.dask": 5.6,
+    "audit.executor": 5.65,
     "audit": 5.9,
     "cli": 6,
     "__main__": 6,
@@ -105,6 +107,9 @@ OWNERS = {
     "rich": {"cli", "__main__"},
     # the optional `redis` extra, imported only when a shared cache is asked for (--cache-url)
     "redis": {"cache.remote"},
+    # the ociboot[dask] extra, loaded only for `--executor dask://…`
+    "distributed": {"audit.dask"},
+    "dask": {"audit.dask"},
 }
 
 

@@ -57,11 +57,14 @@ LOCAL = "threads"
 def open_executor(spec: str, policy: Policy, options: Options, jobs: int) -> Executor:
     """The executor `--executor` names: `threads` (the default), or `dask://HOST:PORT` (a Dask
     distributed scheduler; needs the `ociboot[dask]` extra, imported only here and only then).
-    ValueError for anything else (a usage error)."""
+    ValueError for anything else, or without the extra (a usage error); ExecutorUnavailable when
+    no scheduler answers there."""
     if spec == LOCAL:
         return Threads(policy, options, jobs)
     if spec.startswith(("dask://", "tcp://", "tls://")):
-        from .dask import DaskExecutor
-
+        try:
+            from .dask import DaskExecutor
+        except ImportError as exc:
+            raise ValueError(f"{spec}: a Dask executor needs the ociboot[dask] extra ({exc})") from None
         return DaskExecutor(spec, policy, options, jobs)
     raise ValueError(f"{spec!r}: not an executor (give {LOCAL} or dask://HOST:PORT)")
