@@ -232,6 +232,8 @@ def test_reading_local_images_loads_no_http_code() -> None:
 REGISTRY = ("requests", "urllib3", "ociboot.sources.registry")
 RULES = ("ociboot.boot.rules",)
 RICH = ("rich",)
+#: Typer 0.29 builds a pydantic validator per option it converts; ociboot converts its own (cli._Coercion).
+PYDANTIC = ("pydantic", "pydantic_core")
 
 #: Runs the CLI in this process as the `ociboot` script does, then writes what was imported.
 _RUN_CLI = """
@@ -282,12 +284,13 @@ def local_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("args", "absent", "shown"),
     [
-        (["--version"], REGISTRY + RULES + RICH, f"ociboot {ociboot.__version__}"),
-        (["--help"], REGISTRY + RULES + RICH, "Commands:"),
-        (["check", "--help"], REGISTRY + RULES + RICH, "--promotion-list"),
-        (["rules"], REGISTRY, "kernel"),
-        (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES, "os-release"),
-        (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES, "os-release"),
+        (["--version"], REGISTRY + RULES + RICH + PYDANTIC, f"ociboot {ociboot.__version__}"),
+        (["--help"], REGISTRY + RULES + RICH + PYDANTIC, "Commands:"),
+        (["check", "--help"], REGISTRY + RULES + RICH + PYDANTIC, "--promotion-list"),
+        (["rules"], REGISTRY + PYDANTIC, "kernel"),
+        (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES + PYDANTIC, "os-release"),
+        (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES + PYDANTIC, "os-release"),
+        (["inspect", "-q", "-f", "json", "{oci}"], REGISTRY + RULES + PYDANTIC, '"layers"'),
     ],
 )
 def test_a_command_imports_only_what_it_uses(
@@ -305,6 +308,26 @@ def test_the_start_up_probe_sees_what_a_command_loads(tmp_path: Path, local_imag
     assert code in (0, 1) and _loaded(modules, RULES)
     code, _, modules = _imported(tmp_path, "inspect", "-q", "--timeout", "5s", "docker://127.0.0.1:9/none:v1")
     assert code == 3 and _loaded(modules, REGISTRY)
+    # A check that sets options of every kind (a number, repeated text, an enum) loads no pydantic.
+    args = [
+        "check",
+        "-q",
+        "-j",
+        "2",
+        "--skip",
+        "BTC-001",
+        "--skip",
+        "BTC-002",
+        "--profile",
+        "generic",
+        "-f",
+        "json",
+    ]
+    code, _, modules = _imported(tmp_path, *args, local_images["oci-archive"])
+    assert code in (0, 1) and _loaded(modules, RULES) and not _loaded(modules, PYDANTIC)
+    # A value typer refuses is left to typer (and its message), which may load what it needs.
+    code, _, modules = _imported(tmp_path, "check", "-q", "-j", "0", local_images["oci-archive"])
+    assert code == 2
 
 
 def test_public_api_is_pinned() -> None:
