@@ -57,23 +57,23 @@ def _outcome(convert: Any, value: Any, param: Any, ctx: Any) -> tuple[str, Any]:
     return type(got).__name__, got
 
 
-def _cases() -> Iterator[tuple[str, str, Any, Any]]:
+def _cases() -> Iterator[tuple[str, Any, Any, Any]]:
     tree = typer.main.get_command(app)
     for path, command in _commands(tree):
         ctx = command.context_class(command, info_name=path.rsplit(" ", 1)[-1])
         for param in command.get_params(ctx):
             for value in [*RAW, param.default]:
-                yield path, param.name, value, (command, ctx, param)
+                yield path, value, ctx, param
 
 
 def test_every_parameter_converts_as_typer_does() -> None:
     compared = kinds = 0
     seen: set[str] = set()
-    for path, name, value, (command, ctx, param) in _cases():
+    for path, value, ctx, param in _cases():
         typers = TyperOption if isinstance(param, TyperOption) else TyperArgument
         ours = _outcome(param.get_runtime_param(), value, param, ctx)
         theirs = _outcome(typers.get_runtime_param(param), value, param, ctx)
-        assert ours == theirs, f"{path} {name} {value!r}"
+        assert ours == theirs, f"{path} {param.name} {value!r}"
         compared += 1
         annotation = repr(param.type_descriptor.annotation)
         kinds += annotation not in seen

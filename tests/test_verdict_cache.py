@@ -40,6 +40,7 @@ from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, blob_gets
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parent.parent
 CODEC = VerdictCodec([Profile])
 
 
@@ -424,7 +425,9 @@ def test_a_re_check_loads_no_magic_database(tmp_path: Path) -> None:
     args = ["check", ref, "-q", "--cache-dir", str(tmp_path / "c")]
 
     def loaded() -> str:
-        done = subprocess.run([sys.executable, "-c", _COUNT_MAGIC, *args], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _COUNT_MAGIC, *args], cwd=REPO, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         return done.stderr.strip().splitlines()[-1]
 
