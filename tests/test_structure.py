@@ -231,6 +231,8 @@ def test_reading_local_images_loads_no_http_code() -> None:
 
 REGISTRY = ("requests", "urllib3", "ociboot.sources.registry")
 RULES = ("ociboot.boot.rules",)
+#: What the rules read a tree with (kernels, initrds, package databases): `check`'s alone.
+RULE_READING = ("ociboot.boot.context", "ociboot.boot.facts", "ociboot.boot.scan")
 RICH = ("rich",)
 #: Typer 0.29 builds a pydantic validator per option it converts; ociboot converts its own (cli._Coercion).
 PYDANTIC = ("pydantic", "pydantic_core")
@@ -288,9 +290,9 @@ def local_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         (["--help"], REGISTRY + RULES + RICH + PYDANTIC, "Commands:"),
         (["check", "--help"], REGISTRY + RULES + RICH + PYDANTIC, "--promotion-list"),
         (["rules"], REGISTRY + PYDANTIC, "kernel"),
-        (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES + PYDANTIC, "os-release"),
-        (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES + PYDANTIC, "os-release"),
-        (["inspect", "-q", "-f", "json", "{oci}"], REGISTRY + RULES + PYDANTIC, '"layers"'),
+        (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES + RULE_READING + PYDANTIC, "os-release"),
+        (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES + RULE_READING + PYDANTIC, "os-release"),
+        (["inspect", "-q", "-f", "json", "{oci}"], REGISTRY + RULES + RULE_READING + PYDANTIC, '"layers"'),
     ],
 )
 def test_a_command_imports_only_what_it_uses(
@@ -307,7 +309,7 @@ def test_the_start_up_probe_sees_what_a_command_loads(tmp_path: Path, local_imag
     code, _, modules = _imported(tmp_path, "check", "-q", local_images["oci-archive"])
     assert code in (0, 1) and _loaded(modules, RULES)
     code, _, modules = _imported(tmp_path, "inspect", "-q", "--timeout", "5s", "docker://127.0.0.1:9/none:v1")
-    assert code == 3 and _loaded(modules, REGISTRY)
+    assert code == 3 and _loaded(modules, REGISTRY) and not _loaded(modules, RULE_READING)
     # A check that sets options of every kind (a number, repeated text, an enum) loads no pydantic.
     args = [
         "check",
@@ -324,7 +326,7 @@ def test_the_start_up_probe_sees_what_a_command_loads(tmp_path: Path, local_imag
         "json",
     ]
     code, _, modules = _imported(tmp_path, *args, local_images["oci-archive"])
-    assert code in (0, 1) and _loaded(modules, RULES) and not _loaded(modules, PYDANTIC)
+    assert code in (0, 1) and _loaded(modules, RULES + RULE_READING) and not _loaded(modules, PYDANTIC)
     # A value typer refuses is left to typer (and its message), which may load what it needs.
     code, _, modules = _imported(tmp_path, "check", "-q", "-j", "0", local_images["oci-archive"])
     assert code == 2
