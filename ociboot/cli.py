@@ -12,13 +12,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import replace
-from enum import StrEnum
+from dataclasses import dataclass, replace
+from enum import Enum, StrEnum
 from inspect import Parameter, Signature, signature
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 # Start-up imports only what declaring the commands needs: a command imports the rest (the
 # pipeline, registry client, rules, rich) when it runs, so `--version`, `--help`, `rules` and a
@@ -48,8 +48,114 @@ if TYPE_CHECKING:
     from .promote import Promotion
     from .report import Unreadable
 
+#: A value `_plain` leaves to typer: the typer of the day converts it, or words its refusal.
+_TYPERS = object()
+
+
+def _plain(param: Any, value: Any, ctx: Any) -> Any:
+    """`value` as typer 0.29 would convert it for `param`, for the kinds this CLI declares (text,
+    repeated text, an enum, a whole number); `_TYPERS` for anything else and every value typer
+    would refuse, so that its messages stay its own."""
+    kind = param.type_descriptor.annotation
+    info = param.type_descriptor.parameter_info
+    many = param.multiple or param.nargs == -1
+    if value is None:
+        return () if many else None
+    if info.parser is not None:
+        return _TYPERS
+    if kind is str and not many and type(value) is str:
+        return value
+    if kind == list[str] and many and isinstance(value, (list, tuple)):
+        return list(value) if all(type(v) is str for v in value) else _TYPERS
+    if isinstance(kind, type) and issubclass(kind, Enum) and not many:
+        if isinstance(value, kind):
+            return value
+        if type(value) is str and info.case_sensitive and ctx.token_normalize_func is None:
+            return next((c for c in kind if str(c.value) == value), _TYPERS)
+    if kind is int and not many and not info.clamp and type(value) in (int, str):
+        if type(value) is str and not (value.isascii() and value.isdigit() and len(value) < 19):
+            return _TYPERS
+        number = int(value)
+        low, high = info.min, info.max
+        if (low is None or number >= low) and (high is None or number <= high):
+            return number
+    return _TYPERS
+
+
+@dataclass(frozen=True, slots=True)
+class _Coercion:
+    """What typer's `process_value` asks a parameter for: the plain conversion, else typer's own.
+
+    Typer 0.29 converts every value of a non-boolean parameter, absent ones too, through a
+    pydantic TypeAdapter built on first use: importing pydantic and building the adapters cost
+    about 0.15 s of a 0.5 s `inspect` (docs/measurements.md, "Start-up").  Typer offers no
+    supported way around it (`parser=` builds an adapter too), so `_Group` swaps the classes of
+    the parameters for ones that answer with this; a typer without the hook never asks.  Typer's
+    own conversion (`typers`) is built only for a value `_plain` leaves to it."""
+
+    typers: Callable[[], Any]
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        plain = _plain(param, value, ctx)
+        return self.typers().coerce(value, param=param, ctx=ctx) if plain is _TYPERS else plain
+
+
+class _PlainOption(TyperOption):
+    def get_runtime_param(self) -> Any:
+        return _Coercion(super().get_runtime_param)
+
+
+class _PlainArgument(TyperArgument):
+    def get_runtime_param(self) -> Any:
+        return _Coercion(super().get_runtime_param)
+
+
+class _Argument(_PlainArgument):
+    """An argument shown by its metavar alone: typer would add the Python type (`IMAGE <str>`)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None if self.metavar else super().display_type_rich(ctx)
+
+
+def _plain_params(params: list[Any]) -> list[Any]:
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _PlainOption
+        elif type(param) is TyperArgument:
+            param.__class__ = _PlainArgument
+    return params
+
+
+class _PlainCommand(TyperCommand):
+    """A command whose parameters, `--help` too (made per context), convert by `_Coercion`."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_params(super().get_params(ctx))
+
+
+def _plain_commands(group: TyperGroup) -> None:
+    for command in group.commands.values():
+        if type(command) is TyperCommand:
+            command.__class__ = _PlainCommand
+        elif type(command) is TyperGroup:
+            command.__class__ = _Group
+            _plain_commands(command)
+
+
+class _Group(TyperGroup):
+    """The command tree: its commands and sub-groups are built before it, by typer's classes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_commands(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_params(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="ociboot",
+    cls=_Group,
     # Help texts are plain: `oci:DIR[:REF]` and `os/arch[/variant]` are grammar, not rich markup.
     rich_markup_mode=None,
     help="Inspect OCI and Docker images without Docker and without unpacking them: will this image boot?",
@@ -351,14 +457,7 @@ def _skopeo_booleans(args: list[str]) -> list[str]:
     return out
 
 
-class _Argument(TyperArgument):
-    """An argument shown by its metavar alone: typer would add the Python type (`IMAGE <str>`)."""
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None if self.metavar else super().display_type_rich(ctx)
-
-
-class _ImageCommand(TyperCommand):
+class _ImageCommand(_PlainCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for param in self.params:

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .boot import _sniff, facts, scan
-from .boot.check import Profile, run_checks
-from .boot.context import Analysis, CheckContext, Policy
+from .boot import _sniff
+from .boot.check import Profile
 from .budget import AnalysisBudget
 from .cache import LayerCache, Verdict, code_fingerprint, storable, verdict_key
 from .collector import fewer_collections
@@ -53,6 +52,7 @@ from .sources._store import sniff_path
 from .spec import Descriptor, Platform
 
 if TYPE_CHECKING:
+    from .boot.context import Analysis, Policy
     from .sources.registry.client import RegistryClient
 
 #: progress(name, total_bytes) -> advance(n_bytes); the CLI draws bars, tests pass None.
@@ -453,8 +453,11 @@ def check_image(image: ResolvedImage, policy: Policy, options: Options) -> Repor
 
     Every analysis of the image, in that pass and in the rules' second reads (`fetch`), spends
     from one budget."""
-    # Here, not at the top: reading an image (ls, cat, inspect) loads no rule module.
-    from .boot import profiles, rules
+    # Here, not at the top: reading an image (ls, cat, inspect) loads no rule module, nor what
+    # the rules read the tree with (boot.context: kernels, initrds, package databases).
+    from .boot import facts, profiles, rules, scan
+    from .boot.check import run_checks
+    from .boot.context import CheckContext
 
     capture = CaptureSpec(scan.capture_globs(rules.CAPTURE))
     budget = AnalysisBudget(policy.analysis_budget)

@@ -24,6 +24,7 @@ always recoverable; JSON also carries a name's bytes as base64 (`clean`).  stdli
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -72,13 +73,16 @@ def _spelled(c: str) -> str:
     return short if short is not None else "".join(f"\\x{b:02x}" for b in raw(c))
 
 
-# str.translate maps every character at C speed (a name can be all controls).
-_TABLE = {code: _spelled(chr(code)) for lo, hi in _ESCAPED for code in range(lo, hi + 1)}
+@functools.cache
+def _table() -> dict[int, str]:
+    """str.translate's map: every character at C speed (a name can be all controls).  Spelling
+    its 2,128 entries costs about 7 ms, made on the first name that needs it, not at start-up."""
+    return {code: _spelled(chr(code)) for lo, hi in _ESCAPED for code in range(lo, hi + 1)}
 
 
 def escape(text: str) -> str:
     """`text` with backslashes, control characters and undecodable bytes escaped (see above)."""
-    return text if _UNSAFE.search(text) is None else text.translate(_TABLE)
+    return text if _UNSAFE.search(text) is None else text.translate(_table())
 
 
 def unescape(text: str) -> bytes:

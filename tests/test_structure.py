@@ -242,10 +242,14 @@ def test_reading_local_images_loads_no_http_code() -> None:
 
 REGISTRY = ("requests", "urllib3", "ociboot.sources.registry")
 RULES = ("ociboot.boot.rules",)
+#: What the rules read a tree with (kernels, initrds, package databases): `check`'s alone.
+RULE_READING = ("ociboot.boot.context", "ociboot.boot.facts", "ociboot.boot.scan")
 RICH = ("rich",)
 #: The optional extras of `audit` (ociboot[dask], the Redis cache): loaded only when asked for.
 EXTRAS = ("dask", "distributed", "redis")
 REDIS = ("redis", "ociboot.cache.remote")
+#: Typer 0.29 builds a pydantic validator per option it converts; ociboot converts its own (cli._Coercion).
+PYDANTIC = ("pydantic", "pydantic_core")
 
 #: Runs the CLI in this process as the `ociboot` script does, then writes what was imported.
 _RUN_CLI = """
@@ -296,13 +300,14 @@ def local_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("args", "absent", "shown"),
     [
-        (["--version"], REGISTRY + RULES + RICH, f"ociboot {ociboot.__version__}"),
-        (["--help"], REGISTRY + RULES + RICH, "Commands:"),
-        (["check", "--help"], REGISTRY + RULES + RICH, "--promotion-list"),
-        (["audit", "--help"], REGISTRY + RULES + RICH + EXTRAS, "--resume"),
-        (["rules"], REGISTRY, "kernel"),
-        (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES, "os-release"),
-        (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES, "os-release"),
+        (["--version"], REGISTRY + RULES + RICH + PYDANTIC, f"ociboot {ociboot.__version__}"),
+        (["--help"], REGISTRY + RULES + RICH + PYDANTIC, "Commands:"),
+        (["check", "--help"], REGISTRY + RULES + RICH + PYDANTIC, "--promotion-list"),
+        (["audit", "--help"], REGISTRY + RULES + RICH + PYDANTIC + EXTRAS, "--resume"),
+        (["rules"], REGISTRY + PYDANTIC, "kernel"),
+        (["ls", "-q", "{oci-archive}", "/etc"], REGISTRY + RULES + RULE_READING + PYDANTIC, "os-release"),
+        (["ls", "-q", "{oci}", "/etc"], REGISTRY + RULES + RULE_READING + PYDANTIC, "os-release"),
+        (["inspect", "-q", "-f", "json", "{oci}"], REGISTRY + RULES + RULE_READING + PYDANTIC, '"layers"'),
         # the optional extras only when asked for: a local cache is no shared one
         (["ls", "-q", "--cache", "{oci}", "/etc"], REGISTRY + RULES + REDIS, "os-release"),
     ],
@@ -321,7 +326,27 @@ def test_the_start_up_probe_sees_what_a_command_loads(tmp_path: Path, local_imag
     code, _, modules = _imported(tmp_path, "check", "-q", local_images["oci-archive"])
     assert code in (0, 1) and _loaded(modules, RULES)
     code, _, modules = _imported(tmp_path, "inspect", "-q", "--timeout", "5s", "docker://127.0.0.1:9/none:v1")
-    assert code == 3 and _loaded(modules, REGISTRY)
+    assert code == 3 and _loaded(modules, REGISTRY) and not _loaded(modules, RULE_READING)
+    # A check that sets options of every kind (a number, repeated text, an enum) loads no pydantic.
+    args = [
+        "check",
+        "-q",
+        "-j",
+        "2",
+        "--skip",
+        "BTC-001",
+        "--skip",
+        "BTC-002",
+        "--profile",
+        "generic",
+        "-f",
+        "json",
+    ]
+    code, _, modules = _imported(tmp_path, *args, local_images["oci-archive"])
+    assert code in (0, 1) and _loaded(modules, RULES + RULE_READING) and not _loaded(modules, PYDANTIC)
+    # A value typer refuses is left to typer (and its message), which may load what it needs.
+    code, _, modules = _imported(tmp_path, "check", "-q", "-j", "0", local_images["oci-archive"])
+    assert code == 2
     # and redis for a shared cache (a port no one listens on: a warning, the run goes on)
     code, _, modules = _imported(
         tmp_path, "ls", "-q", "--cache-url", "redis://127.0.0.1:9/0", local_images["oci"], "/etc"

@@ -12,6 +12,8 @@ import hashlib
 import json
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, blob_gets
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parent.parent
 CODEC = VerdictCodec([Profile])
 
 
@@ -396,3 +399,38 @@ def test_cache_info_and_prune_count_verdicts(tmp_path: Path) -> None:
     code, out, _ = cli("cache", "prune", "--all", "--cache-dir", str(root), "--format", "json")
     assert code == 0 and json.loads(out)["removed"] >= layers + 1
     assert not root.exists()
+
+
+# --- what a re-check costs ------------------------------------------------------------------------
+
+#: `ociboot ARGV` in a fresh interpreter, counting the libmagic databases loaded (magic.Magic).
+_COUNT_MAGIC = """
+import sys, magic
+from ociboot.cli import main
+made = []
+Magic = magic.Magic
+magic.Magic = lambda *a, **k: made.append(1) or Magic(*a, **k)
+sys.argv = ["ociboot", *sys.argv[1:]]
+try:
+    main()
+finally:
+    print("magic databases:", len(made), file=sys.stderr)
+"""
+
+
+def test_a_re_check_loads_no_magic_database(tmp_path: Path) -> None:
+    # libmagic's version is in the key; its database (a few MB to parse) describes kernels and
+    # initrds, which a stored verdict already holds.
+    ref = layout_of(tmp_path, bootable("generic").build())
+    args = ["check", ref, "-q", "--cache-dir", str(tmp_path / "c")]
+
+    def loaded() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _COUNT_MAGIC, *args], cwd=REPO, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr.strip().splitlines()[-1]
+
+    assert loaded() != "magic databases: 0"  # the cold check described the kernel: the count is real
+    assert len(verdict_files(tmp_path / "c")) == 1
+    assert loaded() == "magic databases: 0"

@@ -25,15 +25,25 @@ _local = threading.local()
 _import_error: str | None = None
 
 
-def _magic() -> Any | None:
+def _module() -> Any | None:
+    """python-magic, or None (the reason kept) when libmagic cannot be loaded."""
     global _import_error
-    cookie = getattr(_local, "magic", None)
-    if cookie is not None or _import_error is not None:
-        return cookie
+    if _import_error is not None:
+        return None
     try:
         import magic  # the one import of python-magic in ociboot
     except ImportError as exc:  # libmagic1 missing: python-magic raises ImportError at import time
         _import_error = str(exc)
+        return None
+    return magic
+
+
+def _magic() -> Any | None:
+    cookie = getattr(_local, "magic", None)
+    if cookie is not None:
+        return cookie
+    magic = _module()
+    if magic is None:
         return None
     cookie = magic.Magic()
     _local.magic = cookie
@@ -47,11 +57,11 @@ def available() -> bool:
 
 def library_version() -> str:
     """libmagic's version (e.g. `545`), what its descriptions in a report depend on; a stored
-    verdict names it (docs/architecture.md, the verdict cache)."""
-    if _magic() is None:
+    verdict names it (docs/architecture.md, the verdict cache).  It loads no magic database
+    (a `Magic`): a re-check served from the verdict cache describes nothing."""
+    magic = _module()
+    if magic is None:
         return "unavailable"
-    import magic
-
     try:
         return str(magic.version())
     except Exception as exc:  # a libmagic too old to say: unknown, never equal to a real one
