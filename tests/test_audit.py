@@ -32,8 +32,10 @@ from ociboot.audit.targets import Target
 from ociboot.boot.context import Policy
 from ociboot.cli import app
 from tests.support.bootimages import KVER, generic
+from tests.support.dask_cluster import DaskCluster
 from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, compress, sha256
+from tests.support.redis_server import RedisServer
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, blob_gets, start_registry
 
@@ -391,3 +393,33 @@ def test_html_writes_the_report_of_every_record(namespace: Namespace, tmp_path: 
     found, html = records(out), page.read_text()
     assert code == 1 and len(found) == 12 and html.startswith("<!DOCTYPE html>")
     assert all(r.repository in html and r.tag in html for r in found) and "KRN-001" in html
+
+
+def test_a_dask_cluster_with_a_shared_redis_cache_writes_the_same_lines(
+    namespace: Namespace,
+    fresh: tuple[int, str, Path],
+    dask_cluster: DaskCluster,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """The whole namespace judged by two Dask workers sharing layer work through Redis: the same
+    records as the threads of one process (in the order they finish, so compared sorted), each
+    layer fetched once by the two workers together."""
+    layers, _ = _layers_and_configs(namespace)
+    before = {d: namespace.gets([d]) for d in layers}
+    out = tmp_path / "dask.jsonl"
+    code, _, err = audit(
+        namespace.url,
+        "--format",
+        "jsonl",
+        "-o",
+        str(out),
+        "--executor",
+        dask_cluster.spec,
+        "--cache-url",
+        redis_server.url,
+    )
+    assert code == fresh[0] == 3, err
+    assert sorted(out.read_text().splitlines()) == sorted(fresh[2].read_text().splitlines())
+    assert {d: namespace.gets([d]) - before[d] for d in layers} == dict.fromkeys(layers, 1)
+    assert redis_server.client().dbsize() > 0
