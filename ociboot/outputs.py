@@ -168,14 +168,15 @@ def render(batch: Batch, fmt: ReportFormat, sarif_category: str = CATEGORY_PREFI
     raise ValueError(f"{fmt} is written image by image (Delivery.image_done), not as one document")
 
 
-class _Sink:
-    """One output, open.  `file` None is standard output, looked up at each write: while progress
-    bars are drawn, rich redirects it so that lines appear above the bars."""
+class Writer:
+    """One text output, open.  `file` None is standard output, looked up at each write: while
+    progress bars are drawn, rich redirects it so that lines appear above the bars.  A write that
+    fails is remembered (`failure`) and the output is given up: the run goes on, and its exit
+    code says a report was not delivered."""
 
-    def __init__(self, output: Output, file: TextIO | None) -> None:
-        self.output = output
+    def __init__(self, where: str, file: TextIO | None) -> None:
+        self.where = where
         self.file = file
-        self.shown = 0
         self.failure: str | None = None
 
     def write(self, text: str) -> None:
@@ -188,12 +189,6 @@ class _Sink:
         except OSError as exc:
             self.failure = exc.strerror or str(exc)
 
-    def discard(self) -> None:
-        """Empty what was written: a copier must not act on part of a list."""
-        if self.file is not None:
-            with suppress(OSError, ValueError):
-                self.file.truncate(0)
-
     def close(self) -> None:
         if self.file is None:
             return
@@ -201,6 +196,21 @@ class _Sink:
             self.file.close()
         except OSError as exc:
             self.failure = self.failure or exc.strerror or str(exc)
+
+
+class _Sink(Writer):
+    """One output of a check, open."""
+
+    def __init__(self, output: Output, file: TextIO | None) -> None:
+        super().__init__(output.where, file)
+        self.output = output
+        self.shown = 0
+
+    def discard(self) -> None:
+        """Empty what was written: a copier must not act on part of a list."""
+        if self.file is not None:
+            with suppress(OSError, ValueError):
+                self.file.truncate(0)
 
 
 class Delivery:

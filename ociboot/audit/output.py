@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
 from .. import outputs
 from ..report import ReportFormat
@@ -73,36 +72,12 @@ def read_resume(path: str) -> ResumeFile:
 
 
 @dataclass(slots=True)
-class _Sink:
-    where: str
-    file: TextIO | None  # None: standard output, looked up at each write (rich may redirect it)
-    failure: str | None = None
-
-    def write(self, text: str) -> None:
-        if self.failure is not None:
-            return
-        out = self.file or sys.stdout
-        try:
-            out.write(text)
-            out.flush()
-        except OSError as exc:
-            self.failure = exc.strerror or str(exc)
-
-    def close(self) -> None:
-        if self.file is not None:
-            try:
-                self.file.close()
-            except OSError as exc:
-                self.failure = self.failure or exc.strerror or str(exc)
-
-
-@dataclass(slots=True)
 class AuditOutputs:
     """The open outputs of one audit; a context manager."""
 
     fmt: AuditFormat
-    records: _Sink
-    html: _Sink | None
+    records: outputs.Writer
+    html: outputs.Writer | None
     title: str
     #: Lines already in the file the records are appended to (a resumed run writes them not again).
     present: frozenset[str] = frozenset()
@@ -187,7 +162,7 @@ def open_outputs(
             os.close(fd)
         raise
     files = dict(opened)
-    sinks: dict[str | None, _Sink] = {}
+    sinks: dict[str | None, outputs.Writer] = {}
     for path, fd in files.items():
         if appending and path == output:
             assert resume is not None
@@ -196,8 +171,8 @@ def open_outputs(
         else:
             with suppress(OSError):
                 os.ftruncate(fd, 0)
-        sinks[path] = _Sink(path, open(fd, "w", encoding="utf-8"))  # noqa: SIM115
-    records = sinks.get(output) or _Sink("standard output", None)
+        sinks[path] = outputs.Writer(path, open(fd, "w", encoding="utf-8"))  # noqa: SIM115
+    records = sinks.get(output) or outputs.Writer("standard output", None)
     present = resume.earlier.lines if appending and resume is not None else frozenset()
     return AuditOutputs(fmt, records, sinks.get(html) if html else None, title, present, render)
 
