@@ -33,13 +33,14 @@ from bench import debkernel, images, measure, registry
 from bench.measure import Sample, Summary
 from bench.registry import RegistryServer
 from bench.run import HERE, OCIBOOT, fresh_env, machine, mb, report_head
+from ociboot.mediatypes import MediaType
 from tests.support.imagebuilder import Blob, LayerBuilder, canonical_json, sha256
 from tests.support.registry_push import Pusher, PushError
 
 REPOSITORIES = 5
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_MANIFEST = MediaType.OCI_MANIFEST.value
+OCI_CONFIG = MediaType.OCI_CONFIG.value
+OCI_GZIP = MediaType.OCI_LAYER_GZIP.value
 
 
 @dataclass(frozen=True, slots=True)
