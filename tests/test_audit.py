@@ -9,6 +9,7 @@ archive at all).  The registry's own log counts every blob it served.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -423,3 +424,41 @@ def test_a_dask_cluster_with_a_shared_redis_cache_writes_the_same_lines(
     assert sorted(out.read_text().splitlines()) == sorted(fresh[2].read_text().splitlines())
     assert {d: namespace.gets([d]) - before[d] for d in layers} == dict.fromkeys(layers, 1)
     assert redis_server.client().dbsize() > 0
+
+
+class Forgetful:
+    """A real executor (threads) that loses answers: the first one (`drop`), or every one after
+    the first (`stop`: it ends early, as a cluster client whose scheduler went away may)."""
+
+    def __init__(self, policy: Policy, options: pipeline.Options, how: str) -> None:
+        from ociboot.audit.executor import Threads
+
+        self.threads, self.how = Threads(policy, options, 1), how
+
+    def checked(self, references: Iterable[str]) -> Iterator[tuple[str, pipeline.Checked]]:
+        answers = self.threads.checked(references)
+        if self.how == "drop":
+            next(answers, None)
+            yield from answers
+        else:
+            yield from itertools.islice(answers, 1)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("how", ["drop", "stop"])
+def test_a_tag_the_executor_gave_no_answer_for_is_unreadable_never_missing(
+    namespace: Namespace, how: str
+) -> None:
+    targets = [Target(namespace.server.host, "os/r3", tag) for tag in TAGS]
+    executor = Forgetful(Policy(), pipeline.Options(), how)
+    found = list(audit_run.audit(targets, Policy(), pipeline.Options(), executor, jobs=1))
+    summary = audit_run.Summary()
+    for record in found:
+        summary.add(record)
+    # Every tag has its record; those whose image was not judged say so, and the run fails.
+    assert sorted(r.tag for r in found) == sorted(TAGS)
+    unjudged = [r for r in found if r.bootable is None]
+    assert unjudged and all("not judged" in (r.error or "") for r in unjudged)
+    assert summary.exit_code == 3

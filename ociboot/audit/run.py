@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 #: resolved, in the order they finish (the CLI's progress bar).
 OnResolved = Callable[["Target", "str | None", int, int], None]
 
+#: The error of a tag the executor gave no answer for (it lost one, or stopped early).
+NOT_JUDGED = "the executor gave no result for its image: it was not judged"
+
 
 @dataclass(frozen=True, slots=True)
 class Resumed:
@@ -80,7 +83,8 @@ def audit(
 ) -> Iterator[AuditRecord]:
     """A record per target, as each is known.  Judging starts while tags are still being
     resolved: the executor is handed each new digest as soon as a tag names it.  Never raises
-    for an image (executors turn every failure into an Unreadable)."""
+    for an image (executors turn every failure into an Unreadable), and every target gets its
+    record: one whose image the executor gave no answer for is unreadable (NOT_JUDGED)."""
     from .record import from_checked
 
     stored = earlier.judged if earlier is not None else {}
@@ -112,16 +116,42 @@ def audit(
                 handed[reference] = digest
                 yield reference
 
+    recorded: set[Target] = set()
     for reference, checked in executor.checked(pinned()):
-        yield from _drained(ready)
-        digest = handed[reference]
+        for record in _drained(ready):
+            recorded.add(_tag_of(record))
+            yield record
+        digest = handed.get(reference)
+        if digest is None or digest not in waiting:
+            continue  # not asked for, or answered before: the first answer stands
         first, *others = waiting.pop(digest)
         judged[digest] = one = from_checked(
             first.registry, first.repository, first.tag, digest, checked, fatal_warnings=policy.fatal_warnings
         )
-        yield one
-        yield from (named(one, target) for target in others)
-    yield from _drained(ready)
+        for record in (one, *(named(one, target) for target in others)):
+            recorded.add(_tag_of(record))
+            yield record
+    for record in _drained(ready):
+        recorded.add(_tag_of(record))
+        yield record
+    # An executor that lost an answer or ended early: what it did not judge is no pass.
+    digests = {target: digest for digest, tags in waiting.items() for target in tags}
+    for target in dict.fromkeys(targets):
+        if target not in recorded:
+            yield AuditRecord(
+                target.registry,
+                target.repository,
+                target.tag,
+                digests.get(target),
+                None,
+                error=NOT_JUDGED,
+            )
+
+
+def _tag_of(record: AuditRecord) -> Target:
+    from .targets import Target
+
+    return Target(record.registry, record.repository, record.tag)
 
 
 def _drained(ready: deque[AuditRecord]) -> Iterator[AuditRecord]:
@@ -221,6 +251,7 @@ def _images(count: int) -> str:
 
 
 __all__ = [
+    "NOT_JUDGED",
     "OnResolved",
     "Resumed",
     "Summary",
