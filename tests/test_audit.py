@@ -462,3 +462,19 @@ def test_a_tag_the_executor_gave_no_answer_for_is_unreadable_never_missing(
     unjudged = [r for r in found if r.bootable is None]
     assert unjudged and all("not judged" in (r.error or "") for r in unjudged)
     assert summary.exit_code == 3
+
+
+def test_a_resumed_file_whose_last_record_has_no_newline_gets_whole_lines_appended(
+    namespace: Namespace, fresh: tuple[int, str, Path], tmp_path: Path
+) -> None:
+    lines = [line for line in fresh[2].read_text().splitlines() if json.loads(line)["repository"] == "os/r4"]
+    resume = tmp_path / "audit.jsonl"
+    # A whole record, its newline lost (cut just before it, or an editor that drops the last one).
+    resume.write_text("\n".join(lines[:2]))
+    code, _, err = audit(
+        namespace.url, "--repo", "^os/r4$", "--resume", str(resume), "--format", "jsonl", "-o", str(resume)
+    )
+    assert code == 1 and "cut short" not in err
+    # Each record on its own line, none glued to the one before: the file resumes again.
+    assert sorted(resume.read_text().splitlines()) == sorted(lines)
+    assert audit(namespace.url, "--repo", "^os/r4$", "--resume", str(resume), "--format", "jsonl")[0] == 1

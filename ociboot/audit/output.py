@@ -39,13 +39,15 @@ class ResumeFile:
     earlier: Resumed
     complete: int
     cut_short: bool  # an unterminated last line that is no record (dropped)
+    #: The last complete line is a record without its newline: one is written before appending.
+    unterminated: bool = False
 
 
 def read_resume(path: str) -> ResumeFile:
     """NotARecord (naming the line) for a line that is not a record, or a file over
     MAX_RESUME_BYTES; OSError if unreadable.  Read a line at a time, each at most
     MAX_RECORD_BYTES: what is held is the records, never more than the file's bound."""
-    state = {"complete": 0, "cut_short": False}
+    state = {"complete": 0, "cut_short": False, "unterminated": False}
 
     def lines(fh: BinaryIO) -> Iterator[str]:
         for number in itertools.count(1):
@@ -63,12 +65,15 @@ def read_resume(path: str) -> ResumeFile:
                 except NotARecord:
                     state["cut_short"] = True  # the last record, cut short by an interruption
                     return
+                state["unterminated"] = True
             state["complete"] += len(raw)
             yield text
 
     with open(path, "rb") as fh:
         earlier = resumed(lines(fh))
-    return ResumeFile(path, earlier, int(state["complete"]), bool(state["cut_short"]))
+    return ResumeFile(
+        path, earlier, int(state["complete"]), bool(state["cut_short"]), bool(state["unterminated"])
+    )
 
 
 @dataclass(slots=True)
@@ -168,6 +173,11 @@ def open_outputs(
             assert resume is not None
             os.ftruncate(fd, resume.complete)  # a record cut short is no record
             os.lseek(fd, 0, os.SEEK_END)
+            if resume.unterminated:  # the next record starts a line of its own
+                try:
+                    os.write(fd, b"\n")
+                except OSError as exc:
+                    raise outputs.OutputError(f"{escape(path)}: {exc.strerror or exc}") from None
         else:
             with suppress(OSError):
                 os.ftruncate(fd, 0)
