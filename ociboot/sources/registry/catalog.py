@@ -194,20 +194,3 @@ def next_link(header: str) -> str | None:
             if name.strip().lower() == "rel" and "next" in value.strip().strip('"').lower().split():
                 return match.group(1).strip()
     return None
-
-
-def _next(first: str, current: str, link: str, host: str, what: str) -> str:
-    """The next page's absolute URL: relative to the page that named it (RFC 8288 section 3.2),
-    and only the same API at the same origin, where our credentials may go."""
-    target = urljoin(current, link)
-    if not same_origin(target, first):
-        parts = urlsplit(target)
-        raise RegistryError(
-            f"{host}: the {what}'s next page is on {parts.scheme}://{parts.netloc}: refusing to "
-            "follow it (our credentials go only to the registry)"
-        )
-    if urlsplit(target).path != urlsplit(first).path:
-        raise RegistryError(
-            f"{host}: the {what}'s next page is not the same listing: {urlsplit(target).path!r}"
-        )
-    return target
