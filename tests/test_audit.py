@@ -428,7 +428,8 @@ def test_a_dask_cluster_with_a_shared_redis_cache_writes_the_same_lines(
 
 class Forgetful:
     """A real executor (threads) that loses answers: the first one (`drop`), or every one after
-    the first (`stop`: it ends early, as a cluster client whose scheduler went away may)."""
+    the first (`stop`: it ends early; `raise`: it fails, as a cluster client whose scheduler
+    went away may)."""
 
     def __init__(self, policy: Policy, options: pipeline.Options, how: str) -> None:
         from ociboot.audit.executor import Threads
@@ -440,14 +441,16 @@ class Forgetful:
         if self.how == "drop":
             next(answers, None)
             yield from answers
-        else:
-            yield from itertools.islice(answers, 1)
+            return
+        yield from itertools.islice(answers, 1)
+        if self.how == "raise":
+            raise ConnectionError("the scheduler went away")
 
     def close(self) -> None:
         pass
 
 
-@pytest.mark.parametrize("how", ["drop", "stop"])
+@pytest.mark.parametrize("how", ["drop", "stop", "raise"])
 def test_a_tag_the_executor_gave_no_answer_for_is_unreadable_never_missing(
     namespace: Namespace, how: str
 ) -> None:

@@ -31,7 +31,7 @@ from .record import VERDICTS, AuditRecord, NotARecord
 
 if TYPE_CHECKING:
     from ..boot.context import Policy
-    from ..pipeline import Options
+    from ..pipeline import Checked, Options
     from .executor import Executor
     from .targets import Target
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 #: resolved, in the order they finish (the CLI's progress bar).
 OnResolved = Callable[["Target", "str | None", int, int], None]
 
-#: The error of a tag the executor gave no answer for (it lost one, or stopped early).
+#: The error of a tag the executor gave no answer for (it lost one, stopped early, or failed).
 NOT_JUDGED = "the executor gave no result for its image: it was not judged"
 
 
@@ -117,7 +117,8 @@ def audit(
                 yield reference
 
     recorded: set[Target] = set()
-    for reference, checked in executor.checked(pinned()):
+    broke: list[str] = []  # why the executor stopped answering, if it failed
+    for reference, checked in _answers(executor.checked(pinned()), broke):
         for record in _drained(ready):
             recorded.add(_tag_of(record))
             yield record
@@ -144,8 +145,19 @@ def audit(
                 target.tag,
                 digests.get(target),
                 None,
-                error=NOT_JUDGED,
+                error=NOT_JUDGED + (f" ({broke[0]})" if broke else ""),
             )
+
+
+def _answers(answers: Iterator[tuple[str, Checked]], broke: list[str]) -> Iterator[tuple[str, Checked]]:
+    """The executor's answers until it ends or fails (a lost scheduler, a bug): its failure is
+    said in `broke` and ends the answers; the tags left are then unreadable, never a crash."""
+    try:
+        yield from answers
+    except Exception as exc:
+        from ..pipeline import exception_detail
+
+        broke.append(f"the executor failed: {exception_detail(exc)}")
 
 
 def _tag_of(record: AuditRecord) -> Target:
