@@ -33,7 +33,8 @@ MAX_DESCRIPTORS = 10_000
 
 def parse_time(text: str | None) -> dt.datetime | None:
     """An RFC 3339 time (a config's `created`, an annotation) in UTC; None when absent or not
-    one.  Without an offset the time could be anyone's: None too."""
+    one.  Without an offset the time could be anyone's: None too; and one whose UTC instant is
+    outside years 1-9999, which no datetime can hold."""
     if not text:
         return None
     try:
@@ -42,7 +43,10 @@ def parse_time(text: str | None) -> dt.datetime | None:
         return None
     if when.tzinfo is None:
         return None
-    return when.astimezone(dt.UTC)
+    try:
+        return when.astimezone(dt.UTC)
+    except OverflowError:  # `9999-12-31T23:59:59-01:00`: its UTC instant is past year 9999
+        return None
 
 
 def parse_json(raw: bytes, what: str) -> Any:

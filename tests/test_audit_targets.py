@@ -195,6 +195,24 @@ def test_newest_counts_an_unreadable_tag_as_oldest(
     assert listed(targets) == ["apps/web:1.0", "apps/web:2.0"]
 
 
+def test_newest_counts_a_time_past_the_calendar_as_unknown(tmp_path: Path) -> None:
+    # RFC 3339 times whose UTC instant falls outside years 1-9999: a registry's image may say
+    # so, and --newest must sort them (as unknown, oldest), not fail the whole audit.
+    server = start_registry("newest_overflow", tmp_path)
+    try:
+        pusher = Pusher(server.url)
+        for tag, created in (
+            ("dated", "2024-01-01T00:00:00Z"),
+            ("after", "9999-12-31T23:59:59-01:00"),
+            ("before", "0001-01-01T00:00:00+01:00"),
+        ):
+            pusher.push("os/time", image(created, f"time:{tag}"), tag)
+        namespace = parse_namespace(f"docker://{server.host}")
+        assert listed(enumerate_targets(namespace, options(), Filters(newest=1))) == ["os/time:dated"]
+    finally:
+        server.stop()
+
+
 def test_the_catalog_scope_is_asked_of_a_token_registry(
     token_registry: RegistryServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
