@@ -1415,7 +1415,7 @@ def _image_list(path: str) -> list[str]:
 
     try:
         return [text for _, text in reference_lines(path)]
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or over a bound of the list
         raise typer.BadParameter(f"{path}: {exc}", param_hint="--from") from None
 
 

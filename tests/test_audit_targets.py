@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from ociboot import pipeline
 from ociboot.audit.targets import (
@@ -24,7 +25,9 @@ from ociboot.audit.targets import (
     parse_namespace,
     targets_from_file,
 )
+from ociboot.cli import app
 from ociboot.errors import CatalogClosed, InvalidReference, InvalidTargetList, RegistryError
+from ociboot.reflist import MAX_LINE_BYTES, MAX_LIST_BYTES
 from ociboot.sources import SourceOptions
 from ociboot.sources.registry import catalog
 from tests.support.imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, build_index
@@ -298,6 +301,21 @@ def test_a_line_that_is_no_registry_image_is_named_by_number(tmp_path: Path, lin
 def test_a_missing_reference_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidTargetList, match="No such file"):
         targets_from_file(str(tmp_path / "absent"), Filters(), options())
+
+
+def test_a_reference_file_of_no_end_is_refused_at_its_bounds_not_held(tmp_path: Path) -> None:
+    listing = tmp_path / "list"
+    listing.write_text("# a list\n" + "x" * (3 * MAX_LINE_BYTES))
+    with pytest.raises(InvalidTargetList, match=f"line 2: over {MAX_LINE_BYTES} bytes"):
+        targets_from_file(str(listing), Filters(), options())
+    # Lines within their bound, but more of them than a list holds.
+    comment = "#" * (MAX_LINE_BYTES - 1) + "\n"
+    listing.write_text(comment * (MAX_LIST_BYTES // len(comment) + 1))
+    with pytest.raises(InvalidTargetList, match=f"over {MAX_LIST_BYTES} bytes"):
+        targets_from_file(str(listing), Filters(), options())
+    # check --from reads its list the same way: a usage error.
+    result = CliRunner().invoke(app, ["check", "--from", str(listing)])
+    assert result.exit_code == 2 and f"over {MAX_LIST_BYTES} bytes" in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize(

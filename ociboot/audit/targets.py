@@ -144,7 +144,7 @@ def targets_from_file(path: str, filters: Filters, options: Options) -> list[Tar
 
     try:
         lines = reference_lines(path)
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or over a bound of the list
         raise InvalidTargetList(f"--from {path}: {exc}") from None
     targets: set[Target] = set()
     for number, text in lines:
