@@ -198,6 +198,29 @@ def test_newest_counts_an_unreadable_tag_as_oldest(
     assert listed(targets) == ["apps/web:1.0", "apps/web:2.0"]
 
 
+def test_newest_counts_a_tag_whose_reading_failed_unexpectedly_as_oldest(
+    namespace_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug or a MemoryError while reading one tag's config (here: 2.0's resolution raises what
+    # no ociboot error is) makes its time unknown, as `check` makes such an image unreadable:
+    # never a traceback that ends the whole audit.
+    from ociboot import image as image_module
+
+    real = image_module.resolve_index
+
+    def failing(source, limit, top=None):  # type: ignore[no-untyped-def]
+        if "2.0" in str(source.ref):
+            raise RuntimeError("a bug")
+        return real(source, limit, top)
+
+    monkeypatch.setattr(image_module, "resolve_index", failing)
+    host = namespace_registry.host
+    listing = tmp_path / "list"
+    listing.write_text(f"{host}/apps/web:1.0\n{host}/apps/web:2.0\n")
+    targets = targets_from_file(str(listing), Filters(newest=1), options())
+    assert listed(targets) == ["apps/web:1.0"]
+
+
 def test_newest_counts_a_time_past_the_calendar_as_unknown(tmp_path: Path) -> None:
     # RFC 3339 times whose UTC instant falls outside years 1-9999: a registry's image may say
     # so, and --newest must sort them (as unknown, oldest), not fail the whole audit.

@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import InvalidReference, InvalidTargetList, OcibootError
+from ..errors import InvalidReference, InvalidTargetList
 from ..ref import Transport, parse_ref, redact
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def _created(target: Target, options: Options) -> dt.datetime | None:
         with opened(target.reference, options) as source:
             top = pin(source)
             _, images = resolve_index(source, MAX_INDEX_IMAGES, top)
-    except OcibootError:
+    except Exception:  # a bug or MemoryError on a hostile image too: unknown, as check_reference would
         return None
     times = [t for image in images if (t := parse_time(image.config.created)) is not None]
     return max(times, default=None)
