@@ -220,6 +220,37 @@ def test_resume_skips_the_digests_already_judged(
     assert sorted(out.splitlines()) == sorted(judged)
 
 
+def test_resume_judges_again_what_another_policy_judged(
+    namespace: Namespace, fresh: tuple[int, str, Path], tmp_path: Path
+) -> None:
+    """A verdict is the image's under one policy: resumed under another (here --skip of the
+    rule that made B not bootable, or a record from before ociboot said what judged it), every
+    digest is judged again and the new verdict is the one written."""
+    lines = [line for line in fresh[2].read_text().splitlines() if json.loads(line)["bootable"] is False]
+    failed = sorted({rule for line in lines for rule in json.loads(line)["failed"]})
+    configs = sorted(
+        {
+            i.config.digest
+            for i in namespace.images.values()
+            if i.digest in {json.loads(line)["digest"] for line in lines}
+        }
+    )
+    resume = tmp_path / "earlier.jsonl"
+    resume.write_text("".join(line + "\n" for line in lines))
+    before = namespace.gets(configs)
+    skips = [arg for rule in failed for arg in ("--skip", rule)]
+    code, out, _ = audit(
+        namespace.url, "--repo", "^os/r", "--resume", str(resume), "--format", "jsonl", *skips
+    )
+    assert code == 0 and all(r.bootable for r in records(out))
+    assert namespace.gets(configs) - before == len(configs)  # each judged again, once
+    # A record that does not say what judged it is judged again too.
+    resume.write_text("".join(json.dumps({**json.loads(line), "judged_with": None}) + "\n" for line in lines))
+    before = namespace.gets(configs)
+    code, out, _ = audit(namespace.url, "--repo", "^os/r", "--resume", str(resume), "--format", "jsonl")
+    assert code == 1 and namespace.gets(configs) - before == len(configs)
+
+
 def test_a_bad_resume_line_is_a_usage_error_naming_it(namespace: Namespace, tmp_path: Path) -> None:
     resume = tmp_path / "resume.jsonl"
     resume.write_text('{"registry": "x"}\n')
@@ -330,11 +361,12 @@ def test_a_stored_result_is_reused_only_for_the_digest_it_judged(
     now, moved_from = namespace.images["os/r1", "v1"], namespace.images["os/r1", "v3"]
     resume = tmp_path / "earlier.jsonl"
     # What an earlier run said (false on purpose, to see where it is believed): v1 named the
-    # digest it names now; v5 named another digest then.
+    # digest it names now; v5 named another digest then.  Both judged as this audit judges.
+    key = audit_run.judging_key(Policy(), pipeline.Options())
     resume.write_text(
-        AuditRecord(host, "os/r1", "v1", now.digest, False, ("KRN-001",)).line()
+        AuditRecord(host, "os/r1", "v1", now.digest, False, ("KRN-001",), judged_with=key).line()
         + "\n"
-        + AuditRecord(host, "os/r1", "v5", moved_from.digest, False, ("KRN-001",)).line()
+        + AuditRecord(host, "os/r1", "v5", moved_from.digest, False, ("KRN-001",), judged_with=key).line()
         + "\n"
     )
     code, out, _ = audit(

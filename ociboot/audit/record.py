@@ -50,6 +50,9 @@ class AuditRecord:
     warned: tuple[str, ...] = ()
     error: str | None = None
     platforms: tuple[str, ...] = field(default=())
+    #: What the verdict depends on besides the image (`judging_key`): --resume reuses a verdict
+    #: only when it is the same now.  None in a record of an unresolved tag.
+    judged_with: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -70,6 +73,7 @@ class AuditRecord:
             "warned": list(self.warned),
             "error": self.error,
             "platforms": list(self.platforms),
+            "judged_with": self.judged_with,
         }
 
     def line(self) -> str:
@@ -102,6 +106,7 @@ class AuditRecord:
                 warned=_texts(data.get("warned", [])),
                 error=_optional_text(data.get("error")),
                 platforms=_texts(data.get("platforms", [])),
+                judged_with=_optional_text(data.get("judged_with")),
             )
         except KeyError as exc:
             raise NotARecord(f"no {exc.args[0]!r} key") from None

@@ -71,6 +71,19 @@ def resumed(lines: Iterable[str]) -> Resumed:
     return Resumed(judged, frozenset(seen))
 
 
+def judging_key(policy: Policy, options: Options) -> str:
+    """What a verdict depends on besides the image, as one digest: the policy as given (its
+    lists' order too, as the verdict cache keys it), --platform, ociboot's version and code."""
+    from .. import __version__
+    from ..cache import code_fingerprint
+    from ..digest import Digest
+
+    platform = str(options.platform) if options.platform is not None else ""
+    parts = [policy.canonical(as_given=True), platform.encode(), __version__.encode()]
+    parts.append((code_fingerprint() or "").encode())
+    return str(Digest.of(b"\n".join(parts)))
+
+
 def audit(
     targets: list[Target],
     policy: Policy,
@@ -87,7 +100,11 @@ def audit(
     record: one whose image the executor gave no answer for is unreadable (NOT_JUDGED)."""
     from .record import from_checked
 
-    stored = earlier.judged if earlier is not None else {}
+    key = judging_key(policy, options)
+    # A verdict of another policy, platform or ociboot is no verdict of this audit's.
+    stored = {
+        d: r for d, r in (earlier.judged if earlier is not None else {}).items() if r.judged_with == key
+    }
     handed: dict[str, str] = {}  # reference handed to the executor -> its digest
     waiting: dict[str, list[Target]] = {}  # that digest -> its tags so far
     # A digest judged: one record, not what check found (reports hold whole fact sheets).
@@ -126,8 +143,16 @@ def audit(
         if digest is None or digest not in waiting:
             continue  # not asked for, or answered before: the first answer stands
         first, *others = waiting.pop(digest)
-        judged[digest] = one = from_checked(
-            first.registry, first.repository, first.tag, digest, checked, fatal_warnings=policy.fatal_warnings
+        judged[digest] = one = replace(
+            from_checked(
+                first.registry,
+                first.repository,
+                first.tag,
+                digest,
+                checked,
+                fatal_warnings=policy.fatal_warnings,
+            ),
+            judged_with=key,
         )
         for record in (one, *(named(one, target) for target in others)):
             recorded.add(_tag_of(record))
