@@ -25,6 +25,7 @@ from ociboot.boot.initrd import InitrdInfo
 from ociboot.boot.kernel import KernelInfo
 from ociboot.boot.scan import PackageDbResult
 from ociboot.cache import AnalysisCodec, decode_index, encode_index, store
+from ociboot.cache import remote as remote_module
 from ociboot.cache.remote import BUILD_LOCK_SECONDS, KEY_VARIABLE, RemoteCache
 from ociboot.cli import app
 from ociboot.digest import Digest
@@ -358,3 +359,59 @@ def test_a_value_over_the_cap_is_refused_unread(redis_server: RedisServer, key: 
     assert remote.get(name, 1 << 20) is None
     assert sent() - before < 64 << 10  # a few replies, not the value nor the cap's worth of it
     assert remote.get(name, 4 << 20) is not None  # the same value, under a cap it fits
+
+
+class Impostor:
+    """A hostile server at a redis:// URL: to whatever the client sends first it answers one bulk
+    reply announcing `announced` bytes, then sends `body` bytes of it in `chunk`s, `pause` apart,
+    until the client hangs up; `sent` is how many bytes of it the client let through."""
+
+    def __init__(self, announced: int, body: int, chunk: int, pause: float) -> None:
+        self.announced, self.body, self.chunk, self.pause = announced, body, chunk, pause
+        self.sent = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            try:
+                conn.sendall(f"${self.announced}\r\n".encode())
+                block = b"x" * self.chunk
+                while self.sent < self.body:
+                    conn.sendall(block)
+                    self.sent += len(block)
+                    time.sleep(self.pause)
+            except OSError:  # the client hung up: what it let through is counted
+                pass
+
+    def close(self) -> int:
+        self.thread.join(timeout=120)
+        self.listener.close()
+        return self.sent
+
+
+def test_an_impostor_announcing_a_huge_reply_is_cut_off(key: bytes) -> None:
+    # 256 MiB announced, 64 MiB of it sent as fast as the client reads: redis-py alone reads all.
+    impostor = Impostor(256 << 20, 64 << 20, 1 << 20, 0)
+    warnings: list[str] = []
+    remote = RemoteCache(impostor.url, key, warn=warnings.append)
+    assert remote.get(remote.name("layer", "sha256:" + "0" * 64, "k"), 1 << 20) is None
+    sent = impostor.close()
+    # The reply cap, plus what the two kernels' socket buffers held when the client hung up.
+    assert sent < 32 << 20
+    assert len(warnings) == 1 and "longer than" in warnings[0] and not remote.available
+
+
+def test_an_impostor_trickling_a_reply_is_given_up_on(key: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote_module, "CALL_TIMEOUT_SECONDS", 0.5)
+    # A byte every 50 ms: each within the socket timeout, so only a deadline per reply ends it.
+    impostor = Impostor(1000, 400, 1, 0.05)
+    warnings: list[str] = []
+    remote = RemoteCache(impostor.url, key, warn=warnings.append)
+    assert remote.get(remote.name("layer", "sha256:" + "0" * 64, "k"), 1 << 20) is None
+    assert impostor.close() < 200
+    assert len(warnings) == 1 and "unavailable" in warnings[0] and not remote.available

@@ -24,7 +24,9 @@ Redis is an optimisation, never an authority: a server that is down, refuses the
 times out (every call is bounded by CALL_TIMEOUT_SECONDS) or answers something that is not Redis
 is one warning, then the run continues with the local cache only.  A value longer than its cap
 (STRLEN) is refused unread; otherwise it is read in GETRANGE pieces up to that length, so at
-most the cap (plus the MAC) ever crosses the wire even if the value grew meanwhile.  The
+most the cap (plus the MAC) ever crosses the wire even if the value grew meanwhile.  And since
+the server itself may be an impostor, every reply is read through a meter (MAX_REPLY_BYTES,
+CALL_TIMEOUT_SECONDS for the whole reply), not as long or as slowly as it announces.  The
 URL may hold a password: it is shown only as `shown` (password masked) in every message.
 """
 
@@ -39,12 +41,15 @@ import hmac
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 
 import redis
+from redis._parsers import _RESP2Parser
+from redis._parsers.socket import SocketBuffer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -56,7 +61,8 @@ KEY_VARIABLE = "OCIBOOT_CACHE_KEY"
 MIN_KEY_BYTES = 32
 #: URL schemes redis-py connects with: plain TCP, TLS, a Unix socket.
 SCHEMES = ("redis", "rediss", "unix")
-#: Every Redis call (connect, and each read or write) gives up after this long.
+#: Every Redis call (connect, each write, and each reply however slowly it trickles in) gives up
+#: after this long.
 CALL_TIMEOUT_SECONDS = 5.0
 #: A build lock expires after this long; a process waiting for another's build waits at most this.
 BUILD_LOCK_SECONDS = 60
@@ -68,6 +74,9 @@ _POLL_FIRST, _POLL_MAX = 0.02, 0.5
 _MAC_BYTES = hashlib.sha256().digest_size
 #: A value is read in GETRANGE pieces of at most this many bytes.
 _PIECE_BYTES = 4 << 20
+#: The longest reply read from the server: a GETRANGE piece and its framing.  A server announcing
+#: a longer one (whatever command it answers) is cut off there, not read as announced.
+MAX_REPLY_BYTES = _PIECE_BYTES + (64 << 10)
 # Deletes the lock only if it still holds our token: an expired lock taken by another is theirs.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
@@ -136,6 +145,9 @@ class RemoteCache:
                 # A server that is down stays down for the run: no retry multiplies the wait.
                 retry=Retry(NoBackoff(), 0),
                 retry_on_timeout=False,
+                # RESP2 and our parser: every reply bounded in bytes and time (_Metered).
+                protocol=2,
+                parser_class=_BoundedParser,
             )
         except (ValueError, redis.RedisError) as exc:
             raise CacheUrlError(f"cache URL {self.shown}: {self._clean(exc)}") from None
@@ -245,6 +257,62 @@ class RemoteCache:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+class _ReplyTooLong(redis.ConnectionError):
+    pass
+
+
+class _Metered:
+    """The connection's socket as the reply parser reads it: at most MAX_REPLY_BYTES and
+    CALL_TIMEOUT_SECONDS per reply, however much a server announces or however slowly it sends
+    (a socket timeout alone restarts with every byte)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._timeout = sock.gettimeout()
+        self.start()
+
+    def start(self) -> None:
+        self._left = MAX_REPLY_BYTES
+        self._deadline = time.monotonic() + CALL_TIMEOUT_SECONDS
+
+    def settimeout(self, value: float | None) -> None:
+        self._timeout = value
+        self._sock.settimeout(value)
+
+    def recv(self, size: int) -> bytes:
+        if self._timeout == 0:  # a poll for pending bytes (one read of at most `size`) cannot stall
+            return self._sock.recv(size)
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("a Redis reply took longer than the call timeout")
+        if self._left <= 0:
+            raise _ReplyTooLong(f"a reply longer than {MAX_REPLY_BYTES} bytes")
+        self._sock.settimeout(remaining if self._timeout is None else min(self._timeout, remaining))
+        data = self._sock.recv(min(size, self._left))
+        self._left -= len(data)
+        return data
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class _BoundedParser(_RESP2Parser):
+    """redis-py's own RESP2 parser, reading through _Metered; each reply starts a new meter."""
+
+    _meter: _Metered | None = None
+
+    def on_connect(self, connection: redis.Connection) -> None:
+        super().on_connect(connection)
+        if connection._sock is not None:
+            self._meter = _Metered(connection._sock)
+            self._buffer = SocketBuffer(self._meter, self.socket_read_size, connection.socket_timeout)
+
+    def read_response(self, *args: object, **kwargs: object) -> object:
+        if self._meter is not None:
+            self._meter.start()
+        return super().read_response(*args, **kwargs)
 
 
 def _getrange(client: redis.Redis, *, name: str, start: int, end: int) -> object:
