@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import bcrypt
 import dask
 import pytest
 
-from ociboot import pipeline
+from ociboot import __version__, pipeline
 from ociboot.audit import record
 from ociboot.audit.dask import CONNECT_TIMEOUT, DaskExecutor, _plugin_name, scheduler_address
 from ociboot.audit.executor import Threads, open_executor
@@ -31,7 +32,7 @@ from ociboot.errors import ExecutorUnavailable
 from ociboot.pipeline import Checked
 from ociboot.sources import SourceOptions
 from tests.support.bootimages import generic
-from tests.support.dask_cluster import DaskCluster, start_cluster, tls_files
+from tests.support.dask_cluster import ROOT, DaskCluster, start_cluster, tls_files
 from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import build_index
 from tests.support.registry_push import Pusher
@@ -246,6 +247,30 @@ def test_a_task_that_errs_is_unreadable_never_a_pass(
         assert checked.image == reference and not checked.reports
         (unreadable,) = checked.unreadable
         assert unreadable.error.startswith("its Dask task failed (LookupError: "), unreadable.error
+
+
+def test_a_worker_of_another_ociboot_judges_nothing(tmp_path: Path, targets: list[Target]) -> None:
+    """A worker importing an older ociboot (another version, other code) would judge by rules
+    the client does not have: each image it is given is Unreadable, saying why."""
+    older = tmp_path / "older"
+    shutil.copytree(ROOT / "ociboot", older / "ociboot", ignore=shutil.ignore_patterns("__pycache__"))
+    init = older / "ociboot" / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{__version__}"', '__version__ = "0.0.1"'))
+    cluster = start_cluster(tmp_path / "dask", workers=1, threads=1, worker_root=older)
+    try:
+        executor = DaskExecutor(cluster.spec, Policy(), _options(), 2)
+        try:
+            found = dict(executor.checked(t.reference for t in targets[:2]))
+        finally:
+            executor.close()
+    finally:
+        cluster.stop()
+    assert sorted(found) == sorted(t.reference for t in targets[:2])
+    for checked in found.values():
+        assert not checked.reports
+        (unreadable,) = checked.unreadable
+        assert "runs ociboot 0.0.1 (code " in unreadable.error, unreadable.error
+        assert f"not the client's {__version__} (code " in unreadable.error
 
 
 @pytest.fixture(scope="module")
