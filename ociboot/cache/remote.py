@@ -40,6 +40,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -101,20 +102,19 @@ def key_from_env(env: Mapping[str, str] | None = None) -> bytes:
 
 
 def redact(url: str) -> str:
-    """The URL with its password (and a username beside it) masked."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        if parts.password is None and "password=" not in parts.query:
-            return url
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        query = "&".join(
-            f"{k}=***" if k == "password" else f"{k}={v}" for k, v in urllib.parse.parse_qsl(parts.query)
-        )
-        return urllib.parse.urlunsplit((parts.scheme, f"***@{host}", parts.path, query, ""))
-    except ValueError:
-        return "(an unparsable URL)"
+    """The URL with its userinfo and any `password=` value masked.
+
+    The userinfo is all between `://` and the last `@` (_userinfo), not what a URL parser takes
+    it for: a password with an unescaped `/`, `?` or `#` ends a parser's host part early and
+    would otherwise be shown whole (a `@` in a query only masks more than needed)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo = _userinfo(url)
+    if userinfo:
+        rest = "***" + rest[len(userinfo) :]
+    return scheme + sep + _QUERY_PASSWORD.sub("***", rest)
+
+
+_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&#]*")
 
 
 class RemoteCache:
@@ -126,6 +126,11 @@ class RemoteCache:
         if scheme not in SCHEMES:
             raise CacheUrlError(
                 f"cache URL {redact(url)}: the scheme must be one of {', '.join(s + '://' for s in SCHEMES)}"
+            )
+        if any(c in _userinfo(url) for c in "/?#"):  # redis-py would take a piece of it for the host
+            raise CacheUrlError(
+                f"cache URL {redact(url)}: its password holds a '/', '?' or '#', which a URL"
+                " cannot hold unescaped: percent-encode them (%2F, %3F, %23)"
             )
         if len(key) < MIN_KEY_BYTES:
             raise CacheUrlError(f"a shared cache key needs at least {MIN_KEY_BYTES} bytes, not {len(key)}")
@@ -319,11 +324,19 @@ def _getrange(client: redis.Redis, *, name: str, start: int, end: int) -> object
     return client.getrange(name, start, end)
 
 
+def _userinfo(url: str) -> str:
+    """All between `://` and the last `@` (redact's userinfo); empty without one."""
+    _, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    # unix:///run/redis@main/sock: a path, not a userinfo
+    return rest[:at] if sep and at > 0 and not rest.startswith("/") else ""
+
+
 def _url_secrets(url: str) -> list[str]:
-    try:
-        parts = urllib.parse.urlsplit(url)
-        found = [parts.password or "", urllib.parse.unquote(parts.password or "")]
-        found += [v for k, v in urllib.parse.parse_qsl(parts.query) if k == "password"]
-        return sorted(set(found), key=len, reverse=True)
-    except ValueError:
-        return []
+    """What a message quoting parts of the URL must not show: the userinfo and its password,
+    as written and percent-decoded, and `password=` values; longest first."""
+    userinfo = _userinfo(url)
+    found = [userinfo, userinfo.partition(":")[2]]
+    found += _QUERY_PASSWORD.findall(url.partition("://")[2])
+    found += [urllib.parse.unquote(text) for text in found]
+    return sorted({text for text in found if text}, key=len, reverse=True)
