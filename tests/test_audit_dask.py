@@ -25,7 +25,7 @@ import pytest
 
 from ociboot import __version__, pipeline
 from ociboot.audit import record
-from ociboot.audit.dask import CONNECT_TIMEOUT, DaskExecutor, _plugin_name, scheduler_address
+from ociboot.audit.dask import CONNECT_TIMEOUT, DaskExecutor, _plugin_name, _Remote, scheduler_address
 from ociboot.audit.executor import Threads, open_executor
 from ociboot.boot.context import Policy
 from ociboot.errors import ExecutorUnavailable
@@ -229,6 +229,12 @@ def _shown(name: str, dask_worker: Any) -> str:
     """How a worker's plugin shows itself, as a log line or a traceback would show it."""
     plugin = dask_worker.plugins[name]
     return f"{plugin!r} {plugin!s}"
+
+
+def test_the_shared_caches_url_and_key_are_not_in_a_repr() -> None:
+    key = uuid.uuid4().bytes * 2
+    shown = repr(_Remote(f"redis://:{PASSWORD}@127.0.0.1:1/0", key))
+    assert PASSWORD not in shown and key.hex() not in shown and repr(key) not in shown
 
 
 def test_a_task_that_errs_is_unreadable_never_a_pass(

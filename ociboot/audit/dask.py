@@ -40,7 +40,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from distributed import Client, Future, WorkerPlugin, as_completed, get_worker
@@ -70,10 +70,11 @@ def scheduler_address(spec: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Remote:
-    """What a worker needs to open the client's shared remote cache (LayerCache.remote)."""
+    """What a worker needs to open the client's shared remote cache (LayerCache.remote); both
+    are secrets, so neither is in its repr (a log line or an error quoting it)."""
 
-    url: str
-    key: str | None
+    url: str = field(repr=False)
+    key: bytes = field(repr=False)
 
 
 class _Plugin(WorkerPlugin):
