@@ -427,3 +427,45 @@ def test_a_password_with_a_url_delimiter_is_never_shown(key: bytes, mark: str) -
     assert "percent-encode" in err
     for piece in secret.split(mark):
         assert piece not in out + err
+
+
+class Dribbler:
+    """A hostile server speaking RESP: a value of `size` bytes by STRLEN, yet one byte of it per
+    GETRANGE, however many were asked for; `getranges` counts what it was asked."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.getranges = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn, conn.makefile("rb") as commands:
+            while header := commands.readline():
+                words = []
+                for _ in range(int(header[1:])):
+                    length = int(commands.readline()[1:])
+                    words.append(commands.read(length + 2)[:-2].upper())
+                if words[0] == b"STRLEN":
+                    conn.sendall(b":%d\r\n" % self.size)
+                elif words[0] == b"GETRANGE":
+                    self.getranges += 1
+                    conn.sendall(b"$1\r\nx\r\n")
+                elif words[0] == b"HELLO":
+                    conn.sendall(b"-ERR unknown command\r\n")
+                else:
+                    conn.sendall(b"+OK\r\n")
+
+    def close(self) -> int:
+        self.listener.close()
+        return self.getranges
+
+
+def test_a_server_dribbling_a_value_costs_one_read_not_one_per_byte(key: bytes) -> None:
+    dribbler = Dribbler(4000)
+    remote = RemoteCache(dribbler.url, key, warn=pytest.fail)
+    assert remote.get(remote.name("layer", "sha256:" + "0" * 64, "k"), 1 << 20) is None
+    assert dribbler.close() == 1  # a short piece is a value that changed: a miss

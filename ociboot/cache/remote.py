@@ -185,9 +185,11 @@ class RemoteCache:
         while len(got) < size:
             start, end = len(got), min(len(got) + _PIECE_BYTES, size)
             piece = self._call(functools.partial(_getrange, name=name, start=start, end=end - 1), name)
-            if not isinstance(piece, bytes) or not piece:
+            if not isinstance(piece, bytes) or len(piece) != end - start:
+                # A value that shrank meanwhile, or a server dribbling it: either way a miss,
+                # after at most size / _PIECE_BYTES calls, never one call per byte.
                 return None
-            got += piece[: size - len(got)]
+            got += piece
         view = memoryview(got)
         if len(got) < _MAC_BYTES or not hmac.compare_digest(
             view[:_MAC_BYTES], self._mac(name, view[_MAC_BYTES:])
