@@ -87,6 +87,11 @@ def sealed(key: bytes, name: str, data: bytes) -> bytes:
     return hmac.new(key, name.encode() + b"\0" + data, hashlib.sha256).digest() + data
 
 
+def sealed_lock(key: bytes, lock: str, token: str) -> str:
+    """A build lock as remote.py seals it: a token of 32 characters, then its MAC (hex)."""
+    return token + hmac.new(key, lock.encode() + b"\0" + token.encode(), hashlib.sha256).hexdigest()
+
+
 # --- separate processes share layer work ---------------------------------------------------------
 
 
@@ -331,10 +336,11 @@ def test_a_dead_holders_lock_expires_and_is_not_released_by_another(
     remote = RemoteCache(redis_server.url, key)
     name = remote.name("layer", "sha256:" + os.urandom(32).hex(), "k")
     client = redis_server.client()
-    client.set(f"{name}:lock", "a dead process", px=300)  # a holder that died before releasing
+    dead = sealed_lock(key, f"{name}:lock", "d" * 32)
+    client.set(f"{name}:lock", dead, px=300)  # a holder of the run that died before releasing
     with remote.building(name, 1 << 20) as found:
         assert found is None  # the lock expired: this process builds
-        assert client.get(f"{name}:lock") not in (None, b"a dead process")
+        assert client.get(f"{name}:lock") not in (None, dead.encode())
         assert 0 < client.pttl(f"{name}:lock") <= BUILD_LOCK_SECONDS * 1000
         client.set(f"{name}:lock", "the next holder")  # ours expired meanwhile, another took it
     assert client.get(f"{name}:lock") == b"the next holder"  # ours is not theirs to release
@@ -469,3 +475,16 @@ def test_a_server_dribbling_a_value_costs_one_read_not_one_per_byte(key: bytes) 
     remote = RemoteCache(dribbler.url, key, warn=pytest.fail)
     assert remote.get(remote.name("layer", "sha256:" + "0" * 64, "k"), 1 << 20) is None
     assert dribbler.close() == 1  # a short piece is a value that changed: a miss
+
+
+def test_a_lock_not_sealed_with_the_key_delays_nobody(redis_server: RedisServer, key: bytes) -> None:
+    # Anyone who can write in Redis can set a lock, with no expiry, on every layer it sees named.
+    remote = RemoteCache(redis_server.url, key)
+    name = remote.name("layer", "sha256:" + os.urandom(32).hex(), "k")
+    client = redis_server.client()
+    client.set(f"{name}:lock", "e" * 32 + "0" * 64)
+    before = int(client.info("commandstats")["cmdstat_strlen"]["calls"])
+    with remote.building(name, 1 << 20) as found:
+        assert found is None  # built at once: not one poll for the entry
+    assert int(client.info("commandstats")["cmdstat_strlen"]["calls"]) - before == 1
+    assert client.get(f"{name}:lock") == b"e" * 32 + b"0" * 64  # not ours to release

@@ -15,10 +15,11 @@ key, so that runs under different keys do not read each other's values at all.  
 after ENTRY_TTL_SECONDS, so the random-key entries of past runs do not pile up.
 
 Single flight across processes: before building a missing layer a process takes a lock (SET NX
-PX with a random token, released only by its holder, by a compare-and-delete script); others
-poll for the entry, at most BUILD_LOCK_SECONDS, after which the lock has expired and they take
-it (a holder that died blocks no one for longer).  A build that takes longer than that is
-duplicated, never waited for without end.
+PX with a random token sealed like a value, released only by its holder, by a compare-and-delete
+script); others poll for the entry, at most BUILD_LOCK_SECONDS, after which the lock has expired
+and they take it (a holder that died blocks no one for longer), and only while the lock is
+sealed with the key (one written by someone without it, with no expiry, delays nobody).  A
+build that takes longer than that is duplicated, never waited for without end.
 
 Redis is an optimisation, never an authority: a server that is down, refuses the password,
 times out (every call is bounded by CALL_TIMEOUT_SECONDS) or answers something that is not Redis
@@ -209,9 +210,11 @@ class RemoteCache:
     def building(self, name: str, limit: int) -> Iterator[bytes | None]:
         """The entry `name`, once it is there (None: build it).  Without it, this process takes
         the build lock, or waits for the holder's entry (at most BUILD_LOCK_SECONDS); the lock
-        is released when the block ends."""
+        is released when the block ends.  A lock is sealed like a value: one not sealed with
+        our key (anyone can write one, with no expiry) is not waited for."""
         lock = f"{name}:lock"
         token = secrets.token_hex(16)
+        sealed = token + self._mac(lock, token.encode()).hex()
         deadline = time.monotonic() + BUILD_LOCK_SECONDS
         pause = _POLL_FIRST
         held = False
@@ -220,8 +223,13 @@ class RemoteCache:
             if found is not None:
                 yield found
                 return
-            held = bool(self._call(lambda r: r.set(lock, token, nx=True, px=BUILD_LOCK_SECONDS * 1000), lock))
+            ours = functools.partial(_take, lock=lock, value=sealed)
+            held = bool(self._call(ours, lock))
             if held or time.monotonic() >= deadline:
+                break
+            holder = self._call(lambda r: r.get(lock), lock)
+            if holder is not None and not self._ours(lock, holder):  # None: released meanwhile
+                log.debug("build lock %s ignored: not sealed with our key", lock)
                 break
             time.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
@@ -229,7 +237,14 @@ class RemoteCache:
             yield None
         finally:
             if held:
-                self._call(lambda r: r.eval(_RELEASE, 1, lock, token), lock)
+                self._call(lambda r: r.eval(_RELEASE, 1, lock, sealed), lock)
+
+    def _ours(self, lock: str, value: object) -> bool:
+        """Whether a lock's value is a token sealed with our key (building)."""
+        if not isinstance(value, bytes) or len(value) != 32 + 2 * _MAC_BYTES:
+            return False
+        token, mac = value[:32], value[32:]
+        return hmac.compare_digest(mac, self._mac(lock, token).hex().encode())
 
     # -- helpers
 
@@ -320,6 +335,10 @@ class _BoundedParser(_RESP2Parser):
         if self._meter is not None:
             self._meter.start()
         return super().read_response(*args, **kwargs)
+
+
+def _take(client: redis.Redis, *, lock: str, value: str) -> object:
+    return client.set(lock, value, nx=True, px=BUILD_LOCK_SECONDS * 1000)
 
 
 def _getrange(client: redis.Redis, *, name: str, start: int, end: int) -> object:
