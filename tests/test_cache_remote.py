@@ -87,8 +87,10 @@ def sealed(key: bytes, name: str, data: bytes) -> bytes:
     return hmac.new(key, name.encode() + b"\0" + data, hashlib.sha256).digest() + data
 
 
-def sealed_lock(key: bytes, lock: str, token: str) -> str:
-    """A build lock as remote.py seals it: a token of 32 characters, then its MAC (hex)."""
+def sealed_lock(key: bytes, lock: str, taken: float) -> str:
+    """A build lock as remote.py seals it: a token of 32 characters (when it was taken, then
+    random), then its MAC (hex)."""
+    token = f"{int(taken):012d}" + os.urandom(10).hex()
     return token + hmac.new(key, lock.encode() + b"\0" + token.encode(), hashlib.sha256).hexdigest()
 
 
@@ -336,7 +338,7 @@ def test_a_dead_holders_lock_expires_and_is_not_released_by_another(
     remote = RemoteCache(redis_server.url, key)
     name = remote.name("layer", "sha256:" + os.urandom(32).hex(), "k")
     client = redis_server.client()
-    dead = sealed_lock(key, f"{name}:lock", "d" * 32)
+    dead = sealed_lock(key, f"{name}:lock", time.time())
     client.set(f"{name}:lock", dead, px=300)  # a holder of the run that died before releasing
     with remote.building(name, 1 << 20) as found:
         assert found is None  # the lock expired: this process builds
@@ -477,14 +479,27 @@ def test_a_server_dribbling_a_value_costs_one_read_not_one_per_byte(key: bytes) 
     assert dribbler.close() == 1  # a short piece is a value that changed: a miss
 
 
-def test_a_lock_not_sealed_with_the_key_delays_nobody(redis_server: RedisServer, key: bytes) -> None:
-    # Anyone who can write in Redis can set a lock, with no expiry, on every layer it sees named.
+@pytest.mark.parametrize("sealing", ["not sealed", "sealed long ago"])
+def test_a_lock_not_sealed_with_the_key_delays_nobody(
+    redis_server: RedisServer, key: bytes, sealing: str
+) -> None:
+    # Anyone who can write in Redis can set a lock, with no expiry, on every layer it sees named,
+    # or set again a sealed one it saw there (having deleted the entry built under it).
     remote = RemoteCache(redis_server.url, key)
     name = remote.name("layer", "sha256:" + os.urandom(32).hex(), "k")
+    lock = f"{name}:lock"
+    planted = {
+        "not sealed": f"{int(time.time()):012d}" + "e" * 20 + "0" * 64,
+        "sealed long ago": sealed_lock(key, lock, time.time() - 2 * BUILD_LOCK_SECONDS),
+    }[sealing]
     client = redis_server.client()
-    client.set(f"{name}:lock", "e" * 32 + "0" * 64)
-    before = int(client.info("commandstats")["cmdstat_strlen"]["calls"])
+    client.set(lock, planted)
+
+    def looks() -> int:  # STRLENs the server has answered: one per look for the entry
+        return int(client.info("commandstats").get("cmdstat_strlen", {}).get("calls", 0))
+
+    before = looks()
     with remote.building(name, 1 << 20) as found:
         assert found is None  # built at once: not one poll for the entry
-    assert int(client.info("commandstats")["cmdstat_strlen"]["calls"]) - before == 1
-    assert client.get(f"{name}:lock") == b"e" * 32 + b"0" * 64  # not ours to release
+    assert looks() - before == 1
+    assert client.get(lock) == planted.encode()  # not ours to release

@@ -213,7 +213,9 @@ class RemoteCache:
         is released when the block ends.  A lock is sealed like a value: one not sealed with
         our key (anyone can write one, with no expiry) is not waited for."""
         lock = f"{name}:lock"
-        token = secrets.token_hex(16)
+        # When it was taken, so that a sealed lock seen in Redis and set again later (after its
+        # entry was deleted) is not waited for past its own lifetime.
+        token = f"{int(time.time()):012d}{secrets.token_hex(10)}"
         sealed = token + self._mac(lock, token.encode()).hex()
         deadline = time.monotonic() + BUILD_LOCK_SECONDS
         pause = _POLL_FIRST
@@ -240,11 +242,14 @@ class RemoteCache:
                 self._call(lambda r: r.eval(_RELEASE, 1, lock, sealed), lock)
 
     def _ours(self, lock: str, value: object) -> bool:
-        """Whether a lock's value is a token sealed with our key (building)."""
+        """Whether a lock's value is a token sealed with our key, taken less than
+        BUILD_LOCK_SECONDS ago (building)."""
         if not isinstance(value, bytes) or len(value) != 32 + 2 * _MAC_BYTES:
             return False
         token, mac = value[:32], value[32:]
-        return hmac.compare_digest(mac, self._mac(lock, token).hex().encode())
+        if not hmac.compare_digest(mac, self._mac(lock, token).hex().encode()):
+            return False
+        return abs(time.time() - int(token[:12])) < BUILD_LOCK_SECONDS
 
     # -- helpers
 
