@@ -6,6 +6,7 @@ or log, and every failure an Unreadable, never a pass."""
 from __future__ import annotations
 
 import base64
+import os
 import pickle
 import shutil
 import socket
@@ -15,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tests.support.bootimages import generic
 from tests.support.dask_cluster import ROOT, DaskCluster, start_cluster, tls_files
 from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import build_index
+from tests.support.redis_server import RedisServer
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, start_registry
 
@@ -163,6 +165,27 @@ def test_the_clients_cache_directory_is_the_workers(
         executor.close()
     assert _lines(targets, found, private.host) == _lines(targets, threads, private.host)
     assert list(options.cache.root.rglob("*.idx")), "the workers wrote no layer index to the cache"
+
+
+def test_a_shared_cache_alone_is_no_directory_on_the_workers(
+    dask_cluster: DaskCluster, targets: list[Target], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """--cache-url without --cache: the client's cache has no directory, and the workers keep
+    their layer indexes in a temporary one of their own, not in a `None` in their cwd."""
+    from ociboot.api import open_cache
+
+    shared = open_cache(None, remote_url=redis_server.url, remote_key=os.urandom(32))
+    options = replace(_options(), cache=shared)
+    assert options.cache is not None and options.cache.root is None
+    executor = DaskExecutor(dask_cluster.spec, Policy(), options, 2)
+    try:
+        found = dict(executor.checked(t.reference for t in targets[:2]))
+        caches = executor.client.run(_cache_root, _plugin_name(executor.run))
+    finally:
+        executor.close()
+    assert all(Path(root).name.startswith(f"ociboot-{executor.run}-") for root in caches.values()), caches
+    assert not (ROOT / "None").exists()
+    assert all(checked.reports for checked in found.values())
 
 
 def test_at_most_jobs_tasks_are_in_flight(dask_cluster: DaskCluster, targets: list[Target]) -> None:

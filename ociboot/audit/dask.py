@@ -236,7 +236,8 @@ class DaskExecutor:
             options.source,
             options.platform,
             options.jobs,
-            str(cache.root) if cache is not None else None,
+            # A shared cache alone has no directory (root None): then each worker has a temporary one.
+            str(cache.root) if cache is not None and cache.root is not None else None,
             _Remote(remote.url, remote.key) if remote is not None else None,
             build_id(),
         )
