@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
 from .report import Report, Unreadable, exit_code
 
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ def open_cache(
     from .boot.initrd import InitrdInfo
     from .boot.kernel import KernelInfo
     from .boot.scan import PackageDbResult
-    from .cache import LayerCache, code_fingerprint, default_cache_dir
+    from .cache import LayerCache, build_id, default_cache_dir
 
     remote = None
     if remote_url is not None:
@@ -149,7 +148,7 @@ def open_cache(
         report_types=(Profile,),
         # The code too, not only the version: an analyzer edited in place would otherwise serve
         # its old results to the rules, and so to a verdict stored under the new code's key.
-        salt=f"{__version__} {code_fingerprint()}",
+        salt=build_id(),
         warn=warn,
         remote=remote,
     )

@@ -6,7 +6,9 @@ or log, and every failure an Unreadable, never a pass."""
 from __future__ import annotations
 
 import base64
+import os
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +24,19 @@ import bcrypt
 import dask
 import pytest
 
-from ociboot import pipeline
+from ociboot import __version__, pipeline
 from ociboot.audit import record
-from ociboot.audit.dask import CONNECT_TIMEOUT, DaskExecutor, _plugin_name, scheduler_address
+from ociboot.audit.dask import CONNECT_TIMEOUT, DaskExecutor, _plugin_name, _Remote, scheduler_address
 from ociboot.audit.executor import Threads, open_executor
 from ociboot.boot.context import Policy
 from ociboot.errors import ExecutorUnavailable
 from ociboot.pipeline import Checked
 from ociboot.sources import SourceOptions
 from tests.support.bootimages import generic
-from tests.support.dask_cluster import DaskCluster, start_cluster, tls_files
+from tests.support.dask_cluster import ROOT, DaskCluster, start_cluster, tls_files
 from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import build_index
+from tests.support.redis_server import RedisServer
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, start_registry
 
@@ -164,6 +167,27 @@ def test_the_clients_cache_directory_is_the_workers(
     assert list(options.cache.root.rglob("*.idx")), "the workers wrote no layer index to the cache"
 
 
+def test_a_shared_cache_alone_is_no_directory_on_the_workers(
+    dask_cluster: DaskCluster, targets: list[Target], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """--cache-url without --cache: the client's cache has no directory, and the workers keep
+    their layer indexes in a temporary one of their own, not in a `None` in their cwd."""
+    from ociboot.api import open_cache
+
+    shared = open_cache(None, remote_url=redis_server.url, remote_key=os.urandom(32))
+    options = replace(_options(), cache=shared)
+    assert options.cache is not None and options.cache.root is None
+    executor = DaskExecutor(dask_cluster.spec, Policy(), options, 2)
+    try:
+        found = dict(executor.checked(t.reference for t in targets[:2]))
+        caches = executor.client.run(_cache_root, _plugin_name(executor.run))
+    finally:
+        executor.close()
+    assert all(Path(root).name.startswith(f"ociboot-{executor.run}-") for root in caches.values()), caches
+    assert not (ROOT / "None").exists()
+    assert all(checked.reports for checked in found.values())
+
+
 def test_at_most_jobs_tasks_are_in_flight(dask_cluster: DaskCluster, targets: list[Target]) -> None:
     executor = DaskExecutor(dask_cluster.spec, Policy(), _options(), 2)
     prefix = f"ociboot-check-{executor.run}-"
@@ -230,6 +254,12 @@ def _shown(name: str, dask_worker: Any) -> str:
     return f"{plugin!r} {plugin!s}"
 
 
+def test_the_shared_caches_url_and_key_are_not_in_a_repr() -> None:
+    key = uuid.uuid4().bytes * 2
+    shown = repr(_Remote(f"redis://:{PASSWORD}@127.0.0.1:1/0", key))
+    assert PASSWORD not in shown and key.hex() not in shown and repr(key) not in shown
+
+
 def test_a_task_that_errs_is_unreadable_never_a_pass(
     dask_cluster: DaskCluster, targets: list[Target]
 ) -> None:
@@ -246,6 +276,30 @@ def test_a_task_that_errs_is_unreadable_never_a_pass(
         assert checked.image == reference and not checked.reports
         (unreadable,) = checked.unreadable
         assert unreadable.error.startswith("its Dask task failed (LookupError: "), unreadable.error
+
+
+def test_a_worker_of_another_ociboot_judges_nothing(tmp_path: Path, targets: list[Target]) -> None:
+    """A worker importing an older ociboot (another version, other code) would judge by rules
+    the client does not have: each image it is given is Unreadable, saying why."""
+    older = tmp_path / "older"
+    shutil.copytree(ROOT / "ociboot", older / "ociboot", ignore=shutil.ignore_patterns("__pycache__"))
+    init = older / "ociboot" / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{__version__}"', '__version__ = "0.0.1"'))
+    cluster = start_cluster(tmp_path / "dask", workers=1, threads=1, worker_root=older)
+    try:
+        executor = DaskExecutor(cluster.spec, Policy(), _options(), 2)
+        try:
+            found = dict(executor.checked(t.reference for t in targets[:2]))
+        finally:
+            executor.close()
+    finally:
+        cluster.stop()
+    assert sorted(found) == sorted(t.reference for t in targets[:2])
+    for checked in found.values():
+        assert not checked.reports
+        (unreadable,) = checked.unreadable
+        assert "runs ociboot 0.0.1 (code " in unreadable.error, unreadable.error
+        assert f"not the client's {__version__} (code " in unreadable.error
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from ociboot.boot.initrd import InitrdInfo
 from ociboot.boot.kernel import KernelInfo
 from ociboot.boot.scan import PackageDbResult
 from ociboot.cache import AnalysisCodec, decode_index, encode_index, store
+from ociboot.cache import remote as remote_module
 from ociboot.cache.remote import BUILD_LOCK_SECONDS, KEY_VARIABLE, RemoteCache
 from ociboot.cli import app
 from ociboot.digest import Digest
@@ -84,6 +85,13 @@ def names(server: RedisServer, kind: str, digest: str) -> list[str]:
 def sealed(key: bytes, name: str, data: bytes) -> bytes:
     """A value as remote.py seals it: HMAC-SHA256 over the name, a NUL and the data, then the data."""
     return hmac.new(key, name.encode() + b"\0" + data, hashlib.sha256).digest() + data
+
+
+def sealed_lock(key: bytes, lock: str, taken: float) -> str:
+    """A build lock as remote.py seals it: a token of 32 characters (when it was taken, then
+    random), then its MAC (hex)."""
+    token = f"{int(taken):012d}" + os.urandom(10).hex()
+    return token + hmac.new(key, lock.encode() + b"\0" + token.encode(), hashlib.sha256).hexdigest()
 
 
 # --- separate processes share layer work ---------------------------------------------------------
@@ -330,10 +338,11 @@ def test_a_dead_holders_lock_expires_and_is_not_released_by_another(
     remote = RemoteCache(redis_server.url, key)
     name = remote.name("layer", "sha256:" + os.urandom(32).hex(), "k")
     client = redis_server.client()
-    client.set(f"{name}:lock", "a dead process", px=300)  # a holder that died before releasing
+    dead = sealed_lock(key, f"{name}:lock", time.time())
+    client.set(f"{name}:lock", dead, px=300)  # a holder of the run that died before releasing
     with remote.building(name, 1 << 20) as found:
         assert found is None  # the lock expired: this process builds
-        assert client.get(f"{name}:lock") not in (None, b"a dead process")
+        assert client.get(f"{name}:lock") not in (None, dead.encode())
         assert 0 < client.pttl(f"{name}:lock") <= BUILD_LOCK_SECONDS * 1000
         client.set(f"{name}:lock", "the next holder")  # ours expired meanwhile, another took it
     assert client.get(f"{name}:lock") == b"the next holder"  # ours is not theirs to release
@@ -358,3 +367,139 @@ def test_a_value_over_the_cap_is_refused_unread(redis_server: RedisServer, key: 
     assert remote.get(name, 1 << 20) is None
     assert sent() - before < 64 << 10  # a few replies, not the value nor the cap's worth of it
     assert remote.get(name, 4 << 20) is not None  # the same value, under a cap it fits
+
+
+class Impostor:
+    """A hostile server at a redis:// URL: to whatever the client sends first it answers one bulk
+    reply announcing `announced` bytes, then sends `body` bytes of it in `chunk`s, `pause` apart,
+    until the client hangs up; `sent` is how many bytes of it the client let through."""
+
+    def __init__(self, announced: int, body: int, chunk: int, pause: float) -> None:
+        self.announced, self.body, self.chunk, self.pause = announced, body, chunk, pause
+        self.sent = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            try:
+                conn.sendall(f"${self.announced}\r\n".encode())
+                block = b"x" * self.chunk
+                while self.sent < self.body:
+                    conn.sendall(block)
+                    self.sent += len(block)
+                    time.sleep(self.pause)
+            except OSError:  # the client hung up: what it let through is counted
+                pass
+
+    def close(self) -> int:
+        self.thread.join(timeout=120)
+        self.listener.close()
+        return self.sent
+
+
+def test_an_impostor_announcing_a_huge_reply_is_cut_off(key: bytes) -> None:
+    # 256 MiB announced, 64 MiB of it sent as fast as the client reads: redis-py alone reads all.
+    impostor = Impostor(256 << 20, 64 << 20, 1 << 20, 0)
+    warnings: list[str] = []
+    remote = RemoteCache(impostor.url, key, warn=warnings.append)
+    assert remote.get(remote.name("layer", "sha256:" + "0" * 64, "k"), 1 << 20) is None
+    sent = impostor.close()
+    # The reply cap, plus what the two kernels' socket buffers held when the client hung up.
+    assert sent < 32 << 20
+    assert len(warnings) == 1 and "longer than" in warnings[0] and not remote.available
+
+
+def test_an_impostor_trickling_a_reply_is_given_up_on(key: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote_module, "CALL_TIMEOUT_SECONDS", 0.5)
+    # A byte every 50 ms: each within the socket timeout, so only a deadline per reply ends it.
+    impostor = Impostor(1000, 400, 1, 0.05)
+    warnings: list[str] = []
+    remote = RemoteCache(impostor.url, key, warn=warnings.append)
+    assert remote.get(remote.name("layer", "sha256:" + "0" * 64, "k"), 1 << 20) is None
+    assert impostor.close() < 200
+    assert len(warnings) == 1 and "unavailable" in warnings[0] and not remote.available
+
+
+@pytest.mark.parametrize("mark", ["/", "?", "#"])
+def test_a_password_with_a_url_delimiter_is_never_shown(key: bytes, mark: str) -> None:
+    # Generated passwords hold such characters; unescaped, a URL parser ends the host part there.
+    secret = f"s3cret{mark}" + os.urandom(6).hex()
+    code, out, err = cli("oci:nowhere", "--cache-url", f"redis://:{secret}@127.0.0.1:6379/0")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("ociboot: error: cache URL redis://***@127.0.0.1:6379/0: ")
+    assert "percent-encode" in err
+    for piece in secret.split(mark):
+        assert piece not in out + err
+
+
+class Dribbler:
+    """A hostile server speaking RESP: a value of `size` bytes by STRLEN, yet one byte of it per
+    GETRANGE, however many were asked for; `getranges` counts what it was asked."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.getranges = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn, conn.makefile("rb") as commands:
+            while header := commands.readline():
+                words = []
+                for _ in range(int(header[1:])):
+                    length = int(commands.readline()[1:])
+                    words.append(commands.read(length + 2)[:-2].upper())
+                if words[0] == b"STRLEN":
+                    conn.sendall(b":%d\r\n" % self.size)
+                elif words[0] == b"GETRANGE":
+                    self.getranges += 1
+                    conn.sendall(b"$1\r\nx\r\n")
+                elif words[0] == b"HELLO":
+                    conn.sendall(b"-ERR unknown command\r\n")
+                else:
+                    conn.sendall(b"+OK\r\n")
+
+    def close(self) -> int:
+        self.listener.close()
+        return self.getranges
+
+
+def test_a_server_dribbling_a_value_costs_one_read_not_one_per_byte(key: bytes) -> None:
+    dribbler = Dribbler(4000)
+    remote = RemoteCache(dribbler.url, key, warn=pytest.fail)
+    assert remote.get(remote.name("layer", "sha256:" + "0" * 64, "k"), 1 << 20) is None
+    assert dribbler.close() == 1  # a short piece is a value that changed: a miss
+
+
+@pytest.mark.parametrize("sealing", ["not sealed", "sealed long ago"])
+def test_a_lock_not_sealed_with_the_key_delays_nobody(
+    redis_server: RedisServer, key: bytes, sealing: str
+) -> None:
+    # Anyone who can write in Redis can set a lock, with no expiry, on every layer it sees named,
+    # or set again a sealed one it saw there (having deleted the entry built under it).
+    remote = RemoteCache(redis_server.url, key)
+    name = remote.name("layer", "sha256:" + os.urandom(32).hex(), "k")
+    lock = f"{name}:lock"
+    planted = {
+        "not sealed": f"{int(time.time()):012d}" + "e" * 20 + "0" * 64,
+        "sealed long ago": sealed_lock(key, lock, time.time() - 2 * BUILD_LOCK_SECONDS),
+    }[sealing]
+    client = redis_server.client()
+    client.set(lock, planted)
+
+    def looks() -> int:  # STRLENs the server has answered: one per look for the entry
+        return int(client.info("commandstats").get("cmdstat_strlen", {}).get("calls", 0))
+
+    before = looks()
+    with remote.building(name, 1 << 20) as found:
+        assert found is None  # built at once: not one poll for the entry
+    assert looks() - before == 1
+    assert client.get(lock) == planted.encode()  # not ours to release

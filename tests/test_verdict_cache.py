@@ -21,12 +21,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ociboot import api, pipeline
-from ociboot import cache as cache_package
 from ociboot.boot import scan
 from ociboot.boot.check import Profile
 from ociboot.boot.context import Policy
 from ociboot.boot.kernel import KernelInfo
 from ociboot.cache import MAX_VERDICT_BYTES, LayerCache, Verdict, code_fingerprint, verdict_key
+from ociboot.cache import verdict as verdict_module
 from ociboot.cache.verdict import VERDICT_FORMAT, VerdictCodec, package_fingerprint
 from ociboot.cli import app
 from ociboot.digest import Digest
@@ -238,7 +238,7 @@ def test_code_changed_without_a_version_bump_analyzes_the_layers_again(
     # A checkout edited in place: same version, same analyzer names, other code.
     monkeypatch.setattr(scan, "analyze_kernel", changed)
     monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "e" * 64)
-    monkeypatch.setattr(cache_package, "code_fingerprint", lambda: "e" * 64)
+    monkeypatch.setattr(verdict_module, "code_fingerprint", lambda: "e" * 64)  # cache.build_id's
     warm = api.check(ref, options=Options(cache=api.open_cache(tmp_path / "c")))
     assert warm.reports[0].facts["kernel"]["version"] == "9.9.9-changed"
 

@@ -13,6 +13,10 @@ credentials are in it (the client's certificates come from Dask's configuration,
 `distributed.comm.tls.*`, e.g. DASK_DISTRIBUTED__COMM__TLS__CA_FILE).  `--authfile` and the default auth files
 and credential helpers are read on the worker, at the same paths.
 
+A worker judges only if it runs the client's very ociboot (cache.build_id: version and code): one
+with an older or edited ociboot would judge by other rules, so every image it is given is
+Unreadable, saying so, rather than passed by rules the client does not have.
+
 Cache: the client's local cache directory when it has one, at the same path on the worker (a
 worker on another machine has its own there), else a temporary directory per worker made when
 the plugin is set up (in the worker's scratch space, `--local-directory`) and removed at
@@ -36,11 +40,12 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from distributed import Client, Future, WorkerPlugin, as_completed, get_worker
 
+from ..cache import build_id
 from ..errors import ExecutorUnavailable
 from ..pipeline import Checked, Options, RegistryState, check_reference, exception_detail, failure_line
 from ..ref import redact
@@ -65,10 +70,11 @@ def scheduler_address(spec: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Remote:
-    """What a worker needs to open the client's shared remote cache (LayerCache.remote)."""
+    """What a worker needs to open the client's shared remote cache (LayerCache.remote); both
+    are secrets, so neither is in its repr (a log line or an error quoting it)."""
 
-    url: str
-    key: str | None
+    url: str = field(repr=False)
+    key: bytes = field(repr=False)
 
 
 class _Plugin(WorkerPlugin):
@@ -84,9 +90,11 @@ class _Plugin(WorkerPlugin):
         layer_jobs: int,
         directory: str | None,
         remote: _Remote | None,
+        build: str,
     ) -> None:
         self.run, self.policy, self.source, self.platform = run, policy, source, platform
         self.layer_jobs, self.directory, self.remote = layer_jobs, directory, remote
+        self.build = build  # the client's ociboot (cache.build_id)
         self.options: Options | None = None
         self.broken: str | None = None  # why setup failed: every image here is then Unreadable
         self._made: str | None = None
@@ -106,12 +114,19 @@ class _Plugin(WorkerPlugin):
             "layer_jobs": self.layer_jobs,
             "directory": self.directory,
             "remote": self.remote,
+            "build": self.build,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
     def setup(self, worker: Worker) -> None:
+        if self.build != build_id():
+            self.broken = (
+                f"Dask worker {worker.address} runs ociboot {_shown_build(build_id())}, "
+                f"not the client's {_shown_build(self.build)}; it judges nothing"
+            )
+            return
         try:
             self.options = Options(
                 source=self.source,
@@ -147,6 +162,11 @@ class _Plugin(WorkerPlugin):
         if self.options is None:
             return _unreadable(reference, self.broken or "the Dask worker was not set up")
         return check_reference(reference, self.policy, self.options)
+
+
+def _shown_build(build: str) -> str:
+    version, _, code = build.partition(" ")
+    return f"{version} (code {code[:12]})"
 
 
 def _unreadable(reference: str, error: str) -> Checked:
@@ -216,8 +236,10 @@ class DaskExecutor:
             options.source,
             options.platform,
             options.jobs,
-            str(cache.root) if cache is not None else None,
+            # A shared cache alone has no directory (root None): then each worker has a temporary one.
+            str(cache.root) if cache is not None and cache.root is not None else None,
             _Remote(remote.url, remote.key) if remote is not None else None,
+            build_id(),
         )
         try:
             self.client.register_plugin(plugin, name=_plugin_name(self.run))

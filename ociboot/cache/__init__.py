@@ -12,7 +12,7 @@ ociboot imports are re-exported here.
 from .codec import AnalysisCodec
 from .entry import FORMAT_VERSION, MAX_INFLATION, CorruptEntry, decode_index, encode_index, spec_key
 from .store import CacheInfo, LayerCache, PruneResult, default_cache_dir, parse_size
-from .verdict import MAX_VERDICT_BYTES, Verdict, code_fingerprint, storable, verdict_key
+from .verdict import MAX_VERDICT_BYTES, Verdict, build_id, code_fingerprint, storable, verdict_key
 
 __all__ = [
     "FORMAT_VERSION",
@@ -24,6 +24,7 @@ __all__ = [
     "LayerCache",
     "PruneResult",
     "Verdict",
+    "build_id",
     "code_fingerprint",
     "decode_index",
     "default_cache_dir",

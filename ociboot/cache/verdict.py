@@ -63,6 +63,14 @@ def code_fingerprint() -> str | None:
     return package_fingerprint(_PACKAGE)
 
 
+def build_id() -> str:
+    """This ociboot: its version and its code.  What made a result must be this for the result
+    to count: a cached one (api.open_cache's salt), a Dask worker's verdict (audit/dask.py)."""
+    from .. import __version__
+
+    return f"{__version__} {code_fingerprint()}"
+
+
 def package_fingerprint(package: Path) -> str | None:
     """A digest of every file under `package` (names and bytes, compiled caches aside); None
     if one cannot be read."""

@@ -97,12 +97,12 @@ class DaskCluster:
 
 
 def _spawn(
-    directory: Path, name: str, *args: str, env: dict[str, str] | None = None
+    directory: Path, name: str, *args: str, env: dict[str, str] | None = None, root: Path = ROOT
 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    env = {**os.environ, "PYTHONPATH": str(root), **(env or {})}
     with (directory / f"{name}.log").open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
@@ -112,9 +112,10 @@ def start_cluster(
     threads: int = THREADS,
     scheduler_env: dict[str, str] | None = None,
     tls: TlsFiles | None = None,
+    worker_root: Path = ROOT,
 ) -> DaskCluster:
     """`scheduler_env`: Dask settings for the scheduler (DASK_DISTRIBUTED__…); with `tls`, every
-    connection is TLS (tls://)."""
+    connection is TLS (tls://); `worker_root`: where the workers import `ociboot` from."""
     secure = ["--protocol", "tls", *tls.args()] if tls is not None else []
     directory.mkdir(parents=True, exist_ok=True)
     address_file = directory / "scheduler.json"
@@ -154,6 +155,7 @@ def start_cluster(
                     "--local-directory",
                     str(directory / f"worker-{n}"),
                     *secure,
+                    root=worker_root,
                 )
             )
         _wait_for_workers(cluster, workers)
