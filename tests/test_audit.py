@@ -35,7 +35,14 @@ from ociboot.cli import app
 from tests.support.bootimages import KVER, generic
 from tests.support.dask_cluster import DaskCluster
 from tests.support.faultproxy import FaultProxy
-from tests.support.imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, compress, sha256
+from tests.support.imagebuilder import (
+    BuiltImage,
+    ImageBuilder,
+    LayerBuilder,
+    compress,
+    sha256,
+    write_oci_archive,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, blob_gets, start_registry
@@ -513,3 +520,28 @@ def test_a_resumed_file_whose_last_record_has_no_newline_gets_whole_lines_append
     # Each record on its own line, none glued to the one before: the file resumes again.
     assert sorted(resume.read_text().splitlines()) == sorted(lines)
     assert audit(namespace.url, "--repo", "^os/r4$", "--resume", str(resume), "--format", "jsonl")[0] == 1
+
+
+def test_threads_take_references_as_they_free_up_and_hold_no_result_back(tmp_path: Path) -> None:
+    """An audit of thousands of images must not hold every finished image's reports (whole fact
+    sheets) until the end: the threads take a reference only when one is done, so at most
+    IN_FLIGHT_PER_THREAD per thread are taken ahead of what was yielded."""
+    from ociboot.audit.executor import IN_FLIGHT_PER_THREAD, Threads
+
+    archive = tmp_path / "cos.tar"
+    write_oci_archive(archive, {"latest": generic().build()})
+    taken: list[int] = []
+
+    def references() -> Iterator[str]:
+        for i in range(12):
+            taken.append(i)
+            yield f"oci-archive:{archive}"
+
+    jobs = 2
+    ahead = []
+    answers = 0
+    for _, checked in Threads(Policy(), pipeline.Options(), jobs).checked(references()):
+        answers += 1
+        assert checked.reports and not checked.unreadable
+        ahead.append(len(taken) - answers)
+    assert answers == 12 and max(ahead) < IN_FLIGHT_PER_THREAD * jobs

@@ -9,8 +9,9 @@ image: `check_reference` turns every failure into an Unreadable.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -26,6 +27,11 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+#: Images handed to `Threads`' pool per thread: the one it judges and the next, so that a thread
+#: never waits for a reference, and no more, so that results are not held.
+IN_FLIGHT_PER_THREAD = 2
+
+
 class Threads:
     """`jobs` images at once in this process."""
 
@@ -36,12 +42,21 @@ class Threads:
         from ..pipeline import check_reference
 
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="audit")
+        # References are taken as threads free up, not all at once: a finished image's reports
+        # (whole fact sheets) are held only until yielded, so memory stays flat in the number of
+        # images, and a lazily made stream of references is read as it is judged.
+        window = IN_FLIGHT_PER_THREAD * self.jobs
+        todo = iter(references)
+        pending: dict[Future[Checked], str] = {}
         try:
-            futures = {
-                pool.submit(check_reference, text, self.policy, self.options): text for text in references
-            }
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+            while True:
+                for text in itertools.islice(todo, window - len(pending)):
+                    pending[pool.submit(check_reference, text, self.policy, self.options)] = text
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
         finally:
             # Not `with`: its exit would judge every queued image before Ctrl-C could end the run.
             pool.shutdown(wait=False, cancel_futures=True)
