@@ -420,10 +420,14 @@ def _reading(platform_help: str, cache: bool) -> list[tuple[str, Any, object]]:
                     typer.Option(
                         "--cache-url",
                         metavar="URL",
+                        # From the environment too: a password there is not in the process list.
+                        envvar="OCIBOOT_CACHE_URL",
+                        show_envvar=False,
                         help="share layer indexes and verdicts with other runs and machines through "
                         "this Redis server (redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS), "
                         "besides --cache-dir if given; values are sealed with OCIBOOT_CACHE_KEY, "
-                        "else with a key of this run's own",
+                        "else with a key of this run's own; default $OCIBOOT_CACHE_URL, which keeps "
+                        "a password out of the process list",
                     ),
                 ],
                 None,

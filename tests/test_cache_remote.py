@@ -503,3 +503,20 @@ def test_a_lock_not_sealed_with_the_key_delays_nobody(
         assert found is None  # built at once: not one poll for the entry
     assert looks() - before == 1
     assert client.get(lock) == planted.encode()  # not ours to release
+
+
+def test_the_url_may_come_from_the_environment_out_of_the_process_list(
+    registry: RegistryServer, key: bytes, tmp_path: Path
+) -> None:
+    secret = "s3cret-" + os.urandom(6).hex()
+    server = start_redis(tmp_path / "redis", password=secret)
+    try:
+        image = push(registry, "remote/env-url", generic().file("/etc/env", secret[-6:]).build())
+        url = f"redis://:{secret}@127.0.0.1:{server.port}/0"
+        proc = ociboot(image.ref, env={"OCIBOOT_CACHE_URL": url, "OCIBOOT_CACHE_KEY": key.hex()})
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert secret not in " ".join(proc.args) + out + err
+        assert names(server, "layer", image.layers[0])  # the environment's server was used
+    finally:
+        server.stop()
