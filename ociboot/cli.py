@@ -1228,9 +1228,9 @@ def audit(
         typer.Option(
             "--resume",
             metavar="FILE",
-            help="continue the audit whose jsonl records FILE holds: digests judged there are not "
-            "judged again (unreadable ones are retried); with --format jsonl -o FILE the new "
-            "records are appended to FILE",
+            help="continue the audit whose jsonl records FILE holds: digests judged there under "
+            "the same policy, --platform and ociboot are not judged again (unreadable ones are "
+            "retried); with --format jsonl -o FILE the new records are appended to FILE",
         ),
     ] = None,
     page_size: Annotated[
