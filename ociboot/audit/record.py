@@ -128,20 +128,13 @@ def from_checked(
             if finding.severity is Severity.WARNING and finding.outcome in (Outcome.FAIL, Outcome.ERROR):
                 warned.add(finding.rule)
     platforms = tuple(sorted({r.platform for r in checked.reports}))
+    bootable: bool | None = None
+    error: str | None = None
     if checked.unreadable or not checked.reports:
-        error = "; ".join(u.label + ": " + u.error if u.platform else u.error for u in checked.unreadable)
-        return AuditRecord(
-            registry,
-            repository,
-            tag,
-            digest,
-            None,
-            tuple(sorted(failed)),
-            tuple(sorted(warned)),
-            error or "nothing was judged",
-            platforms,
-        )
-    bootable = all(r.bootable(fatal_warnings=fatal_warnings) for r in checked.reports)
+        parts = (u.label + ": " + u.error if u.platform else u.error for u in checked.unreadable)
+        error = "; ".join(parts) or "nothing was judged"
+    else:
+        bootable = all(r.bootable(fatal_warnings=fatal_warnings) for r in checked.reports)
     return AuditRecord(
         registry,
         repository,
@@ -150,7 +143,7 @@ def from_checked(
         bootable,
         tuple(sorted(failed)),
         tuple(sorted(warned)),
-        None,
+        error,
         platforms,
     )
 
