@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -369,6 +369,16 @@ def test_a_value_over_the_cap_is_refused_unread(redis_server: RedisServer, key: 
     assert remote.get(name, 4 << 20) is not None  # the same value, under a cap it fits
 
 
+def _serving(
+    serve: Callable[[socket.socket], None],
+) -> tuple[socket.socket, str, threading.Thread]:
+    """A listener on a free loopback port, its redis:// URL, and `serve(listener)` on a thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    thread = threading.Thread(target=serve, args=(listener,), daemon=True)
+    thread.start()
+    return listener, f"redis://127.0.0.1:{listener.getsockname()[1]}/0", thread
+
+
 class Impostor:
     """A hostile server at a redis:// URL: to whatever the client sends first it answers one bulk
     reply announcing `announced` bytes, then sends `body` bytes of it in `chunk`s, `pause` apart,
@@ -377,13 +387,10 @@ class Impostor:
     def __init__(self, announced: int, body: int, chunk: int, pause: float) -> None:
         self.announced, self.body, self.chunk, self.pause = announced, body, chunk, pause
         self.sent = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.listener, self.url, self.thread = _serving(self._serve)
 
-    def _serve(self) -> None:
-        conn, _ = self.listener.accept()
+    def _serve(self, listener: socket.socket) -> None:
+        conn, _ = listener.accept()
         with conn:
             conn.recv(1 << 16)
             try:
@@ -444,13 +451,10 @@ class Dribbler:
     def __init__(self, size: int) -> None:
         self.size = size
         self.getranges = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.listener, self.url, self.thread = _serving(self._serve)
 
-    def _serve(self) -> None:
-        conn, _ = self.listener.accept()
+    def _serve(self, listener: socket.socket) -> None:
+        conn, _ = listener.accept()
         with conn, conn.makefile("rb") as commands:
             while header := commands.readline():
                 words = []

@@ -278,13 +278,20 @@ def _forge(good: Path, bad: Path) -> None:
     bad.write_bytes(CODEC.seal(forged))
 
 
-def test_a_forged_verdict_in_a_shared_cache_dir_cannot_pass_an_image(tmp_path: Path) -> None:
+def _good_and_bad(tmp_path: Path, root: Path) -> tuple[str, Path, Path]:
+    """A bootable and a not-bootable image checked into the cache `root`: the bad image's
+    reference, then the verdict entries of the good and the bad one."""
     good = layout_of(tmp_path, generic().build(), "good")
     bad = layout_of(tmp_path, generic().drop("/boot").build(), "bad")
+    assert cli("check", good, "--cache-dir", str(root), "-q")[0] == 0
+    assert cli("check", bad, "--cache-dir", str(root), "-q")[0] == 1
+    good_entry, bad_entry = sorted(verdict_files(root), key=lambda p: p.stat().st_mtime)
+    return bad, good_entry, bad_entry
+
+
+def test_a_forged_verdict_in_a_shared_cache_dir_cannot_pass_an_image(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
-    assert cli("check", good, "--cache-dir", str(shared), "-q")[0] == 0
-    assert cli("check", bad, "--cache-dir", str(shared), "-q")[0] == 1
-    good_entry, bad_entry = sorted(verdict_files(shared), key=lambda p: p.stat().st_mtime)
+    bad, good_entry, bad_entry = _good_and_bad(tmp_path, shared)
     _forge(good_entry, bad_entry)
     assert cli("check", bad, "--cache-dir", str(shared), "-q")[0] == 0  # the forgery is real
     shared.chmod(0o1777)
@@ -298,12 +305,8 @@ def test_a_forged_verdict_in_a_shared_cache_dir_cannot_pass_an_image(tmp_path: P
 
 
 def test_a_verdict_copied_under_another_digest_is_ignored(tmp_path: Path) -> None:
-    good = layout_of(tmp_path, generic().build(), "good")
-    bad = layout_of(tmp_path, generic().drop("/boot").build(), "bad")
     root = tmp_path / "c"
-    assert cli("check", good, "--cache-dir", str(root), "-q")[0] == 0
-    assert cli("check", bad, "--cache-dir", str(root), "-q")[0] == 1
-    good_entry, bad_entry = sorted(verdict_files(root), key=lambda p: p.stat().st_mtime)
+    bad, good_entry, bad_entry = _good_and_bad(tmp_path, root)
     bad_entry.write_bytes(good_entry.read_bytes())  # names the good digest: not for this one
     assert cli("check", bad, "--cache-dir", str(root), "-q")[0] == 1
 
