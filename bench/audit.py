@@ -18,7 +18,6 @@ loop's exit codes, tag by tag.
 from __future__ import annotations
 
 import argparse
-import compileall
 import gzip
 import io
 import json
@@ -29,10 +28,10 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import debkernel, images, measure, registry
+from bench import measure, registry
 from bench.measure import Sample, Summary
 from bench.registry import RegistryServer
-from bench.run import HERE, OCIBOOT, fresh_env, machine, mb, report_head
+from bench.run import HERE, OCIBOOT, bench_image, fresh_env, image_arguments, machine, mb, report_head
 from ociboot.mediatypes import MediaType
 from tests.support.imagebuilder import Blob, LayerBuilder, canonical_json, sha256
 from tests.support.registry_push import Pusher, PushError
@@ -155,9 +154,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "AUDIT.md")
     ap.add_argument("--tags", default="10,50", help="the values of N, comma-separated")
     ap.add_argument("--repeat", type=int, default=1, help="measured rounds (median reported)")
-    ap.add_argument("--scale", type=float, default=1.0, help="image size factor (1.0: about 200 MB)")
-    ap.add_argument("--kernel-deb", type=Path, help="a linux-image-*.deb to use instead of apt-get download")
-    ap.add_argument("--work", type=Path, default=HERE / "work")
+    image_arguments(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny image, N=3, one round: does it work?")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the registry is stopped below
@@ -166,11 +163,7 @@ def main() -> None:
     counts = [int(n) for n in args.tags.split(",")]
     work: Path = args.work.resolve()
     print("building the image", file=sys.stderr)
-    kernel = debkernel.fetch(work, args.kernel_deb)
-    layout = images.realistic(work, images.Shape().scaled(args.scale), kernel)
-    import ociboot
-
-    compileall.compile_dir(str(Path(ociboot.__file__).parent), quiet=1)
+    layout, kernel = bench_image(args)
     server = registry.start(work / "registry-audit", "bench-audit")
     scratch_root = work / "scratch-audit"
     shutil.rmtree(scratch_root, ignore_errors=True)

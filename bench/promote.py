@@ -20,7 +20,6 @@ Every copy is verified: the destination's manifest digest must be the source's. 
 from __future__ import annotations
 
 import argparse
-import compileall
 import dataclasses
 import itertools
 import json
@@ -36,10 +35,21 @@ from pathlib import Path
 
 import requests
 
-from bench import debkernel, images, measure, registry
+from bench import measure, registry
 from bench.measure import Sample, Summary
 from bench.registry import RegistryServer
-from bench.run import HERE, OCIBOOT, fresh_env, has_option, layer_digests, machine, mb, report_head
+from bench.run import (
+    HERE,
+    OCIBOOT,
+    bench_image,
+    fresh_env,
+    has_option,
+    image_arguments,
+    layer_digests,
+    machine,
+    mb,
+    report_head,
+)
 
 SOURCE = "staging/os"
 TAG = "1"
@@ -221,11 +231,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "PROMOTE.md")
     ap.add_argument("--repeat", type=int, default=5, help="measured rounds (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (page cache, imports)")
-    ap.add_argument(
-        "--scale", type=float, default=1.0, help="image size factor (1.0: about 200 MB compressed)"
-    )
-    ap.add_argument("--kernel-deb", type=Path, help="a linux-image-*.deb to use instead of apt-get download")
-    ap.add_argument("--work", type=Path, default=HERE / "work")
+    image_arguments(ap)
     ap.add_argument("--smoke", action="store_true", help="tiny image, one round: checks the script works")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the registries are stopped below
@@ -237,11 +243,7 @@ def main() -> None:
     notes: list[str] = []
 
     print("building the image", file=sys.stderr)
-    kernel = debkernel.fetch(work, args.kernel_deb)
-    layout = images.realistic(work, images.Shape().scaled(args.scale), kernel)
-    import ociboot
-
-    compileall.compile_dir(str(Path(ociboot.__file__).parent), quiet=1)
+    layout, kernel = bench_image(args)
     notes.append("ociboot's modules were compiled to bytecode first, as `pip install` does")
     promote = has_command("promote")
     no_cache = has_option("check", "--no-cache")

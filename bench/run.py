@@ -383,17 +383,35 @@ def size(text: str) -> int:
     return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
 
 
+def image_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of every bench script that builds bench:v1 (`bench_image`)."""
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="image size factor (1.0: about 200 MB compressed)"
+    )
+    ap.add_argument("--kernel-deb", type=Path, help="a linux-image-*.deb to use instead of apt-get download")
+    ap.add_argument("--work", type=Path, default=HERE / "work")
+
+
+def bench_image(args: argparse.Namespace) -> tuple[Path, debkernel.Kernel]:
+    """bench:v1's layout under --work (built once) and its kernel; ociboot compiled to bytecode
+    first, as `pip install` does (an editable checkout under PYTHONDONTWRITEBYTECODE, set on this
+    kind of machine, would recompile ociboot at every start)."""
+    work: Path = args.work.resolve()
+    kernel = debkernel.fetch(work, args.kernel_deb)
+    layout = images.realistic(work, images.Shape().scaled(args.scale), kernel)
+    import ociboot
+
+    compileall.compile_dir(str(Path(ociboot.__file__).parent), quiet=1)
+    return layout, kernel
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--repeat", type=int, default=5, help="measured rounds (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (page cache, imports)")
-    ap.add_argument(
-        "--scale", type=float, default=1.0, help="image size factor (1.0: about 200 MB compressed)"
-    )
+    image_arguments(ap)
     ap.add_argument("--memory-sizes", default="10M,1G", help="small,large layer for the RSS target")
-    ap.add_argument("--kernel-deb", type=Path, help="a linux-image-*.deb to use instead of apt-get download")
-    ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--smoke", action="store_true", help="tiny image, one round: checks the script works")
     args = ap.parse_args()
     # A terminated run still stops its registry (the `finally` below) instead of orphaning it.
@@ -408,15 +426,8 @@ def main() -> None:
     notes: list[str] = []
 
     print("building images", file=sys.stderr)
-    kernel = debkernel.fetch(work, args.kernel_deb)
-    layout = images.realistic(work, images.Shape().scaled(args.scale), kernel)
+    layout, kernel = bench_image(args)
     mem_layouts = {"small": images.one_layer(work, small_size), "large": images.one_layer(work, large_size)}
-
-    # `pip install` compiles a package to bytecode; an editable checkout under
-    # PYTHONDONTWRITEBYTECODE (set on this kind of machine) would recompile ociboot at every start.
-    import ociboot
-
-    compileall.compile_dir(str(Path(ociboot.__file__).parent), quiet=1)
     notes.append("ociboot's modules were compiled to bytecode first, as `pip install` does")
 
     cache_dir = has_option("check", "--cache-dir")
