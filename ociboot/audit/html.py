@@ -29,7 +29,7 @@ from ..boot.rules import documented
 from ..boot.upstream import SOURCE, link_text
 from ..report import RULES_DOC_URL
 from ..textsafe import escape as _safe
-from .record import AuditRecord
+from .record import VERDICTS, AuditRecord
 
 #: An error is shown up to this many characters (the jsonl record keeps it whole): one tag's
 #: error, as long as a record allows, must not make the page unreadable.
@@ -39,8 +39,7 @@ _CHART_LABEL = 36
 #: The short digest shown in the table: algorithm and the first 12 hex digits, as docker does.
 _SHORT_DIGEST = 12
 
-VERDICTS = ("bootable", "not bootable", "unreadable")
-_CLASS = {"bootable": "ok", "not bootable": "bad", "unreadable": "unread"}
+_CLASS = dict(zip(VERDICTS, ("ok", "bad", "unread"), strict=True))
 _COLUMNS = ("repository", "tag", "digest", "verdict", "failed rules", "error")
 
 _STYLE = """
@@ -325,4 +324,4 @@ def _source(source: str) -> str:
     return f"{link} {_html(m['label'])}" if m["label"] else link
 
 
-__all__ = ["CONTENT_SECURITY_POLICY", "MAX_SHOWN_ERROR", "VERDICTS", "render", "rule_anchor", "text"]
+__all__ = ["CONTENT_SECURITY_POLICY", "MAX_SHOWN_ERROR", "render", "rule_anchor", "text"]
