@@ -74,13 +74,11 @@ def resumed(lines: Iterable[str]) -> Resumed:
 def judging_key(policy: Policy, options: Options) -> str:
     """What a verdict depends on besides the image, as one digest: the policy as given (its
     lists' order too, as the verdict cache keys it), --platform, ociboot's version and code."""
-    from .. import __version__
-    from ..cache import code_fingerprint
+    from ..cache import build_id
     from ..digest import Digest
 
     platform = str(options.platform) if options.platform is not None else ""
-    parts = [policy.canonical(as_given=True), platform.encode(), __version__.encode()]
-    parts.append((code_fingerprint() or "").encode())
+    parts = [policy.canonical(as_given=True), platform.encode(), build_id().encode()]
     return str(Digest.of(b"\n".join(parts)))
 
 
