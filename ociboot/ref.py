@@ -230,9 +230,17 @@ def _parse_docker(text: str, name: str, what: str = "reference") -> ImageRef:
     return ImageRef(Transport.DOCKER, registry=registry, repository=repository, tag=tag, digest=digest)
 
 
+def names_host(name: str) -> bool:
+    """Does `name` (a reference without its transport) begin with a registry host, as the
+    distribution reference grammar decides: a first component with a dot or a port, or
+    localhost; otherwise it is a Docker Hub repository."""
+    first, slash, _ = name.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
 def _split_domain(text: str, name: str) -> tuple[str, str]:
-    first, slash, path = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
+    first, _, path = name.partition("/")
+    if names_host(name):
         if not _DOMAIN.fullmatch(first):
             raise _bad(text, f'registry "{first}" is not a valid host[:port]')
         registry = DOCKER_HUB if first.lower() in _HUB_ALIASES else first

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import InvalidReference, InvalidTargetList
-from ..ref import Transport, parse_ref, redact
+from ..ref import Transport, names_host, parse_ref, redact
 
 if TYPE_CHECKING:
     from ..pipeline import Options
@@ -162,18 +162,13 @@ def _target(text: str, where: str) -> Target:
         raise InvalidTargetList(f"{where}: {exc}") from None
     if ref.transport is not Transport.DOCKER:
         raise InvalidTargetList(f'{where}: "{redact(text)}" is not a registry image (docker://HOST/REPO:TAG)')
-    if not _names_host(text):
+    if not names_host(text.removeprefix("docker://")):
         # A bare `alpine` would be Docker Hub's: an audit names the registry it audits.
         raise InvalidTargetList(f'{where}: "{redact(text)}" names no registry host (HOST/REPO:TAG)')
     if ref.digest is None:
         return Target(ref.registry, ref.repository, ref.tag or "")
     tag = f"{ref.tag}@{ref.digest}" if ref.tag else str(ref.digest)
     return Target(ref.registry, ref.repository, tag)
-
-
-def _names_host(text: str) -> bool:
-    first, slash, _ = text.removeprefix("docker://").partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
 def _in_order(work: Callable[[A], B], items: list[A]) -> Iterator[B]:
