@@ -1496,16 +1496,18 @@ def _promoting(command: Callable[..., None]) -> Callable[..., None]:
             chosen = {p.name.removeprefix(f"{side}_"): given.pop(p.name) for p in params}
             chosen["authfile"] = chosen["authfile"] or authfile
             source = _source(**chosen, password_stdin=False, limits=limits, side=side)
+            # Only the source is read, so only it has a cache and progress bars.
+            reads = side == "src"
             made[side] = _pipeline_options(
                 common["platform"],
-                common["quiet"],
+                common["quiet"] or not reads,
                 source,
-                common["cache_dir"],
-                common["use_cache"],
-                common["cache_url"],
+                common["cache_dir"] if reads else None,
+                common["use_cache"] and reads,
+                common["cache_url"] if reads else None,
             )
         # One client for both: tokens are kept per identity and scope, connections per registry.
-        dest = replace(made["dest"], registry_state=made["src"].registry_state, cache=None, progress=None)
+        dest = replace(made["dest"], registry_state=made["src"].registry_state)
         command(options_src=made["src"], options_dst=dest, quiet=common["quiet"], **given)
 
     _declare(run, [*params, *shared])
