@@ -625,7 +625,7 @@ def _open_cache(cache_dir: str | None, use_cache: bool, cache_url: str | None = 
         directory = str(default_cache_dir())
     try:
         # before any image is read: an unsafe cache or an unusable URL is the user's setup (exit 2)
-        return api.open_cache(directory, warn=lambda message: _say("warning", message), remote_url=cache_url)
+        return api.open_cache(directory, warn=_warned, remote_url=cache_url)
     except OcibootError as exc:
         _say("error", exc)
         raise typer.Exit(exc.exit_code) from None
@@ -1273,9 +1273,7 @@ def audit(
         raise typer.BadParameter(escape_text(str(exc)), param_hint="NAMESPACE") from None
     try:
         earlier = audit_output.read_resume(resume) if resume is not None else None
-    except NotARecord as exc:
-        raise typer.BadParameter(f"{escape_text(resume or '')}: {exc}", param_hint="--resume") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (NotARecord, OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(f"{escape_text(resume or '')}: {exc}", param_hint="--resume") from None
     if earlier is not None and earlier.cut_short:
         _say("warning", f"{resume}: its last line is a record cut short: it is read as not there")
