@@ -302,8 +302,8 @@ class LayerCache:
 
     def store(self, index: LayerIndex, key: str) -> bool:
         """Write one entry atomically; False (and a warning, once) if it could not be written."""
-        if not self._writable:
-            return False
+        if self.root is None or not self._writable:
+            return False  # before encoding: a shared cache alone, when down, has nowhere to put it
         data = self._encode(index, key)
         return data is not None and self._write(self.path(index.digest, key), data)
 
