@@ -121,6 +121,7 @@ def open_cache(
     *,
     remote_url: str | None = None,
     remote_key: bytes | None = None,
+    verdicts: bool = True,
 ) -> LayerCache:
     """The cache `check` may reuse (Options(cache=...)): layer indexes, and verdicts of unchanged
     images; in `directory` or the default ($XDG_CACHE_HOME/ociboot).  Its trust checks run now:
@@ -130,7 +131,8 @@ def open_cache(
     shared through that Redis server (cache/remote.py), its values sealed under `remote_key`
     (default: OCIBOOT_CACHE_KEY, else a random key for this run); then without `directory` only
     the shared cache is used and nothing is written to disk.  `cache.remote.url` and
-    `cache.remote.key` open the same shared cache in another process."""
+    `cache.remote.key` open the same shared cache in another process.  `verdicts=False`: a
+    cache no later run will see (an audit's private one) stores and looks up no verdict."""
     from .boot.check import Profile
     from .boot.initrd import InitrdInfo
     from .boot.kernel import KernelInfo
@@ -151,6 +153,7 @@ def open_cache(
         salt=build_id(),
         warn=warn,
         remote=remote,
+        verdicts=verdicts,
     )
     cache.verify()
     return cache

@@ -348,7 +348,7 @@ def _stored_verdict(
     """With a cache: the verdict stored for what the reference names now (its manifest read and
     verified again), else (that manifest, the key to store the verdict under); None without one."""
     cache = options.cache
-    if cache is None:
+    if cache is None or not cache.keeps_verdicts:
         return None  # reading every file of the package for a key nobody asks for is waste
     fingerprint = code_fingerprint()
     if fingerprint is None:

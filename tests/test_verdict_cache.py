@@ -437,3 +437,15 @@ def test_a_re_check_loads_no_magic_database(tmp_path: Path) -> None:
     assert loaded() != "magic databases: 0"  # the cold check described the kernel: the count is real
     assert len(verdict_files(tmp_path / "c")) == 1
     assert loaded() == "magic databases: 0"
+
+
+def test_a_cache_no_later_run_sees_keeps_layers_but_no_verdict(tmp_path: Path) -> None:
+    """An audit's private cache (and a Dask worker's scratch one) is removed when the run ends,
+    and the run judges each digest once: a verdict stored there would be written for nobody."""
+    image = layout_of(tmp_path, generic().build())
+    for keeps, root in ((True, tmp_path / "kept"), (False, tmp_path / "private")):
+        cache = api.open_cache(root, verdicts=keeps)
+        checked = pipeline.check_reference(image, Policy(), Options(cache=cache))
+        assert checked.reports and not checked.unreadable
+        assert bool(verdict_files(root)) is keeps
+        assert list(cache.layers_dir.rglob("*.idx"))

@@ -147,10 +147,9 @@ class _Plugin(WorkerPlugin):
             # worker killed mid-run never gets to tear the plugin down.
             directory = self._made = tempfile.mkdtemp(prefix=f"ociboot-{self.run}-", dir=scratch)
         if self.remote is None:
-            return open_cache(directory)
-        # The shared cache's interface (api.open_cache's remote_url/remote_key).
-        remote: dict[str, Any] = {"remote_url": self.remote.url, "remote_key": self.remote.key}
-        return open_cache(directory, **remote)
+            # A directory of this run alone keeps no verdict: no later run will look for one.
+            return open_cache(directory, verdicts=self.directory is not None)
+        return open_cache(directory, remote_url=self.remote.url, remote_key=self.remote.key)
 
     def teardown(self, worker: Worker) -> None:
         if self.options is not None:

@@ -236,7 +236,7 @@ def private_cache(options: Options, warn: Callable[[str], None] | None = None) -
 
     directory = tempfile.mkdtemp(prefix="ociboot-audit-")
     try:
-        yield replace(options, cache=open_cache(directory, warn))
+        yield replace(options, cache=open_cache(directory, warn, verdicts=False))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -125,8 +125,12 @@ class LayerCache:
         salt: str = "",
         warn: Callable[[str], None] | None = None,
         remote: RemoteCache | None = None,
+        verdicts: bool = True,
     ) -> None:
         self.root = Path(root) if root is not None else None
+        #: False for a cache that outlives no run (an audit's private one): a verdict, stored to
+        #: be found by a later run, would be written for nobody.
+        self.keeps_verdicts = verdicts
         # Where entry paths are computed; every read and write first asks whether `root` is None.
         self._base = self.root or Path()
         self.remote = remote
