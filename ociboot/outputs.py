@@ -307,25 +307,13 @@ def open_all(
 ) -> Delivery:
     """Open every output (call `refuse` first).  Files are truncated only once all of them are
     open: a run refused for one unwritable output leaves the others as they were."""
-    opened: list[tuple[Output, int, bool]] = []  # (output, fd, created by this run)
-    try:
-        for o in outputs:
-            if o.path != STDOUT:
-                opened.append((o, *_open(o.path)))
-    except OutputError:
-        for o, fd, created in opened:
-            os.close(fd)
-            if created:
-                os.unlink(o.path)
-        raise
-    files = iter(opened)
+    fds = iter(open_untruncated([o.path for o in outputs if o.path != STDOUT]))
     sinks = []
     for o in outputs:
         file = None
         if o.path != STDOUT:
-            _, fd, _ = next(files)
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                os.ftruncate(fd, 0)
+            fd = next(fds)
+            truncate(fd)
             file = open(fd, "w", encoding="utf-8")  # noqa: SIM115 (closed by Delivery.close)
         sinks.append(_Sink(o, file))
     return Delivery(
@@ -336,6 +324,29 @@ def open_all(
         source=source,
         sarif_category=sarif_category,
     )
+
+
+def open_untruncated(paths: Sequence[str]) -> list[int]:
+    """Each file opened for writing, none truncated yet (`truncate` them once all are open): a
+    run refused for one unwritable output leaves the others as they were, and removes the ones
+    this call created."""
+    opened: list[tuple[str, int, bool]] = []  # (path, fd, created by this call)
+    try:
+        for path in paths:
+            opened.append((path, *_open(path)))
+    except OutputError:
+        for path, fd, created in opened:
+            os.close(fd)
+            if created:
+                os.unlink(path)
+        raise
+    return [fd for _, fd, _ in opened]
+
+
+def truncate(fd: int) -> None:
+    """Empty an output opened by `open_untruncated`: a regular file (not a pipe or a device)."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.ftruncate(fd, 0)
 
 
 def _open(path: str) -> tuple[int, bool]:
@@ -359,7 +370,9 @@ __all__ = [
     "Undelivered",
     "lists",
     "open_all",
+    "open_untruncated",
     "parse",
     "refuse",
     "render",
+    "truncate",
 ]

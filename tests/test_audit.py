@@ -292,6 +292,10 @@ def test_outputs_are_refused_before_any_image_is_read(namespace: Namespace, tmp_
         assert code == 2 and said in " ".join(err.split()), (args, err)
     code, _, err = audit()
     assert code == 2 and "NAMESPACE" in err
+    # Refused for its second output, the audit leaves no trace of the first.
+    records_file = tmp_path / "records.jsonl"
+    code, _, err = audit(namespace.url, "-o", str(records_file), "--html", str(tmp_path / "none" / "a.html"))
+    assert code == 2 and not records_file.exists(), err
     assert namespace.server.log.read_text().count("GET /v2/") == before.count("GET /v2/")
 
 

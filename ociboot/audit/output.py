@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -158,16 +157,8 @@ def open_outputs(
     read = [*inputs, None if appending or resume is None else resume.path]
     outputs.refuse(wanted, [], read)
     render = _html_renderer() if html is not None else None
-    opened: list[tuple[str, int]] = []
-    try:
-        for path in (output, html):
-            if path is not None and path != outputs.STDOUT:
-                opened.append((path, _open(path)))
-    except outputs.OutputError:
-        for _, fd in opened:
-            os.close(fd)
-        raise
-    files = dict(opened)
+    paths = [p for p in (output, html) if p is not None and p != outputs.STDOUT]
+    files = dict(zip(paths, outputs.open_untruncated(paths), strict=True))
     sinks: dict[str | None, outputs.Writer] = {}
     for path, fd in files.items():
         if appending and path == output:
@@ -180,8 +171,7 @@ def open_outputs(
                 except OSError as exc:
                     raise outputs.OutputError(f"{escape(path)}: {exc.strerror or exc}") from None
         else:
-            with suppress(OSError):
-                os.ftruncate(fd, 0)
+            outputs.truncate(fd)
         sinks[path] = outputs.Writer(path, open(fd, "w", encoding="utf-8"))  # noqa: SIM115
     records = sinks.get(output) or outputs.Writer("standard output", None)
     present = resume.earlier.lines if appending and resume is not None else frozenset()
@@ -193,13 +183,6 @@ def _html_renderer() -> Callable[..., str]:
     from .html import render
 
     return render
-
-
-def _open(path: str) -> int:
-    try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except OSError as exc:
-        raise outputs.OutputError(f"{escape(path)}: {exc.strerror or exc}") from None
 
 
 __all__ = [
