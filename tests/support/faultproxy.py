@@ -50,7 +50,8 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True, name="faultproxy").start()
+        self._accepting = threading.Thread(target=self._accept, daemon=True, name="faultproxy")
+        self._accepting.start()
 
     # --- arming --------------------------------------------------------------------------------
 
@@ -72,6 +73,11 @@ class FaultProxy:
 
     def close(self) -> None:
         self._closed = True
+        # close() alone leaves a thread blocked in accept() on Linux, listening for ever on a
+        # socket whose descriptor number is free for reuse; shutdown() wakes it.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._accepting.join(timeout=5)
         with contextlib.suppress(OSError):
             self._listener.close()
 

@@ -29,6 +29,7 @@ import ssl
 import subprocess
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -108,6 +109,19 @@ def libtrust_kid(cert: x509.Certificate) -> str:
 # --- token service ---------------------------------------------------------------------------
 
 
+class _RecordingServer(http.server.ThreadingHTTPServer):
+    errors: list[str]
+    accepted: int = 0
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        self.accepted += 1
+        return True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.errors.append(f"{time.strftime('%H:%M:%S')} {client_address}: {traceback.format_exc()}")
+        super().handle_error(request, client_address)
+
+
 @dataclass
 class TokenService:
     """A token endpoint (docker token auth spec) that signs RS256 JWTs the registry trusts.
@@ -115,7 +129,9 @@ class TokenService:
     `grants[user][repository]` lists the actions a user may have; anonymous gets `anonymous`;
     the users in `catalog` may list the registry's repositories (scope `registry:catalog:*`).
     `expire_next` makes the next N tokens already expired (past the registry's 60 s leeway).
-    `issued` records (user, scopes) of every token handed out; `seen` (method, path) of every request.
+    `issued` records (user, scopes) of every token handed out; `seen` (method, path) of every request;
+    `errors` the traceback of every request the service failed to answer (shown with a failed
+    test's registry log: a client sees such a request as a connection closed without an answer).
     Hostile modes, each for the next answer only: `redirect_next` answers 307 to that URL;
     `trickle_next` sends the answer one byte per 0.05 s.
     """
@@ -131,6 +147,7 @@ class TokenService:
     expire_next: int = 0
     issued: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     seen: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     redirect_next: str | None = None
     trickle_next: bool = False
     port: int = 0
@@ -142,7 +159,8 @@ class TokenService:
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
         self.kid = libtrust_kid(self._cert)
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _RecordingServer(("127.0.0.1", 0), self._handler())
+        self._server.errors = self.errors
         self.port = int(self._server.server_address[1])
         threading.Thread(target=self._server.serve_forever, daemon=True, name="token-service").start()
 
@@ -153,6 +171,12 @@ class TokenService:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def report(self) -> str:
+        """The last requests and every failure to answer one, for a failed test's report."""
+        seen = "\n".join(f"{method} {path}" for method, path in self.seen[-10:])
+        counts = f"connections accepted: {self._server.accepted}, requests read: {len(self.seen)}"
+        return f"{counts}\nlast requests:\n{seen}\nerrors: {len(self.errors)}\n" + "\n".join(self.errors[-3:])
 
     def _allowed(self, user: str, scope: str) -> dict[str, Any] | None:
         kind, _, rest = scope.partition(":")
@@ -476,3 +500,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for server in _STARTED:
             if server.name in getattr(item, "fixturenames", ()):
                 report.sections.append((f"registry log ({server.name}, {server.host})", server.log_tail()))
+                if server.tokens is not None:
+                    report.sections.append((f"token service ({server.name})", server.tokens.report()))
