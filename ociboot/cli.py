@@ -6,6 +6,7 @@ Exit codes (docs/architecture.md §5): 0 ok/bootable, 1 not bootable, 2 usage, 3
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import sys
@@ -1248,10 +1249,12 @@ def audit(
 
     Each layer is fetched and indexed once for the whole audit: without --cache or --cache-dir the
     audit keeps its layer cache in a private temporary directory, removed at the end (nothing is
-    kept after the run).  Exit 0 every tag bootable, 1 one is not, 3 one could not be read (3
-    wins), 2 usage."""
+    kept after the run).  A repository whose tags the registry refuses to list is one unreadable
+    record; the audit goes on.  Exit 0 every tag bootable, 1 one is not, 3 one could not be read
+    or a repository's tags could not be listed (3 wins), 2 usage."""
     from . import outputs
     from .audit import output as audit_output
+    from .audit import record as audit_record
     from .audit import run as audit_run
     from .audit.executor import open_executor
     from .audit.record import NotARecord
@@ -1299,12 +1302,19 @@ def audit(
             raise typer.Exit(exc.exit_code) from None
         try:
             with _running(run_options):
+                listing = (
+                    enumerate_targets(space, run_options, filters, page_size) if space is not None else None
+                )
                 targets = [
-                    *(enumerate_targets(space, run_options, filters, page_size) if space is not None else ()),
+                    *(listing.targets if listing is not None else ()),
                     *(targets_from_file(from_file, filters, run_options) if from_file is not None else ()),
                 ]
                 targets = list(dict.fromkeys(targets))  # listed and in --from: once
-                if not targets:
+                unlisted = [
+                    audit_record.unlisted(u.registry, u.repository, u.error)
+                    for u in (listing.unlisted if listing is not None else ())
+                ]
+                if not targets and not unlisted:
                     _say("error", f"{title}: no tag to audit")
                 with _audit_progress(bar, len(targets)) as shown:
                     records = audit_run.audit(
@@ -1316,11 +1326,9 @@ def audit(
                         earlier=earlier.earlier if earlier is not None else None,
                         on_resolved=shown.resolved,
                     )
-                    for record in records:
+                    for record in itertools.chain(unlisted, records):
                         if record.error is not None:
-                            _say(
-                                "error", f"{record.registry}/{record.repository}:{record.tag}: {record.error}"
-                            )
+                            _say("error", f"{record.name}: {record.error}")
                         outs.record(record)
                         shown.judged(record)
         finally:
@@ -1354,6 +1362,8 @@ class _AuditShown:
             self.live.update(self.resolving, completed=done)
 
     def judged(self, record: AuditRecord) -> None:
+        if not record.listed:  # a repository whose tags were refused: no tag of the bar's
+            return
         self.counts[record.verdict] += 1
         if self.live is not None:
             self.live.update(self.judging, advance=1, description=self._described())

@@ -6,6 +6,7 @@
     │   ├── ImageNotFound             no such file, layout, tag, digest, blob or repository
     │   ├── AuthenticationError       credentials missing, refused, or a token could not be had
     │   ├── RegistryError             an HTTP/transport failure (status, OCI error codes, temporary)
+    │   │   └── InvalidListing        a catalog or tag list answered but not believable (caps, grammar, links)
     │   └── CatalogClosed             the registry refuses to list its repositories (401, 403, 404)
     ├── ContentError                  the bytes are not what they claim to be
     │   ├── DigestMismatch            expected vs actual digest (or size) of a named object
@@ -67,6 +68,12 @@ class RegistryError(SourceError):
         self.status = status
         self.codes = codes
         self.temporary = temporary
+
+
+class InvalidListing(RegistryError):
+    """A catalog or tag list the registry answered that cannot be read: over a cap, a name
+    outside the grammar, a next page elsewhere or in a loop.  The registry was reached: for a
+    tag list, what is wrong is that repository's (an audit records it and goes on)."""
 
 
 class CatalogClosed(SourceError):

@@ -334,6 +334,41 @@ def test_a_record_line_is_strict_utf8_whatever_the_registry_named() -> None:
     assert AuditRecord.parse(line).tag == "v1\\x1b[2J\\xed\\xa0\\x80"
 
 
+def test_a_repository_whose_tags_are_refused_is_one_unreadable_record_and_the_rest_is_audited(
+    namespace: Namespace, tmp_path: Path
+) -> None:
+    proxy = FaultProxy(namespace.server.host)
+    out, html = tmp_path / "audit.jsonl", tmp_path / "audit.html"
+    try:
+        proxy.fail_next(403, f"/v2/{REPOS[1]}/tags/list")
+        both = ["-f", "jsonl", "-o", str(out), "--html", str(html)]
+        code, _, err = audit(f"docker://{proxy.host}", "--repo", "^os/r[0-2]$", *both)
+        proxy.fail_next(403, f"/v2/{REPOS[1]}/tags/list")
+        text_code, text, _ = audit(f"docker://{proxy.host}", "--repo", "^os/r[0-2]$", "--tag", "^v1$")
+    finally:
+        proxy.close()
+    found = records(out.read_text())
+    assert code == 3, err
+    unlisted = [r for r in found if not r.listed]
+    assert [(r.repository, r.tag, r.digest, r.bootable) for r in unlisted] == [(REPOS[1], "", None, None)]
+    assert unlisted[0].error is not None and unlisted[0].error.startswith("its tags could not be listed: ")
+    assert "403" in unlisted[0].error or "denied" in unlisted[0].error.lower()
+    judged = {(r.repository, r.tag) for r in found if r.listed}
+    assert judged == {(repo, tag) for repo in (REPOS[0], REPOS[2]) for tag in TAGS}
+    assert all(r.bootable is not None for r in found if r.listed)
+    assert f"{proxy.host}/{REPOS[1]}: its tags could not be listed" in err
+    validator = jsonschema.Draft202012Validator(schemas.load("audit-record"))
+    assert all(validator.is_valid(json.loads(line)) for line in out.read_text().splitlines())
+    assert not validator.is_valid({**unlisted[0].to_json(), "digest": "sha256:" + "0" * 64})
+    page = html.read_text()
+    assert "repositories whose tags could not be listed" in page and "(not listed)" in page
+    lines = text.splitlines()
+    assert text_code == 3
+    assert f"UNREADABLE    {proxy.host}/{REPOS[1]}  -  error: its tags could not be listed: " in text
+    assert "audited 2 tags, 2 images: 2 bootable (2 images), 0 not bootable (0 images)" in text
+    assert lines[-1] == "1 repository whose tags could not be listed"
+
+
 def test_ctrl_c_removes_the_private_cache(namespace: Namespace, tmp_path: Path) -> None:
     proxy = FaultProxy(namespace.server.host)
     temp = tmp_path / "tmp"

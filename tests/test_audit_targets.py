@@ -85,6 +85,13 @@ def options(**source: Any) -> pipeline.Options:
     return pipeline.Options(source=SourceOptions(**source))
 
 
+def every_listed(*args: Any, **kwargs: Any) -> list[Target]:
+    """enumerate_targets' targets, where every repository's tags could be listed."""
+    found = enumerate_targets(*args, **kwargs)
+    assert found.unlisted == []
+    return found.targets
+
+
 def listed(targets: list[Target]) -> list[str]:
     return [f"{t.repository}:{t.tag}" for t in targets]
 
@@ -107,7 +114,7 @@ def requests_logged(server: RegistryServer, path: str) -> list[str]:
 def test_page_size_two_follows_every_page_of_the_catalog(namespace_registry: RegistryServer) -> None:
     before = len(requests_logged(namespace_registry, "/v2/_catalog"))
     namespace = parse_namespace(f"docker://{namespace_registry.host}")
-    targets = enumerate_targets(namespace, options(), Filters(), page_size=2)
+    targets = every_listed(namespace, options(), Filters(), page_size=2)
     assert listed(targets) == every_tag(*LAYOUT)
     assert all(t.registry == namespace_registry.host for t in targets)
     assert targets[0].reference == f"docker://{namespace_registry.host}/apps/web:1.0"
@@ -151,9 +158,9 @@ def test_a_prefix_selects_the_repositories_under_it_not_those_that_start_alike(
 ) -> None:
     namespace = parse_namespace(f"docker://{namespace_registry.host}/os")
     assert namespace == Namespace(namespace_registry.host, "os")
-    targets = enumerate_targets(namespace, options(), Filters(), page_size=2)
+    targets = every_listed(namespace, options(), Filters(), page_size=2)
     assert listed(targets) == every_tag("os/alpine", "os/debian", "os/fedora", "os/fedora/coreos")
-    exact = enumerate_targets(
+    exact = every_listed(
         parse_namespace(f"docker://{namespace_registry.host}/os/fedora/"), options(), Filters()
     )
     assert listed(exact) == every_tag("os/fedora", "os/fedora/coreos")
@@ -162,14 +169,14 @@ def test_a_prefix_selects_the_repositories_under_it_not_those_that_start_alike(
 def test_repo_and_tag_filters_are_searched_not_matched_whole(namespace_registry: RegistryServer) -> None:
     namespace = parse_namespace(f"docker://{namespace_registry.host}")
     filters = Filters(repo=re.compile("fedora"), tag=re.compile(r"^\d+$"))
-    assert listed(enumerate_targets(namespace, options(), filters)) == ["os/fedora:39", "os/fedora:40"]
+    assert listed(every_listed(namespace, options(), filters)) == ["os/fedora:39", "os/fedora:40"]
     filters = Filters(repo=re.compile(r"^os/(alpine|debian)$"), tag=re.compile(r"\."))
-    assert listed(enumerate_targets(namespace, options(), filters)) == ["os/alpine:3.18", "os/alpine:3.19"]
+    assert listed(every_listed(namespace, options(), filters)) == ["os/alpine:3.18", "os/alpine:3.19"]
 
 
 def test_newest_keeps_the_newest_tags_by_created(namespace_registry: RegistryServer) -> None:
     namespace = parse_namespace(f"docker://{namespace_registry.host}/os")
-    targets = enumerate_targets(namespace, options(), Filters(newest=2))
+    targets = every_listed(namespace, options(), Filters(newest=2))
     assert listed(targets) == [
         # edge has no created: oldest.
         "os/alpine:3.18",
@@ -182,7 +189,7 @@ def test_newest_keeps_the_newest_tags_by_created(namespace_registry: RegistrySer
         "os/fedora:multi",
         "os/fedora/coreos:stable",
     ]
-    one = enumerate_targets(namespace, options(), Filters(repo=re.compile("debian"), newest=1))
+    one = every_listed(namespace, options(), Filters(repo=re.compile("debian"), newest=1))
     assert listed(one) == ["os/debian:testing"]
     with pytest.raises(ValueError, match="at least one"):
         Filters(newest=0)
@@ -234,7 +241,7 @@ def test_newest_counts_a_time_past_the_calendar_as_unknown(tmp_path: Path) -> No
         ):
             pusher.push("os/time", image(created, f"time:{tag}"), tag)
         namespace = parse_namespace(f"docker://{server.host}")
-        assert listed(enumerate_targets(namespace, options(), Filters(newest=1))) == ["os/time:dated"]
+        assert listed(every_listed(namespace, options(), Filters(newest=1))) == ["os/time:dated"]
     finally:
         server.stop()
 
@@ -250,7 +257,7 @@ def test_the_catalog_scope_is_asked_of_a_token_registry(
     Pusher(token_registry.url, "alice", "wonderland").push("audit/listed", image(None, "token"), "v1")
     namespace = parse_namespace(f"docker://{token_registry.host}/audit")
     before = len(tokens.issued)
-    targets = enumerate_targets(namespace, options(creds="alice:wonderland"), Filters(), page_size=2)
+    targets = every_listed(namespace, options(creds="alice:wonderland"), Filters(), page_size=2)
     assert listed(targets) == ["audit/listed:v1"]
     scopes = [scope for user, asked in tokens.issued[before:] if user == "alice" for scope in asked]
     assert "registry:catalog:*" in scopes
@@ -368,7 +375,7 @@ def test_namespaces_parse() -> None:
 @dataclass
 class Hostile:
     """A registry that answers /v2/_catalog (and /v2/x/tags/list) as `answer` says: given the
-    request path, (status, headers, body or a body writer)."""
+    request path, (status, headers, body or a body writer, or None to close without answering)."""
 
     answer: Callable[[str], tuple[int, dict[str, str], bytes | Callable[[Any], None]]]
     seen: list[str] = field(default_factory=list)
@@ -387,6 +394,9 @@ class Hostile:
                     status, headers, body = 200, {}, b"{}"
                 else:
                     status, headers, body = hostile.answer(self.path)
+                if body is None:  # no answer: the connection closed without a response
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -533,13 +543,49 @@ def test_hostile_catalog_json_is_a_one_line_error(
         ({"name": "a", "tags": ["a" * 129]}, "not a valid tag name"),
     ],
 )
-def test_hostile_tag_lists_are_refused(
+def test_a_hostile_tag_list_is_its_repositorys_failure_and_the_others_are_listed(
     hostile: Callable[..., Hostile], tags: dict[str, Any], why: str
 ) -> None:
     def answer(path: str) -> tuple[int, dict[str, str], bytes]:
-        return page(["a"]) if path.startswith("/v2/_catalog") else (200, {}, json.dumps(tags).encode())
+        if path.startswith("/v2/_catalog"):
+            return page(["a", "b"])
+        if path.startswith("/v2/a/"):
+            return 200, {}, json.dumps(tags).encode()
+        return page(["1"], key="tags")
 
-    assert why in refusal(hostile(answer))
+    server = hostile(answer)
+    found = enumerate_targets(Namespace(server.host, ""), options(), Filters())
+    assert found.targets == [Target(server.host, "b", "1")]
+    [unlisted] = found.unlisted
+    assert (unlisted.registry, unlisted.repository) == (server.host, "a")
+    assert why in unlisted.error and server.host in unlisted.error and "\n" not in unlisted.error
+
+
+@pytest.mark.parametrize("status", [401, 403, 400])
+def test_a_refused_tag_list_is_its_repositorys_failure(hostile: Callable[..., Hostile], status: int) -> None:
+    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/v2/_catalog"):
+            return page(["a", "b", "c"])
+        if path.startswith("/v2/b/"):
+            return status, {"Content-Type": "application/json"}, b'{"errors": [{"code": "DENIED"}]}'
+        return page(["1"], key="tags")
+
+    server = hostile(answer)
+    found = enumerate_targets(Namespace(server.host, ""), options(), Filters())
+    assert [t.repository for t in found.targets] == ["a", "c"]
+    assert [u.repository for u in found.unlisted] == ["b"]
+
+
+def test_a_registry_that_stops_answering_ends_the_listing(hostile: Callable[..., Hostile]) -> None:
+    # No answer at all is the registry's failure, not one repository's: every other repository
+    # would wait out the same silence, so the listing stops with it.
+    def answer(path: str) -> tuple[int, dict[str, str], bytes | None]:
+        return page(["a", "b"]) if path.startswith("/v2/_catalog") else (0, {}, None)
+
+    server = hostile(answer)
+    with pytest.raises(RegistryError) as stopped:
+        enumerate_targets(Namespace(server.host, ""), options(timeout=30, stall_seconds=5), Filters())
+    assert stopped.value.status is None and server.host in str(stopped.value)
 
 
 def test_a_closed_catalog_is_its_own_error(hostile: Callable[..., Hostile]) -> None:

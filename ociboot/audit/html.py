@@ -164,14 +164,19 @@ def _repository(record: AuditRecord, several: bool) -> str:
 
 
 def _totals(records: Sequence[AuditRecord]) -> list[str]:
-    counts = Counter(r.verdict for r in records)
+    tags = [r for r in records if r.listed]
+    counts = Counter(r.verdict for r in tags)
     registries = sorted({r.registry for r in records})
     digests = {r.digest for r in records if r.digest is not None}
     items = [
-        ("tags", len(records), ""),
+        ("tags", len(tags), ""),
         ("distinct digests", len(digests), ""),
         *((verdict, counts[verdict], _CLASS[verdict]) for verdict in VERDICTS),
     ]
+    if len(tags) < len(records):
+        items.append(
+            ("repositories whose tags could not be listed", len(records) - len(tags), _CLASS["unreadable"])
+        )
     out = ['<section id="summary" aria-label="totals">']
     if registries:
         out.append("<p>Registry: " + ", ".join(f"<code>{text(r)}</code>" for r in registries) + "</p>")
@@ -272,7 +277,7 @@ def _row(index: int, r: AuditRecord, several: bool, known: dict[str, Any]) -> st
     shown = error if len(error) <= MAX_SHOWN_ERROR else error[:MAX_SHOWN_ERROR] + "\u2026"
     cells = [
         f'<td title="{text(r.registry)}/{text(r.repository)}">{text(_repository(r, several))}</td>',
-        f"<td>{text(r.tag)}</td>",
+        f"<td>{text(r.tag)}</td>" if r.listed else "<td><i>(not listed)</i></td>",
         digest,
         f'<td class="fixed {_CLASS[r.verdict]}">{r.verdict}</td>',
         f'<td data-sort="{len(r.failed)} {len(r.warned)}">{rules}</td>',

@@ -125,8 +125,7 @@ class AuditOutputs:
 
 def text_line(record: AuditRecord) -> str:
     """The text format's line of one tag (escaped: names and errors come from the registry)."""
-    name = f"{record.registry}/{record.repository}:{record.tag}"
-    line = f"{record.verdict.upper():<12}  {name}  {record.digest or '-'}"
+    line = f"{record.verdict.upper():<12}  {record.name}  {record.digest or '-'}"
     if record.error is not None:
         line += f"  error: {record.error}"
     elif record.failed:

@@ -5,6 +5,10 @@ A record names the tag (`repository`, `tag`) and the manifest digest it pointed 
 audit resolved it; `bootable` is true or false for a judged image and null when it could not be
 read (then `error` says why).  An index is judged platform by platform: it is bootable only if
 every platform is, and `failed` lists the rules that failed on any of them.
+
+A repository whose tags could not be listed is one unreadable record with the tag UNLISTED (no
+tag is empty): the audit goes on with the other repositories, and its exit code says that part
+of the namespace was never seen.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ MAX_RECORD_BYTES = 64 << 10
 
 #: What a record says of its tag, in the order a summary says them.
 VERDICTS = ("bootable", "not bootable", "unreadable")
+#: The tag of the record of a repository whose tags could not be listed.
+UNLISTED = ""
 
 
 class AuditFormat(StrEnum):
@@ -53,6 +59,16 @@ class AuditRecord:
     #: What the verdict depends on besides the image (`judging_key`): --resume reuses a verdict
     #: only when it is the same now.  None in a record of an unresolved tag.
     judged_with: str | None = None
+
+    @property
+    def listed(self) -> bool:
+        """False for the record of a repository whose tags could not be listed (no tag)."""
+        return self.tag != UNLISTED
+
+    @property
+    def name(self) -> str:
+        """`registry/repository:tag` (no tag for a repository not listed), unescaped."""
+        return f"{self.registry}/{self.repository}" + (f":{self.tag}" if self.listed else "")
 
     @property
     def verdict(self) -> str:
@@ -112,7 +128,16 @@ class AuditRecord:
             raise NotARecord(f"no {exc.args[0]!r} key") from None
         if (record.bootable is None) != (record.error is not None):
             raise NotARecord("an unreadable record has an error, a judged one has none")
+        if not record.listed and (record.bootable is not None or record.digest is not None):
+            raise NotARecord("a record with no tag (a repository not listed) names no image")
         return record
+
+
+def unlisted(registry: str, repository: str, error: str) -> AuditRecord:
+    """The record of a repository whose tags could not be listed."""
+    return AuditRecord(
+        registry, repository, UNLISTED, None, None, error=f"its tags could not be listed: {error}"
+    )
 
 
 def from_checked(

@@ -73,7 +73,9 @@ def resumed(lines: Iterable[str]) -> Resumed:
 
 def judging_key(policy: Policy, options: Options) -> str:
     """What a verdict depends on besides the image, as one digest: the policy as given (its
-    lists' order too, as the verdict cache keys it), --platform, ociboot's version and code."""
+    lists' order too, as the verdict cache keys it), --platform, ociboot's version and code.
+    Not libmagic's version, which the verdict cache's key has: it changes the descriptions a
+    stored report quotes, never a verdict (boot/_sniff.py), and a record keeps only verdicts."""
     from ..cache import build_id
     from ..digest import Digest
 
@@ -243,14 +245,18 @@ def private_cache(options: Options, warn: Callable[[str], None] | None = None) -
 
 @dataclass(slots=True)
 class Summary:
-    """Counts per verdict (tags, and distinct images) and per failing rule: the text format's
-    closing lines and the exit code."""
+    """Counts per verdict (tags, and distinct images), per failing rule and of repositories whose
+    tags could not be listed: the text format's closing lines and the exit code."""
 
     tags: dict[str, int] = field(default_factory=dict)
     images: dict[str, set[str]] = field(default_factory=dict)
     rules: dict[str, int] = field(default_factory=dict)
+    unlisted: int = 0
 
     def add(self, record: AuditRecord) -> None:
+        if not record.listed:
+            self.unlisted += 1
+            return
         self.tags[record.verdict] = self.tags.get(record.verdict, 0) + 1
         if record.digest is not None:
             self.images.setdefault(record.verdict, set()).add(record.digest)
@@ -259,9 +265,10 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """0 every tag bootable, 1 one is not, 3 one could not be read (3 wins); an audit that
-        found no tag judged nothing, which is no pass: 3."""
-        if self.tags.get("unreadable") or not self.tags:
+        """0 every tag bootable, 1 one is not, 3 one could not be read or a repository's tags
+        could not be listed (3 wins); an audit that found no tag judged nothing, which is no
+        pass: 3."""
+        if self.tags.get("unreadable") or self.unlisted or not self.tags:
             return 3
         return 1 if self.tags.get("not bootable") else 0
 
@@ -272,6 +279,9 @@ class Summary:
             f"{self.tags.get(v, 0)} {v} ({_images(len(self.images.get(v, ())))})" for v in VERDICTS
         )
         out = [f"audited {total} tag{'' if total == 1 else 's'}, {_images(images)}: {counts}"]
+        if self.unlisted:
+            many = self.unlisted != 1
+            out.append(f"{self.unlisted} repositor{'ies' if many else 'y'} whose tags could not be listed")
         if self.rules:
             out.append("failing rules (tags):")
             out += [

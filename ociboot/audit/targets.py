@@ -2,7 +2,8 @@
 
     parse_namespace("docker://HOST[/PREFIX]")   the repositories equal to PREFIX or under PREFIX/
                                                 (every repository without a PREFIX)
-    enumerate_targets(namespace, ...)           the catalog and each repository's tags, filtered
+    enumerate_targets(namespace, ...)           the catalog and each repository's tags, filtered,
+                                                and the repositories whose tags were refused
     targets_from_file(path, ...)                one registry image a line (`check --from`'s format)
 
 Filters: `repo` and `tag` are regular expressions searched for (`re.search`, not a full match)
@@ -18,6 +19,12 @@ A line of a --from FILE may pin an image by digest (`host/repo@sha256:...`, or
 the leading `:` (`sha256:...`, `tag@sha256:...`), which no real tag can be (a tag holds no `:` or
 `@`), and its `reference` is pinned to that digest.
 
+A repository whose tag list the registry refuses (401 or 403 for its scope, an HTTP error after
+the retries) or sends unreadable (over a cap, a name outside the grammar, a link elsewhere) is
+`Unlisted`, and the listing goes on: one such repository must not hide the others.  A registry
+out of reach (no answer, TLS, the deadline) still ends the listing: every repository would fail
+alike, each after its own timeout.
+
 Targets come sorted by (registry, repository, tag), each once.  Bounds: MAX_TARGETS in all, the
 listing bounds of sources.registry.catalog, READ_JOBS tags read at once for `newest`.
 """
@@ -32,7 +39,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import InvalidReference, InvalidTargetList
+from ..errors import (
+    AuthenticationError,
+    InvalidListing,
+    InvalidReference,
+    InvalidTargetList,
+    RegistryError,
+    SourceError,
+)
 from ..ref import Transport, names_host, parse_ref, redact
 
 if TYPE_CHECKING:
@@ -76,6 +90,21 @@ class Target:
         return f"docker://{self.registry}/{self.repository}{'@' if pinned else ':'}{self.tag}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Unlisted:
+    """A repository of the namespace whose tags could not be listed, and why."""
+
+    registry: str
+    repository: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Enumerated:
+    targets: list[Target]
+    unlisted: list[Unlisted]
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     repo: re.Pattern[str] | None = None
@@ -112,10 +141,12 @@ def parse_namespace(text: str) -> Namespace:
 
 def enumerate_targets(
     namespace: Namespace, options: Options, filters: Filters, page_size: int | None = None
-) -> list[Target]:
-    """Every tag of every repository of `namespace` the filters keep, sorted.  `page_size`: the
-    `n` asked of each listing (None: the registry's own page size).  CatalogClosed when the
-    registry lists no repositories to us; any other failure to list is a SourceError."""
+) -> Enumerated:
+    """Every tag of every repository of `namespace` the filters keep, sorted, and the
+    repositories whose tag lists were refused.  `page_size`: the `n` asked of each listing
+    (None: the registry's own page size).  CatalogClosed when the registry lists no
+    repositories to us; a SourceError for a catalog that cannot be read or a registry out of
+    reach."""
     from ..sources.registry import catalog
 
     client, source = options.registry, options.source
@@ -125,15 +156,32 @@ def enumerate_targets(
         if namespace.holds(r) and filters.wants_repository(r)
     ]
 
-    def listed(repository: str) -> list[Target]:
-        tags = catalog.tags(client, namespace.registry, repository, source, page_size)
+    def listed(repository: str) -> list[Target] | Unlisted:
+        try:
+            tags = catalog.tags(client, namespace.registry, repository, source, page_size)
+        except SourceError as exc:
+            if not _refused(exc):
+                raise
+            return Unlisted(namespace.registry, repository, str(exc))
         return [Target(namespace.registry, repository, t) for t in tags if filters.wants_tag(t)]
 
     targets: list[Target] = []
+    unlisted: list[Unlisted] = []
     for found in _in_order(listed, repositories):
+        if isinstance(found, Unlisted):
+            unlisted.append(found)
+            continue
         _count(len(targets) + len(found), str(namespace))
         targets += found
-    return _newest(targets, filters.newest, options)
+    return Enumerated(_newest(targets, filters.newest, options), unlisted)
+
+
+def _refused(exc: SourceError) -> bool:
+    """The registry answered for this repository's tag list, and the answer was no (or could
+    not be read): the repository's own failure, not the registry's."""
+    if isinstance(exc, AuthenticationError | InvalidListing):
+        return True
+    return isinstance(exc, RegistryError) and exc.status is not None
 
 
 def targets_from_file(path: str, filters: Filters, options: Options) -> list[Target]:

@@ -24,7 +24,14 @@ import re
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
-from ...errors import AuthenticationError, CatalogClosed, ImageNotFound, InvalidManifest, RegistryError
+from ...errors import (
+    AuthenticationError,
+    CatalogClosed,
+    ImageNotFound,
+    InvalidListing,
+    InvalidManifest,
+    RegistryError,
+)
 from ...ref import ImageRef, Transport, valid_repository, valid_tag
 from ...spec import MAX_MANIFEST_BYTES, parse_json
 from .. import SourceOptions
@@ -105,16 +112,16 @@ class _Listing:
         while page is not None:
             number += 1
             if number > MAX_PAGES:
-                raise RegistryError(f"{self.host}: the {self.what} runs over {MAX_PAGES} pages")
+                raise InvalidListing(f"{self.host}: the {self.what} runs over {MAX_PAGES} pages")
             body, link = self._page(page, number)
             for name in self._names(body, number):
                 names.add(name)
                 if len(names) > self.cap:
-                    raise RegistryError(f"{self.host}: the {self.what} lists over {self.cap} {self.key}")
+                    raise InvalidListing(f"{self.host}: the {self.what} lists over {self.cap} {self.key}")
             page = None if link is None else self._next(first, page, link)
             if page is not None:
                 if page in seen:
-                    raise RegistryError(
+                    raise InvalidListing(
                         f"{self.host}: the {self.what} loops: page {number} links back to a page already read"
                     )
                 seen.add(page)
@@ -127,20 +134,20 @@ class _Listing:
             response, transfer = self.endpoint.request("GET", url, {"Accept": "application/json"}, what)
         except RegistryError as error:
             if error.status == 400 and "PAGINATION_NUMBER_INVALID" in error.codes:
-                raise RegistryError(
+                raise InvalidListing(
                     f"{self.host} refuses the page size asked for the {self.what}: {error}"
                 ) from None
             raise
         try:
             length = response.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > MAX_PAGE_BYTES:
-                raise RegistryError(
+                raise InvalidListing(
                     f"{self.host}: the {what} is {length} bytes, over the {MAX_PAGE_BYTES} byte cap"
                 )
             with metered(transfer):
                 body = read_capped(response, MAX_PAGE_BYTES + 1, what)
             if len(body) > MAX_PAGE_BYTES:
-                raise RegistryError(f"{self.host}: the {what} is over the {MAX_PAGE_BYTES} byte cap")
+                raise InvalidListing(f"{self.host}: the {what} is over the {MAX_PAGE_BYTES} byte cap")
             return body, next_link(response.headers.get("Link", ""))
         finally:
             response.close()
@@ -150,22 +157,22 @@ class _Listing:
         try:
             document = parse_json(body, f"{self.host}: the {what}")
         except InvalidManifest as exc:
-            raise RegistryError(str(exc)) from None
+            raise InvalidListing(str(exc)) from None
         if not isinstance(document, dict):
-            raise RegistryError(f"{self.host}: the {what} is not a JSON object")
+            raise InvalidListing(f"{self.host}: the {what} is not a JSON object")
         repository = self.endpoint.ref.repository
         if self.kind == "tag" and document.get("name", repository) != repository:
             shown = repr(document.get("name"))[:80]
-            raise RegistryError(f"{self.host}: the {what} is for {shown}, not {repository!r}")
+            raise InvalidListing(f"{self.host}: the {what} is for {shown}, not {repository!r}")
         listed = document.get(self.key)
         if listed is None:  # distribution sends null for a repository whose tags were all deleted
             return []
         if not isinstance(listed, list):
-            raise RegistryError(f"{self.host}: the {what} has {self.key} that are not a list")
+            raise InvalidListing(f"{self.host}: the {what} has {self.key} that are not a list")
         for name in listed:
             if not isinstance(name, str) or not self.valid(name):
                 shown = repr(name)[:80]
-                raise RegistryError(f"{self.host}: the {what} lists {shown}, not a valid {self.kind} name")
+                raise InvalidListing(f"{self.host}: the {what} lists {shown}, not a valid {self.kind} name")
         return listed
 
     def _next(self, first: str, current: str, link: str) -> str:
@@ -175,12 +182,12 @@ class _Listing:
         parts = urlsplit(target)
         if not same_origin(target, first):
             origin = f"{parts.scheme}://{parts.netloc}"[:80]
-            raise RegistryError(
+            raise InvalidListing(
                 f"{self.host}: the {self.what}'s next page is on {origin!r}: "
                 "refusing to follow it (our credentials go only to the registry)"
             )
         if parts.path != urlsplit(first).path:
-            raise RegistryError(
+            raise InvalidListing(
                 f"{self.host}: the {self.what}'s next page is another API: {parts.path[:80]!r}"
             )
         return target
