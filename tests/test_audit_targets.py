@@ -30,6 +30,8 @@ from ociboot.errors import CatalogClosed, InvalidReference, InvalidTargetList, R
 from ociboot.reflist import MAX_LINE_BYTES, MAX_LIST_BYTES
 from ociboot.sources import SourceOptions
 from ociboot.sources.registry import catalog
+from ociboot.spec import MAX_MANIFEST_BYTES
+from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import BuiltImage, ImageBuilder, LayerBuilder, build_index
 from tests.support.registry_push import Pusher
 from tests.support.registry_server import RegistryServer, start_registry
@@ -147,6 +149,20 @@ def test_tags_list_of_distribution_2_8_is_one_page(namespace_registry: RegistryS
     assert requests_logged(namespace_registry, "/v2/os/debian/tags/list")[before:] == [
         "/v2/os/debian/tags/list?n=2"
     ]
+
+
+def test_a_listing_page_cut_mid_body_is_asked_again(namespace_registry: RegistryServer) -> None:
+    # A dropped connection is no refusal: the GET is idempotent, as for a manifest.
+    proxy = FaultProxy(namespace_registry.host)
+    try:
+        proxy.cut_next("/v2/_catalog", after=5)
+        proxy.cut_next("/v2/os/debian/tags/list", after=5)
+        found = every_listed(Namespace(proxy.host, "os/debian"), options(), Filters())
+        asked = [path for _, path, _ in proxy.requests]
+    finally:
+        proxy.close()
+    assert [t.tag for t in found] == sorted(LAYOUT["os/debian"])
+    assert sum(p.startswith("/v2/os/debian/tags/list") for p in asked) == 2
 
 
 def test_a_repository_the_registry_does_not_know_has_no_tags(namespace_registry: RegistryServer) -> None:
@@ -484,14 +500,14 @@ def test_an_endless_page_is_cut_at_the_page_cap(hostile: Callable[..., Hostile])
     def endless(out: Any) -> None:
         out.write(b'{"repositories": ["a"')
         chunk = b', "a"' * 20000
-        while sent[0] < 64 * catalog.MAX_PAGE_BYTES:  # far past the cap: the reader must stop first
+        while sent[0] < 64 * MAX_MANIFEST_BYTES:  # far past the cap: the reader must stop first
             out.write(chunk)
             sent[0] += len(chunk)
 
     server = hostile(lambda path: (200, {"Content-Type": "application/json"}, endless))
-    assert f"over the {catalog.MAX_PAGE_BYTES} byte cap" in refusal(server)
+    assert f"over the {MAX_MANIFEST_BYTES} byte cap" in refusal(server)
     # What the server managed to write is the cap plus what the sockets buffer.
-    assert sent[0] < 8 * catalog.MAX_PAGE_BYTES
+    assert sent[0] < 8 * MAX_MANIFEST_BYTES
 
 
 def test_endless_pages_are_cut_at_the_page_count(

@@ -33,15 +33,12 @@ from ...errors import (
     RegistryError,
 )
 from ...ref import ImageRef, Transport, valid_repository, valid_tag
-from ...spec import MAX_MANIFEST_BYTES, parse_json
+from ...spec import parse_json
 from .. import SourceOptions
 from .client import RegistryClient
 from .endpoint import Endpoint
 from .token import same_origin
-from .transport import metered, read_capped
 
-#: One page, read whole to be parsed (spec.parse_json's cap: a page is JSON like a manifest).
-MAX_PAGE_BYTES = MAX_MANIFEST_BYTES
 #: Pages of one listing: a registry that hands out new next-page URLs for ever is given up on.
 MAX_PAGES = 10_000
 #: Repositories one catalog may list; more is an error.
@@ -131,26 +128,16 @@ class _Listing:
         """One page's body and the target of its rel="next" link, if any."""
         what = f"{self.what} page {number}"
         try:
-            response, transfer = self.endpoint.request("GET", url, {"Accept": "application/json"}, what)
+            page = self.endpoint.get_document(url, "application/json", what)
+        except InvalidManifest as exc:  # over the cap
+            raise InvalidListing(f"{self.host}: the {exc}") from None
         except RegistryError as error:
             if error.status == 400 and "PAGINATION_NUMBER_INVALID" in error.codes:
                 raise InvalidListing(
                     f"{self.host} refuses the page size asked for the {self.what}: {error}"
                 ) from None
             raise
-        try:
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > MAX_PAGE_BYTES:
-                raise InvalidListing(
-                    f"{self.host}: the {what} is {length} bytes, over the {MAX_PAGE_BYTES} byte cap"
-                )
-            with metered(transfer):
-                body = read_capped(response, MAX_PAGE_BYTES + 1, what)
-            if len(body) > MAX_PAGE_BYTES:
-                raise InvalidListing(f"{self.host}: the {what} is over the {MAX_PAGE_BYTES} byte cap")
-            return body, next_link(response.headers.get("Link", ""))
-        finally:
-            response.close()
+        return page.body, next_link(page.link)
 
     def _names(self, body: bytes, number: int) -> list[str]:
         what = f"{self.what} page {number}"

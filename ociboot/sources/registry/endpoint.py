@@ -2,7 +2,8 @@
 
 It owns what every request to the repository needs: the scheme (HTTPS unless the user chose
 plain HTTP or the host is loopback), the image's network budget, auth, and bounded retries
-(429 honouring Retry-After, 502/503/504, resets and timeouts only; a stall once).
+(429 honouring Retry-After, 502/503/504, resets and timeouts only; a stall once); and the GET
+of a small JSON document (a manifest, a listing page, a referrers list), read whole and capped.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ImageNotFound, RegistryError
+from ...errors import ImageNotFound, InvalidManifest, RegistryError
 from ...ref import ImageRef
+from ...spec import MAX_MANIFEST_BYTES
 from .. import SourceOptions
 from .client import RegistryClient
 from .token import Authenticator
@@ -31,6 +34,17 @@ from .transport import (
 
 MAX_RETRY_AFTER = 10.0
 NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"})
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A JSON document as the registry sent it, believed for nothing but its size: the caller
+    parses `body` and checks it against what it asked for."""
+
+    body: bytes
+    media_type: str | None  # Content-Type without its parameters; None when not sent
+    link: str  # the Link header ("" when none): a listing's next page
+    content_digest: str | None  # the Docker-Content-Digest header, unparsed
 
 
 def is_loopback(host: str) -> bool:
@@ -133,6 +147,44 @@ class Endpoint:
             wait = self._retry_after(response, attempt)
             response.close()
             self.budget.sleep(wait, what)
+
+    def get_document(self, url: str, accept: str, what: str) -> Document:
+        """GET a JSON document of at most MAX_MANIFEST_BYTES: a Content-Length over the cap is
+        refused before the body is read, the body is read metered and capped, and a connection
+        dropped mid-body is asked again (a GET is idempotent; --retries bounds it).  InvalidManifest
+        for a document over the cap, ImageNotFound for one the registry does not have."""
+        attempt = 0
+        while True:
+            response, transfer = self.request("GET", url, {"Accept": accept}, what)
+            try:
+                length = response.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
+                    raise InvalidManifest(f"{what} is {length} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
+                with metered(transfer):
+                    body = read_capped(response, MAX_MANIFEST_BYTES + 1, what)
+                break
+            except RegistryError as error:
+                if not error.temporary or attempt >= self.options.retries:
+                    raise
+                attempt += 1
+            finally:
+                response.close()
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise InvalidManifest(f"{what} is over the {MAX_MANIFEST_BYTES} byte cap")
+        headers = response.headers
+        return Document(
+            body,
+            headers.get("Content-Type", "").split(";")[0].strip() or None,
+            headers.get("Link", ""),
+            headers.get("Docker-Content-Digest"),
+        )
+
+    def find_document(self, url: str, accept: str, what: str) -> Document | None:
+        """get_document, or None where the registry has no such document."""
+        try:
+            return self.get_document(url, accept, what)
+        except ImageNotFound:
+            return None
 
     @staticmethod
     def _retry_after(response: Response, attempt: int) -> float:

@@ -14,16 +14,12 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from ...digest import Digest
-from ...errors import InvalidManifest, RegistryError
+from ...errors import RegistryError
 from ...mediatypes import MediaType
 from ...ref import ImageRef
-from ...spec import MAX_MANIFEST_BYTES
 from .endpoint import Endpoint, display
 from .push import RegistryTarget
 from .source import RegistrySource
-from .transport import metered, read_capped
-
-_FOUND_OR_NOT = frozenset({200, 404})
 
 
 class Referrers:
@@ -44,37 +40,21 @@ class Referrers:
         if artifact_type:
             url += "?" + urlencode({"artifactType": artifact_type})
         what = f"referrers of {digest} in {display(endpoint.ref)}"
-        data = self._get(url, {"Accept": MediaType.OCI_INDEX}, what)
-        if data is None:
+        found = self._endpoint.find_document(url, MediaType.OCI_INDEX, what)
+        if found is None:
             return None
-        body, response_type, link = data
-        if response_type != MediaType.OCI_INDEX:
+        if found.media_type != MediaType.OCI_INDEX:
             raise RegistryError(
-                f"{endpoint.host} answered the {what} with {response_type or 'no media type'}, "
+                f"{endpoint.host} answered the {what} with {found.media_type or 'no media type'}, "
                 "not an OCI index"
             )
-        if link:
+        if found.link:
             # A later page could hold the newest verdict: a part of the list is no list.
             raise RegistryError(f"{endpoint.host} paginates the {what}; ociboot reads one page only")
-        return body
+        return found.body
 
     def tagged(self, tag: str) -> bytes | None:
         endpoint = self._endpoint
         what = f"referrers index {tag} of {display(endpoint.ref)}"
-        data = self._get(endpoint.url("manifests", tag), {"Accept": MediaType.OCI_INDEX}, what)
-        return None if data is None else data[0]
-
-    def _get(self, url: str, headers: dict[str, str], what: str) -> tuple[bytes, str, str] | None:
-        endpoint = self._endpoint
-        response, transfer = endpoint.request("GET", url, headers, what, allow=_FOUND_OR_NOT)
-        try:
-            if response.status_code == 404:
-                return None
-            with metered(transfer):
-                body = read_capped(response, MAX_MANIFEST_BYTES + 1, what)
-        finally:
-            response.close()
-        if len(body) > MAX_MANIFEST_BYTES:
-            raise InvalidManifest(f"{what} is over the {MAX_MANIFEST_BYTES} byte cap")
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        return body, media_type, response.headers.get("Link", "")
+        found = endpoint.find_document(endpoint.url("manifests", tag), MediaType.OCI_INDEX, what)
+        return None if found is None else found.body

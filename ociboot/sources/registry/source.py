@@ -8,15 +8,15 @@ from __future__ import annotations
 import io
 
 from ...digest import Digest
-from ...errors import InvalidManifest, RegistryError
+from ...errors import InvalidManifest
 from ...mediatypes import MANIFEST_ACCEPT
 from ...ref import ImageRef
-from ...spec import MAX_MANIFEST_BYTES, Descriptor
+from ...spec import Descriptor
 from .. import RawManifest, SourceOptions
 from .blob import BlobStream
 from .client import RegistryClient
 from .endpoint import Endpoint, display
-from .transport import CHUNK, Session, metered, read_capped
+from .transport import CHUNK, Session
 
 _ACCEPT = ", ".join(MANIFEST_ACCEPT)
 
@@ -51,34 +51,14 @@ class RegistrySource:
         ref, endpoint = self._ref, self._endpoint
         reference = str(digest or ref.digest or "") or ref.tag or "latest"
         what = f"manifest {reference} of {endpoint.host}/{ref.repository}"
-        url = endpoint.url("manifests", reference)
-        attempt = 0
-        while True:
-            response, transfer = endpoint.request("GET", url, {"Accept": _ACCEPT}, what)
-            try:
-                length = response.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
-                    raise InvalidManifest(f"{what} is {length} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
-                with metered(transfer):
-                    data = read_capped(response, MAX_MANIFEST_BYTES + 1, what)
-                break
-            except RegistryError as error:
-                # The connection dropped mid-body: the GET is idempotent, so ask again (bounded).
-                if not error.temporary or attempt >= endpoint.options.retries:
-                    raise
-                attempt += 1
-            finally:
-                response.close()
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise InvalidManifest(f"{what} is over the {MAX_MANIFEST_BYTES} byte cap")
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or None
+        document = endpoint.get_document(endpoint.url("manifests", reference), _ACCEPT, what)
         claimed = digest or ref.digest
-        if claimed is None and (header := response.headers.get("Docker-Content-Digest")):
+        if claimed is None and (header := document.content_digest):
             try:
                 claimed = Digest.parse(header.strip())
             except InvalidManifest:
                 raise InvalidManifest(f"{what}: invalid Docker-Content-Digest {header!r}") from None
-        return RawManifest(data, media_type, claimed, where=f"{display(ref)} ({what})")
+        return RawManifest(document.body, document.media_type, claimed, where=f"{display(ref)} ({what})")
 
     def open_blob(self, descriptor: Descriptor) -> io.BufferedReader:
         return io.BufferedReader(BlobStream(self._endpoint, descriptor), buffer_size=CHUNK)
