@@ -34,6 +34,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,6 +453,8 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     server = _start_token_registry("token_registry", tmp_path_factory.mktemp("token-registry"))
     yield server
     server.stop()
+    if server.tokens is not None and server.tokens.errors:
+        warnings.warn(f"the token service failed to answer requests: {server.tokens.report()}", stacklevel=1)
 
 
 def _ca_file(directory: Path) -> Path | None:
