@@ -46,7 +46,12 @@ class SourceError(OcibootError):
 
 
 class ImageNotFound(SourceError):
-    pass
+    """`status`: the HTTP status a registry answered (404, or another carrying a not-found error
+    code); None when no registry said it."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AuthenticationError(SourceError):

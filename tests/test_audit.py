@@ -27,6 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ociboot import pipeline, schemas
+from ociboot.audit import output as audit_output
 from ociboot.audit import run as audit_run
 from ociboot.audit.record import MAX_RECORD_BYTES, AuditRecord
 from ociboot.audit.targets import Target
@@ -332,6 +333,15 @@ def test_a_record_line_is_strict_utf8_whatever_the_registry_named() -> None:
     line.encode("utf-8")  # strict: a lone surrogate would raise here
     assert "\x1b" not in line and "\n" not in line
     assert AuditRecord.parse(line).tag == "v1\\x1b[2J\\xed\\xa0\\x80"
+
+
+def test_a_long_error_is_shortened_so_that_resume_reads_the_record_back(tmp_path: Path) -> None:
+    # An error quotes a registry or an image: whole, it could make a line --resume refuses.
+    long = AuditRecord("r.example", "os/x", "v1", None, None, error="\u00e9" * MAX_RECORD_BYTES)
+    assert long.error is not None and len(long.line().encode()) < MAX_RECORD_BYTES // 4
+    path = tmp_path / "resume.jsonl"
+    path.write_text(long.line() + "\n")
+    assert audit_output.read_resume(str(path)).earlier.lines == frozenset({long.line()})
 
 
 def test_a_repository_whose_tags_are_refused_is_one_unreadable_record_and_the_rest_is_audited(

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from ociboot import pipeline
 from ociboot.audit.targets import (
+    READ_JOBS,
     Filters,
     Namespace,
     Target,
@@ -577,19 +578,97 @@ def test_a_hostile_tag_list_is_its_repositorys_failure_and_the_others_are_listed
     assert why in unlisted.error and server.host in unlisted.error and "\n" not in unlisted.error
 
 
-@pytest.mark.parametrize("status", [401, 403, 400])
-def test_a_refused_tag_list_is_its_repositorys_failure(hostile: Callable[..., Hostile], status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(401, "DENIED"), (403, "DENIED"), (400, "DENIED"), (500, "NAME_UNKNOWN"), (400, "MANIFEST_UNKNOWN")],
+)
+def test_a_refused_tag_list_is_its_repositorys_failure(
+    hostile: Callable[..., Hostile], status: int, code: str
+) -> None:
+    # A not-found code under another status than 404 is no "this repository has no tags": the
+    # repository would vanish from the audit, which could then pass without having seen it.
+    long = "x" * 100_000  # a registry's message is quoted, not whole
+
     def answer(path: str) -> tuple[int, dict[str, str], bytes]:
         if path.startswith("/v2/_catalog"):
             return page(["a", "b", "c"])
         if path.startswith("/v2/b/"):
-            return status, {"Content-Type": "application/json"}, b'{"errors": [{"code": "DENIED"}]}'
+            body = {"errors": [{"code": code, "message": long}]}
+            return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
         return page(["1"], key="tags")
 
     server = hostile(answer)
     found = enumerate_targets(Namespace(server.host, ""), options(), Filters())
     assert [t.repository for t in found.targets] == ["a", "c"]
     assert [u.repository for u in found.unlisted] == ["b"]
+    assert len(found.unlisted[0].error) < 1000
+
+
+def test_only_a_404_is_a_repository_without_tags(hostile: Callable[..., Hostile]) -> None:
+    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/v2/_catalog"):
+            return page(["a", "b"])
+        if path.startswith("/v2/b/"):
+            return 404, {"Content-Type": "application/json"}, b'{"errors": [{"code": "NAME_UNKNOWN"}]}'
+        return page(["1"], key="tags")
+
+    server = hostile(answer)
+    found = enumerate_targets(Namespace(server.host, ""), options(), Filters())
+    assert (found.targets, found.unlisted) == ([Target(server.host, "a", "1")], [])
+
+
+def test_a_next_page_that_is_no_url_is_refused_not_a_crash(hostile: Callable[..., Hostile]) -> None:
+    broken = "http://[::1/v2/a/tags/list?n=2"  # an unclosed IPv6 bracket: urljoin raises ValueError
+
+    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/v2/_catalog"):
+            return page(["a", "b"])
+        if path.startswith("/v2/a/"):
+            return page(["1"], broken, key="tags")
+        return page(["1"], key="tags")
+
+    server = hostile(answer)
+    found = enumerate_targets(Namespace(server.host, ""), options(), Filters())
+    assert found.targets == [Target(server.host, "b", "1")]
+    [unlisted] = found.unlisted
+    assert unlisted.repository == "a" and "next page is no URL" in unlisted.error
+    catalog_server = hostile(lambda path: page(["a"], broken))
+    assert "next page is no URL" in refusal(catalog_server)
+
+
+def test_a_registry_that_says_try_later_past_the_retries_ends_the_listing(
+    hostile: Callable[..., Hostile],
+) -> None:
+    # 503 on every tag list: the registry's trouble, not each repository's, so the listing stops
+    # rather than waiting out the retries once per repository.
+    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/v2/_catalog"):
+            return page([f"r{i}" for i in range(20)])
+        return 503, {"Content-Type": "application/json"}, b'{"errors": [{"code": "UNAVAILABLE"}]}'
+
+    server = hostile(answer)
+    with pytest.raises(RegistryError) as stopped:
+        enumerate_targets(Namespace(server.host, ""), options(retries=1), Filters())
+    assert stopped.value.status == 503
+    assert sum("/tags/list" in p for p in server.seen) <= 2 * READ_JOBS
+
+
+def test_find_document_is_none_only_for_a_404(hostile: Callable[..., Hostile]) -> None:
+    # What the referrers readers ask: a 404 alone says "no referrers API"; a not-found code
+    # under another status is an error, never "absent" (verdicts would fall back to the tag).
+    from ociboot.errors import ImageNotFound
+    from ociboot.ref import ImageRef, Transport
+    from ociboot.sources.registry.endpoint import Endpoint
+
+    status = {"now": 404}
+    server = hostile(lambda path: (status["now"], {}, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}'))
+    ref = ImageRef(Transport.DOCKER, registry=server.host, repository="a")
+    endpoint = Endpoint(options().registry, ref, SourceOptions(timeout=30))
+    url = endpoint.url("referrers", "sha256:" + "0" * 64)
+    assert endpoint.find_document(url, "application/json", "referrers") is None
+    status["now"] = 400
+    with pytest.raises(ImageNotFound):
+        endpoint.find_document(url, "application/json", "referrers")
 
 
 def test_a_registry_that_stops_answering_ends_the_listing(hostile: Callable[..., Hostile]) -> None:

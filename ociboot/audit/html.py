@@ -197,6 +197,8 @@ _COLOURS = {"bootable": "#2e7d32", "not bootable": "#c62828", "unreadable": "#9e
 def _chart(records: Sequence[AuditRecord], several: bool) -> list[str]:
     per: dict[str, Counter[str]] = {}
     for r in records:
+        if not r.listed:  # no tag to draw: the totals and the table say it
+            continue
         per.setdefault(_repository(r, several), Counter())[r.verdict] += 1
     widest = max((sum(c.values()) for c in per.values()), default=1)
     height = _ROW * (len(per) + 1) + 6
@@ -277,7 +279,7 @@ def _row(index: int, r: AuditRecord, several: bool, known: dict[str, Any]) -> st
     shown = error if len(error) <= MAX_SHOWN_ERROR else error[:MAX_SHOWN_ERROR] + "\u2026"
     cells = [
         f'<td title="{text(r.registry)}/{text(r.repository)}">{text(_repository(r, several))}</td>',
-        f"<td>{text(r.tag)}</td>" if r.listed else "<td><i>(not listed)</i></td>",
+        f"<td>{text(r.tag)}</td>" if r.listed else '<td data-sort=""><i>(not listed)</i></td>',
         digest,
         f'<td class="fixed {_CLASS[r.verdict]}">{r.verdict}</td>',
         f'<td data-sort="{len(r.failed)} {len(r.warned)}">{rules}</td>',

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: A --resume file is the user's, but may be any file: a longer line is not a record of ours.
 MAX_RECORD_BYTES = 64 << 10
+#: A record's error, shortened past this: it quotes a registry or an image, and a record must
+#: stay well under MAX_RECORD_BYTES for --resume to read it back.
+MAX_ERROR_CHARS = 2000
 
 
 #: What a record says of its tag, in the order a summary says them.
@@ -59,6 +62,10 @@ class AuditRecord:
     #: What the verdict depends on besides the image (`judging_key`): --resume reuses a verdict
     #: only when it is the same now.  None in a record of an unresolved tag.
     judged_with: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.error is not None and len(self.error) > MAX_ERROR_CHARS:
+            object.__setattr__(self, "error", self.error[:MAX_ERROR_CHARS] + "\u2026")
 
     @property
     def listed(self) -> bool:

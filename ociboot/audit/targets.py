@@ -19,11 +19,12 @@ A line of a --from FILE may pin an image by digest (`host/repo@sha256:...`, or
 the leading `:` (`sha256:...`, `tag@sha256:...`), which no real tag can be (a tag holds no `:` or
 `@`), and its `reference` is pinned to that digest.
 
-A repository whose tag list the registry refuses (401 or 403 for its scope, an HTTP error after
-the retries) or sends unreadable (over a cap, a name outside the grammar, a link elsewhere) is
-`Unlisted`, and the listing goes on: one such repository must not hide the others.  A registry
-out of reach (no answer, TLS, the deadline) still ends the listing: every repository would fail
-alike, each after its own timeout.
+A repository whose tag list the registry refuses (401 or 403 for its scope, an HTTP error, a
+not-found code on a repository the catalog just listed) or sends unreadable (over a cap, a name
+outside the grammar, a link elsewhere) is `Unlisted`, and the listing goes on: one such
+repository must not hide the others.  A registry out of reach (no answer, TLS, the deadline, a
+"try later" status past the retries) still ends the listing: every repository would fail alike,
+each after its own retries.  Only a plain 404 on a tag list is a repository with no tags.
 
 Targets come sorted by (registry, repository, tag), each once.  Bounds: MAX_TARGETS in all, the
 listing bounds of sources.registry.catalog, READ_JOBS tags read at once for `newest`.
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import (
     AuthenticationError,
+    ImageNotFound,
     InvalidListing,
     InvalidReference,
     InvalidTargetList,
@@ -178,10 +180,12 @@ def enumerate_targets(
 
 def _refused(exc: SourceError) -> bool:
     """The registry answered for this repository's tag list, and the answer was no (or could
-    not be read): the repository's own failure, not the registry's."""
-    if isinstance(exc, AuthenticationError | InvalidListing):
+    not be read): the repository's own failure, not the registry's.  A status that says "try
+    later" (429, 502, 503, 504) after the retries is the registry's: every repository would
+    wait out the same retries."""
+    if isinstance(exc, AuthenticationError | InvalidListing | ImageNotFound):
         return True
-    return isinstance(exc, RegistryError) and exc.status is not None
+    return isinstance(exc, RegistryError) and exc.status is not None and not exc.temporary
 
 
 def targets_from_file(path: str, filters: Filters, options: Options) -> list[Target]:

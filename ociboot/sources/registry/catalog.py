@@ -76,16 +76,19 @@ def tags(
     options: SourceOptions,
     page_size: int | None = None,
 ) -> list[str]:
-    """Every tag of `repository`, sorted; none for a repository the registry does not know (a
-    catalog lists repositories whose tags were all deleted)."""
+    """Every tag of `repository`, sorted; none when the registry answers 404 (a catalog lists
+    repositories whose tags were all deleted).  Another status carrying a not-found code is
+    ImageNotFound: only a 404 says there is nothing to list."""
     ref = ImageRef(Transport.DOCKER, registry=registry, repository=repository)
     endpoint = Endpoint(client, ref, options, label=f"tags of {registry}/{repository}")
     url = f"{endpoint.scheme}://{endpoint.host}/v2/{repository}/tags/list"
     listing = _Listing(endpoint, f"tag list of {repository}", "tags", "tag", valid_tag, MAX_TAGS)
     try:
         return listing.read(url, page_size)
-    except ImageNotFound:
-        return []
+    except ImageNotFound as missing:
+        if missing.status == 404:
+            return []
+        raise
 
 
 class _Listing:
@@ -165,8 +168,12 @@ class _Listing:
     def _next(self, first: str, current: str, link: str) -> str:
         """The next page's absolute URL: relative to the page that named it (RFC 8288 section
         3.2), and only the same API at the same origin, where our credentials may go."""
-        target = urljoin(current, link)
-        parts = urlsplit(target)
+        try:
+            target = urljoin(current, link)
+            parts = urlsplit(target)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            shown = repr(link[:80])
+            raise InvalidListing(f"{self.host}: the {self.what}'s next page is no URL: {shown}") from None
         if not same_origin(target, first):
             origin = f"{parts.scheme}://{parts.netloc}"[:80]
             raise InvalidListing(

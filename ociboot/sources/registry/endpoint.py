@@ -180,11 +180,15 @@ class Endpoint:
         )
 
     def find_document(self, url: str, accept: str, what: str) -> Document | None:
-        """get_document, or None where the registry has no such document."""
+        """get_document, or None when the registry answers 404.  Only a 404: another status
+        carrying a not-found code is an error (for the referrers API, a 404 alone says the API
+        is unavailable, distribution-spec "Listing Referrers")."""
         try:
             return self.get_document(url, accept, what)
-        except ImageNotFound:
-            return None
+        except ImageNotFound as missing:
+            if missing.status == 404:
+                return None
+            raise
 
     @staticmethod
     def _retry_after(response: Response, attempt: int) -> float:
@@ -207,16 +211,27 @@ class Endpoint:
         if status in (401, 403):
             return self.auth.error(response)
         if status == 404 or NOT_FOUND_CODES.intersection(codes):
-            return ImageNotFound(f"{what} not found ({', '.join(codes) or status}): {display(self.ref)}")
+            return ImageNotFound(
+                f"{what} not found ({', '.join(codes) or status}): {display(self.ref)}", status=status
+            )
         # The reason phrase and the codes are the registry's text as much as the messages: any
         # of them may echo what we sent.
-        detail = self.auth.scrub("; ".join(messages) or response.reason or "")
+        detail = _shortened(self.auth.scrub("; ".join(messages) or response.reason or ""))
         return RegistryError(
             f"{self.host} answered {status} for {what}: {detail}".rstrip(": "),
             status=status,
             codes=codes,
             temporary=status in TEMPORARY,
         )
+
+
+#: What an error message quotes of a registry's error body: it is the registry's text, and a
+#: message is one line (an audit record keeps it; MAX_RECORD_BYTES bounds those).
+MAX_ERROR_DETAIL = 500
+
+
+def _shortened(detail: str) -> str:
+    return detail if len(detail) <= MAX_ERROR_DETAIL else detail[:MAX_ERROR_DETAIL] + "\u2026"
 
 
 def _error_codes(body: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
