@@ -18,8 +18,6 @@ loop's exit codes, tag by tag.
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import json
 import shutil
 import signal
@@ -33,7 +31,7 @@ from bench.measure import Sample, Summary
 from bench.registry import RegistryServer
 from bench.run import HERE, OCIBOOT, bench_image, fresh_env, image_arguments, machine, mb, report_head
 from ociboot.mediatypes import MediaType
-from tests.support.imagebuilder import Blob, LayerBuilder, canonical_json, sha256
+from tests.support.imagebuilder import Blob, LayerBuilder, canonical_json, compress, sha256
 from tests.support.registry_push import Pusher, PushError
 
 REPOSITORIES = 5
@@ -51,10 +49,7 @@ class Namespace:
 def _own_layer(tag: str) -> tuple[Blob, str]:
     """A tag's own small gzip layer and its diff_id (deterministic: fixed mtime, no gzip name)."""
     tar = LayerBuilder().dir("etc").file("etc/bench-tag", f"{tag}\n".encode()).tar()
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
-        gz.write(tar)
-    return Blob(OCI_GZIP, out.getvalue()), sha256(tar)
+    return Blob(OCI_GZIP, compress(tar, "gzip")), sha256(tar)
 
 
 def push_namespace(server: RegistryServer, layout: Path, name: str, n: int) -> Namespace:

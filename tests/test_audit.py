@@ -80,14 +80,9 @@ def _image(base: LayerBuilder, name: str, bootable: bool) -> BuiltImage:
     return builder.build()
 
 
-def _storage_blob(server: RegistryServer, digest: str) -> Path:
-    hexa = digest.split(":")[1]
-    return server.directory / "storage/docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
-
-
 @pytest.fixture(scope="module")
 def namespace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
-    server = start_registry("audit_registry", tmp_path_factory.mktemp("audit-registry"))
+    server = start_registry("namespace", tmp_path_factory.mktemp("audit-registry"))
     pusher = Pusher(server.url)
     base = generic().base_layer()
     shared = _image(base, "shared", True)
@@ -101,7 +96,7 @@ def namespace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
     # os/broken: nothing here can be read, each for another reason.
     gone = _image(base, "gone", True)
     pusher.push(BROKEN, gone, "deleted")
-    _storage_blob(server, gone.layers[1].digest).unlink()
+    server.blob_file(gone.layers[1].digest).unlink()
     lying = ImageBuilder().add_layer(base, "gzip")
     lying.add_layer(LayerBuilder().file("etc/build-id", "lying\n"), "gzip", diff_id=sha256(b"something else"))
     pusher.push(BROKEN, lying.build(), "wrong-digest")

@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import dask
 import pytest
 
@@ -38,7 +37,7 @@ from tests.support.faultproxy import FaultProxy
 from tests.support.imagebuilder import build_index
 from tests.support.redis_server import RedisServer
 from tests.support.registry_push import Pusher
-from tests.support.registry_server import RegistryServer, start_registry
+from tests.support.registry_server import RegistryServer, start_basic_registry
 
 pytestmark = pytest.mark.registry
 
@@ -50,11 +49,7 @@ PASSWORD = f"dask-secret-{uuid.uuid4().hex}"
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """A registry that answers only with the password."""
-    directory = tmp_path_factory.mktemp("private-registry")
-    htpasswd = directory / "htpasswd"
-    htpasswd.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}\n")
-    auth = ("auth:", "  htpasswd:", "    realm: ociboot-dask", f"    path: {htpasswd}")
-    server = start_registry("dask_private", directory, auth=auth)
+    server = start_basic_registry("private", tmp_path_factory.mktemp("private-registry"), {USER: PASSWORD})
     yield server
     server.stop()
 

@@ -257,11 +257,6 @@ def test_across_registries_every_blob_is_streamed(registry: RegistryServer, seco
         assert status(second, "prod/far", "blobs", digest) == 200
 
 
-def _blob_file(server: RegistryServer, digest: str) -> Path:
-    hexa = digest.removeprefix("sha256:")
-    return server.directory / "storage/docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
-
-
 def test_a_tag_moved_after_the_check_does_not_change_what_is_copied(
     registry: RegistryServer, second: RegistryServer
 ) -> None:
@@ -288,7 +283,7 @@ def test_a_tag_moved_after_the_check_does_not_change_what_is_copied(
 def rotting(server: RegistryServer, digest: str) -> Iterator[Callable[[Checked], None]]:
     """An after_check that changes blob `digest` in the registry's storage (same size, other
     bytes) once the check found the image bootable; the blob is restored on leaving."""
-    stored = _blob_file(server, digest)
+    stored = server.blob_file(digest)
     original = stored.read_bytes()
 
     def corrupt(checked: Checked) -> None:

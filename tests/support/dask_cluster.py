@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.process import stop as stop_processes
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
 THREADS = 2
@@ -85,15 +87,7 @@ class DaskCluster:
         process.wait()
 
     def stop(self) -> None:
-        for process in [*self.workers, self.scheduler]:
-            if process.poll() is None:
-                process.terminate()
-        for process in [*self.workers, self.scheduler]:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(*self.workers, self.scheduler)
 
 
 def _spawn(
@@ -187,9 +181,11 @@ def _wait_for_workers(cluster: DaskCluster, count: int) -> None:
             raise ClusterStartError(f"{count} workers did not join:\n{cluster.log_text()}") from None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    """A scheduler and two workers of two threads each, for one test module."""
+    """A scheduler and two workers of two threads each, for the session: each executor
+    registers its own run's plugin and removes it at close, so no test leaves state on them
+    (a test that kills a worker starts a cluster of its own)."""
     cluster = start_cluster(tmp_path_factory.mktemp("dask"))
     yield cluster
     cluster.stop()

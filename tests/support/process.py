@@ -1,4 +1,5 @@
-"""`ociboot check` as its own process: what a shell sees (file descriptors, exit code, stderr)."""
+"""Processes of the tests: `ociboot check` as its own process (what a shell sees: file
+descriptors, exit code, stderr), and stopping the servers the tests start."""
 
 from __future__ import annotations
 
@@ -19,3 +20,16 @@ def ociboot_check(*args: str, stdout: int | None = subprocess.PIPE) -> subproces
         text=True,
         check=False,
     )
+
+
+def stop(*processes: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM every one still running, then wait for each; one that outlives `timeout` is killed."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.process import stop as stop_processes
 from tests.support.registry_server import free_port
 
 BINARY = "/usr/bin/redis-server"
@@ -43,13 +44,7 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_processes(self.process)
 
 
 def _answers(port: int) -> bool:

@@ -48,6 +48,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.support.process import stop as stop_processes
+
 BINARY = "/usr/bin/docker-registry"
 USERS = {"alice": "wonderland", "bob": "builder"}
 
@@ -319,14 +321,13 @@ class RegistryServer:
         except OSError:
             return ""
 
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry's filesystem storage keeps a blob (to damage or remove it)."""
+        hexa = digest.removeprefix("sha256:")
+        return self.directory / "storage/docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_processes(self.process, timeout=5)
         if self.tokens is not None:
             self.tokens.stop()
 
@@ -408,16 +409,21 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    directory = tmp_path_factory.mktemp("basic-registry")
+def start_basic_registry(name: str, directory: Path, users: dict[str, str]) -> RegistryServer:
+    """A registry that answers only with one of `users`' passwords (htpasswd, Basic auth)."""
     htpasswd = directory / "htpasswd"
     htpasswd.write_text(
-        "".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n" for u, p in USERS.items())
+        "".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n" for u, p in users.items())
     )
-    auth = ["auth:", "  htpasswd:", "    realm: ociboot-basic", f"    path: {htpasswd}"]
-    server = start_registry("basic_registry", directory, auth=tuple(auth))
-    server.users = dict(USERS)
+    auth = ("auth:", "  htpasswd:", f"    realm: ociboot-{name}", f"    path: {htpasswd}")
+    server = start_registry(name, directory, auth=auth)
+    server.users = dict(users)
+    return server
+
+
+@pytest.fixture(scope="session")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    server = start_basic_registry("basic_registry", tmp_path_factory.mktemp("basic-registry"), USERS)
     yield server
     server.stop()
 
