@@ -479,6 +479,14 @@ def test_html_writes_the_report_of_every_record(namespace: Namespace, tmp_path: 
     assert all(r.repository in html and r.tag in html for r in found) and "KRN-001" in html
 
 
+def test_html_on_standard_output_with_the_records_in_a_file(namespace: Namespace, tmp_path: Path) -> None:
+    # `-o FILE --html -`: the page goes where it was asked for, not nowhere.
+    out = tmp_path / "audit.jsonl"
+    code, page, _ = audit(namespace.url, "--repo", "^os/r0$", "-f", "jsonl", "-o", str(out), "--html", "-")
+    assert code == 1 and len(records(out.read_text())) == 6
+    assert page.startswith("<!DOCTYPE html>") and "KRN-001" in page
+
+
 def test_a_dask_cluster_with_a_shared_redis_cache_writes_the_same_lines(
     namespace: Namespace,
     fresh: tuple[int, str, Path],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -86,7 +86,6 @@ class AuditOutputs:
     title: str
     #: Lines already in the file the records are appended to (a resumed run writes them not again).
     present: frozenset[str] = frozenset()
-    render: Callable[..., str] | None = None  # audit.html.render, with --html
     written: list[AuditRecord] = field(default_factory=list)
     summary: Summary = field(default_factory=Summary)
 
@@ -105,8 +104,10 @@ class AuditOutputs:
         """The summary after a text format's records, and the HTML report."""
         if self.fmt is AuditFormat.text:
             self.records.write("\n" + "\n".join(escape(line) for line in self.summary.lines()) + "\n")
-        if self.html is not None and self.render is not None:
-            self.html.write(self.render(self.written, title=self.title))
+        if self.html is not None:
+            from .html import render  # only for --html: it loads the rule table
+
+            self.html.write(render(self.written, title=self.title))
 
     @property
     def failures(self) -> list[tuple[str, str]]:
@@ -155,12 +156,15 @@ def open_outputs(
         wanted.append(outputs.Output(ReportFormat.text, html))
     read = [*inputs, None if appending or resume is None else resume.path]
     outputs.refuse(wanted, [], read)
-    render = _html_renderer() if html is not None else None
-    paths = [p for p in (output, html) if p is not None and p != outputs.STDOUT]
-    files = dict(zip(paths, outputs.open_untruncated(paths), strict=True))
-    sinks: dict[str | None, outputs.Writer] = {}
-    for path, fd in files.items():
-        if appending and path == output:
+    files = [o.path for o in wanted if o.path != outputs.STDOUT]
+    fds = iter(outputs.open_untruncated(files))
+    writers: list[outputs.Writer] = []
+    for out in wanted:
+        if out.path == outputs.STDOUT:
+            writers.append(outputs.Writer(out.where, None))
+            continue
+        fd = next(fds)
+        if appending and out is wanted[0]:
             assert resume is not None
             os.ftruncate(fd, resume.complete)  # a record cut short is no record
             os.lseek(fd, 0, os.SEEK_END)
@@ -168,20 +172,12 @@ def open_outputs(
                 try:
                     os.write(fd, b"\n")
                 except OSError as exc:
-                    raise outputs.OutputError(f"{escape(path)}: {exc.strerror or exc}") from None
+                    raise outputs.OutputError(f"{escape(out.path)}: {exc.strerror or exc}") from None
         else:
             outputs.truncate(fd)
-        sinks[path] = outputs.Writer(path, open(fd, "w", encoding="utf-8"))  # noqa: SIM115
-    records = sinks.get(output) or outputs.Writer("standard output", None)
+        writers.append(outputs.Writer(out.where, open(fd, "w", encoding="utf-8")))  # noqa: SIM115
     present = resume.earlier.lines if appending and resume is not None else frozenset()
-    return AuditOutputs(fmt, records, sinks.get(html) if html else None, title, present, render)
-
-
-def _html_renderer() -> Callable[..., str]:
-    """audit.html.render, imported only for --html: it loads the rule table."""
-    from .html import render
-
-    return render
+    return AuditOutputs(fmt, writers[0], writers[1] if html is not None else None, title, present)
 
 
 __all__ = [
