@@ -441,9 +441,9 @@ def failure_line(exc: Exception) -> str:
 
 def exception_detail(exc: BaseException) -> str:
     """`Type: text` of a foreign exception, its text cut short."""
-    text = str(exc)
-    if len(text) > _DETAIL_CHARS:
-        text = text[:_DETAIL_CHARS] + "…"
+    from .textsafe import shortened
+
+    text = shortened(str(exc), _DETAIL_CHARS)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

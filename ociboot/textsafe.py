@@ -98,6 +98,12 @@ def unescape(text: str) -> bytes:
     return bytes(out)
 
 
+def shortened(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and `…` when it is longer: what a message quotes
+    of something it does not control (a registry's error, an exception's text)."""
+    return text if len(text) <= limit else text[:limit] + "\u2026"
+
+
 def clean(data: Any, *, raw_keys: frozenset[str] = NAME_KEYS) -> Any:
     """JSON-ready `data` with every string (keys too) escaped; a value under one of `raw_keys`
     that had to be escaped gets a sibling `<key>Base64` with its raw bytes."""
@@ -116,4 +122,4 @@ def clean(data: Any, *, raw_keys: frozenset[str] = NAME_KEYS) -> Any:
     return data
 
 
-__all__ = ["NAME_KEYS", "RAW_SUFFIX", "clean", "escape", "raw", "unescape"]
+__all__ = ["NAME_KEYS", "RAW_SUFFIX", "clean", "escape", "raw", "shortened", "unescape"]

@@ -29,10 +29,11 @@ from ..boot.rules import documented
 from ..boot.upstream import SOURCE, link_text
 from ..report import RULES_DOC_URL
 from ..textsafe import escape as _safe
+from ..textsafe import shortened
 from .record import VERDICTS, AuditRecord
 
-#: An error is shown up to this many characters (the jsonl record keeps it whole): one tag's
-#: error, as long as a record allows, must not make the page unreadable.
+#: An error is shown up to this many characters (the jsonl record keeps up to MAX_ERROR_CHARS): a
+#: tag's error, as long as a record allows, must not make the page unreadable.
 MAX_SHOWN_ERROR = 1000
 #: Characters of a repository name in the chart's label column (the full name is its tooltip).
 _CHART_LABEL = 36
@@ -276,7 +277,7 @@ def _row(index: int, r: AuditRecord, several: bool, known: dict[str, Any]) -> st
         warned = ", ".join(_rule_link(rule, known) for rule in r.warned)
         rules += f'{" " if rules else ""}<span class="warned">(warnings: {warned})</span>'
     error = r.error or ""
-    shown = error if len(error) <= MAX_SHOWN_ERROR else error[:MAX_SHOWN_ERROR] + "\u2026"
+    shown = shortened(error, MAX_SHOWN_ERROR)
     cells = [
         f'<td title="{text(r.registry)}/{text(r.repository)}">{text(_repository(r, several))}</td>',
         f"<td>{text(r.tag)}</td>" if r.listed else '<td data-sort=""><i>(not listed)</i></td>',

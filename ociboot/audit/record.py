@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..report import Outcome, Severity
-from ..textsafe import clean
+from ..textsafe import clean, shortened
 
 if TYPE_CHECKING:
     from ..pipeline import Checked
@@ -64,8 +64,8 @@ class AuditRecord:
     judged_with: str | None = None
 
     def __post_init__(self) -> None:
-        if self.error is not None and len(self.error) > MAX_ERROR_CHARS:
-            object.__setattr__(self, "error", self.error[:MAX_ERROR_CHARS] + "\u2026")
+        if self.error is not None:
+            object.__setattr__(self, "error", shortened(self.error, MAX_ERROR_CHARS))
 
     @property
     def listed(self) -> bool:
