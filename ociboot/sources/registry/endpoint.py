@@ -17,6 +17,7 @@ from typing import Any
 from ...errors import ImageNotFound, InvalidManifest, RegistryError
 from ...ref import ImageRef
 from ...spec import MAX_MANIFEST_BYTES
+from ...textsafe import shortened
 from .. import SourceOptions
 from .client import RegistryClient
 from .token import Authenticator
@@ -34,6 +35,8 @@ from .transport import (
 
 MAX_RETRY_AFTER = 10.0
 NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"})
+_FOUND = frozenset({200})
+_FOUND_OR_NOT = frozenset({200, 404})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +156,23 @@ class Endpoint:
         refused before the body is read, the body is read metered and capped, and a connection
         dropped mid-body is asked again (a GET is idempotent; --retries bounds it).  InvalidManifest
         for a document over the cap, ImageNotFound for one the registry does not have."""
+        found = self._document(url, accept, what, _FOUND)
+        assert found is not None  # (only a status in _FOUND comes back)
+        return found
+
+    def find_document(self, url: str, accept: str, what: str) -> Document | None:
+        """get_document, or None when the registry answers 404.  Only a 404: another status
+        carrying a not-found code is an error (for the referrers API, a 404 alone says the API
+        is unavailable, distribution-spec "Listing Referrers")."""
+        return self._document(url, accept, what, _FOUND_OR_NOT)
+
+    def _document(self, url: str, accept: str, what: str, allow: frozenset[int]) -> Document | None:
         attempt = 0
         while True:
-            response, transfer = self.request("GET", url, {"Accept": accept}, what)
+            response, transfer = self.request("GET", url, {"Accept": accept}, what, allow=allow)
             try:
+                if response.status_code == 404:
+                    return None
                 length = response.headers.get("Content-Length", "")
                 if length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
                     raise InvalidManifest(f"{what} is {length} bytes, over the {MAX_MANIFEST_BYTES} byte cap")
@@ -178,17 +194,6 @@ class Endpoint:
             headers.get("Link", ""),
             headers.get("Docker-Content-Digest"),
         )
-
-    def find_document(self, url: str, accept: str, what: str) -> Document | None:
-        """get_document, or None when the registry answers 404.  Only a 404: another status
-        carrying a not-found code is an error (for the referrers API, a 404 alone says the API
-        is unavailable, distribution-spec "Listing Referrers")."""
-        try:
-            return self.get_document(url, accept, what)
-        except ImageNotFound as missing:
-            if missing.status == 404:
-                return None
-            raise
 
     @staticmethod
     def _retry_after(response: Response, attempt: int) -> float:
@@ -216,7 +221,7 @@ class Endpoint:
             )
         # The reason phrase and the codes are the registry's text as much as the messages: any
         # of them may echo what we sent.
-        detail = _shortened(self.auth.scrub("; ".join(messages) or response.reason or ""))
+        detail = shortened(self.auth.scrub("; ".join(messages) or response.reason or ""), MAX_ERROR_DETAIL)
         return RegistryError(
             f"{self.host} answered {status} for {what}: {detail}".rstrip(": "),
             status=status,
@@ -228,10 +233,6 @@ class Endpoint:
 #: What an error message quotes of a registry's error body: it is the registry's text, and a
 #: message is one line (an audit record keeps it; MAX_RECORD_BYTES bounds those).
 MAX_ERROR_DETAIL = 500
-
-
-def _shortened(detail: str) -> str:
-    return detail if len(detail) <= MAX_ERROR_DETAIL else detail[:MAX_ERROR_DETAIL] + "\u2026"
 
 
 def _error_codes(body: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
