@@ -28,7 +28,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..mediatypes import INDEX_TYPES, MANIFEST_TYPES, MediaType
-from ..ref import DOCKER_HUB, ImageRef
+from ..ref import DOCKER_HUB, ImageRef, names_host
 from ..spec import MAX_DESCRIPTORS, MAX_MANIFEST_BYTES, Descriptor, ImageConfig, Index, load_json, parse_json
 from . import RawManifest, SourceOptions, deadline_of
 from ._store import Store, open_store
@@ -57,7 +57,7 @@ def normalize_name(text: str) -> str:
     if colon > slash:
         name, tag = text[:colon], text[colon + 1 :]
     first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
+    if rest and names_host(name):
         host, path = first, rest
     else:
         host, path = DOCKER_HUB, name
