@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from . import outputs, pipeline, promolist, views
     from .audit.record import AuditRecord
+    from .audit.run import Summary
     from .boot.context import Policy
     from .cache import LayerCache
     from .copy import Step
@@ -1316,7 +1317,7 @@ def audit(
                 ]
                 if not targets and not unlisted:
                     _say("error", f"{title}: no tag to audit")
-                with _audit_progress(bar, len(targets)) as shown:
+                with _audit_progress(bar, len(targets), outs.summary) as shown:
                     records = audit_run.audit(
                         targets,
                         policy,
@@ -1344,42 +1345,40 @@ def _warned(message: str) -> None:
 
 
 class _AuditShown:
-    """The audit's progress bar on a terminal (tags resolved; tags judged, with counts per
-    verdict); without one, nothing: the records are the lines."""
+    """The audit's progress bar on a terminal (tags resolved; tags judged, with the summary's
+    counts per verdict); without one, nothing: the records are the lines."""
 
-    def __init__(self, live: Progress | None, total: int) -> None:
+    def __init__(self, live: Progress | None, total: int, summary: Summary) -> None:
         self.live = live
-        self.counts = dict.fromkeys(VERDICTS, 0)
+        self.summary = summary
         if live is not None:
             self.resolving = live.add_task("tags resolved", total=total)
             self.judging = live.add_task(self._described(), total=total)
 
     def _described(self) -> str:
-        return "tags judged: " + ", ".join(f"{n} {verdict}" for verdict, n in self.counts.items())
+        return "tags judged: " + ", ".join(f"{self.summary.tags.get(v, 0)} {v}" for v in VERDICTS)
 
     def resolved(self, _target: object, _digest: object, done: int, total: int) -> None:
         if self.live is not None:
             self.live.update(self.resolving, completed=done)
 
     def judged(self, record: AuditRecord) -> None:
-        if not record.listed:  # a repository whose tags were refused: no tag of the bar's
-            return
-        self.counts[record.verdict] += 1
-        if self.live is not None:
+        """After the summary has counted `record`."""
+        if self.live is not None and record.listed:  # (a repository not listed is no tag)
             self.live.update(self.judging, advance=1, description=self._described())
 
 
 @contextmanager
-def _audit_progress(bar: bool, total: int) -> Iterator[_AuditShown]:
+def _audit_progress(bar: bool, total: int, summary: Summary) -> Iterator[_AuditShown]:
     if not bar:
-        yield _AuditShown(None, total)
+        yield _AuditShown(None, total, summary)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=_err(), transient=True
     ) as live:
-        yield _AuditShown(live, total)
+        yield _AuditShown(live, total, summary)
 
 
 def _registry_only(texts: list[str], option: str) -> None:
