@@ -1358,7 +1358,7 @@ class _AuditShown:
     def _described(self) -> str:
         return "tags judged: " + ", ".join(f"{self.summary.tags.get(v, 0)} {v}" for v in VERDICTS)
 
-    def resolved(self, _target: object, _digest: object, done: int, total: int) -> None:
+    def resolved(self, done: int) -> None:
         if self.live is not None:
             self.live.update(self.resolving, completed=done)
 

@@ -454,7 +454,7 @@ def test_judging_starts_while_tags_are_resolved(namespace: Namespace) -> None:
     first_judged: list[int] = []
     executor = OneByOne(Policy(), pipeline.Options())
 
-    def on_resolved(_target: Target, _digest: str | None, done: int, total: int) -> None:
+    def on_resolved(done: int) -> None:
         resolved.append(done)
         if executor.seen and not first_judged:
             first_judged.append(len(resolved))

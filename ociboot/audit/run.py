@@ -35,9 +35,8 @@ if TYPE_CHECKING:
     from .executor import Executor
     from .targets import Target
 
-#: on_resolved(target, digest or None, tags resolved so far, tags in all): called as each tag is
-#: resolved, in the order they finish (the CLI's progress bar).
-OnResolved = Callable[["Target", "str | None", int, int], None]
+#: on_resolved(tags resolved so far): called as each tag is resolved (the CLI's progress bar).
+OnResolved = Callable[[int], None]
 
 #: The error of a tag the executor gave no answer for (it lost one, stopped early, or failed).
 NOT_JUDGED = "the executor gave no result for its image: it was not judged"
@@ -109,7 +108,7 @@ def audit(
     waiting: dict[str, list[Target]] = {}  # that digest -> its tags so far
     # A digest judged: one record, not what check found (reports hold whole fact sheets).
     judged: dict[str, AuditRecord] = {}
-    ready: deque[AuditRecord] = deque()  # known during resolution, yielded between judgments
+    ready: deque[tuple[Target, AuditRecord]] = deque()  # known during resolution, yielded between judgments
 
     def named(record: AuditRecord, target: Target) -> AuditRecord:
         return replace(record, registry=target.registry, repository=target.repository, tag=target.tag)
@@ -117,13 +116,14 @@ def audit(
     def pinned() -> Iterator[str]:
         for target, digest, error in _resolved(targets, options, jobs, on_resolved):
             if digest is None:
-                ready.append(
-                    AuditRecord(target.registry, target.repository, target.tag, None, None, error=error)
+                unresolved = AuditRecord(
+                    target.registry, target.repository, target.tag, None, None, error=error
                 )
+                ready.append((target, unresolved))
             elif digest in stored:
-                ready.append(named(stored[digest], target))
+                ready.append((target, named(stored[digest], target)))
             elif digest in judged:  # an executor that reads its references lazily
-                ready.append(named(judged[digest], target))
+                ready.append((target, named(judged[digest], target)))
             elif digest in waiting:
                 waiting[digest].append(target)
             else:
@@ -136,8 +136,8 @@ def audit(
     recorded: set[Target] = set()
     broke: list[str] = []  # why the executor stopped answering, if it failed
     for reference, checked in _answers(executor.checked(pinned()), broke):
-        for record in _drained(ready):
-            recorded.add(_tag_of(record))
+        for target, record in _drained(ready):
+            recorded.add(target)
             yield record
         digest = handed.get(reference)
         if digest is None or digest not in waiting:
@@ -154,11 +154,13 @@ def audit(
             ),
             judged_with=key,
         )
-        for record in (one, *(named(one, target) for target in others)):
-            recorded.add(_tag_of(record))
-            yield record
-    for record in _drained(ready):
-        recorded.add(_tag_of(record))
+        recorded.add(first)
+        yield one
+        for target in others:
+            recorded.add(target)
+            yield named(one, target)
+    for target, record in _drained(ready):
+        recorded.add(target)
         yield record
     # An executor that lost an answer or ended early: what it did not judge is no pass.
     digests = {target: digest for digest, tags in waiting.items() for target in tags}
@@ -185,13 +187,7 @@ def _answers(answers: Iterator[tuple[str, Checked]], broke: list[str]) -> Iterat
         broke.append(f"the executor failed: {exception_detail(exc)}")
 
 
-def _tag_of(record: AuditRecord) -> Target:
-    from .targets import Target
-
-    return Target(record.registry, record.repository, record.tag)
-
-
-def _drained(ready: deque[AuditRecord]) -> Iterator[AuditRecord]:
+def _drained(ready: deque[tuple[Target, AuditRecord]]) -> Iterator[tuple[Target, AuditRecord]]:
     while ready:
         yield ready.popleft()
 
@@ -210,7 +206,7 @@ def _resolved(
             target = futures[future]
             digest, error = future.result()
             if on_resolved is not None:
-                on_resolved(target, digest, done, len(targets))
+                on_resolved(done)
             yield target, digest, error
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: the queued tags are not read
